@@ -1,0 +1,81 @@
+package nix
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrTimeout is returned (wrapped) when Nix ran longer than the builder's
+// timeout and was stopped.
+var ErrTimeout = errors.New("nix: build timed out")
+
+// ErrNixNotFound is returned (wrapped) when the Nix binaries cannot be found.
+var ErrNixNotFound = errors.New("nix: nix-build not found in PATH; install Nix (on Debian: apt-get install nix-bin, then run .ci/setup)")
+
+// UnknownPackagesError reports every requested name that the package set
+// does not have, sorted.
+type UnknownPackagesError struct {
+	Names []string
+}
+
+func (e *UnknownPackagesError) Error() string {
+	return "nix: unknown packages: " + strings.Join(e.Names, ", ")
+}
+
+// InvalidNameError reports a package name that does not follow the
+// attribute grammar. Such a name never reaches Nix.
+type InvalidNameError struct {
+	Name   string
+	Reason string
+}
+
+func (e *InvalidNameError) Error() string {
+	name := e.Name
+	if len(name) > 64 {
+		name = name[:64] + "..."
+	}
+	return fmt.Sprintf("nix: invalid package name %q: %s", name, e.Reason)
+}
+
+// UnsupportedSystemError reports a system the builder cannot build for.
+type UnsupportedSystemError struct {
+	System string
+	Reason string
+}
+
+func (e *UnsupportedSystemError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("nix: unsupported system %q", e.System)
+	}
+	return fmt.Sprintf("nix: unsupported system %q: %s", e.System, e.Reason)
+}
+
+// BuildError reports a failed Nix evaluation or build. Log holds the tail of
+// Nix's standard error.
+type BuildError struct {
+	Op  string // "evaluate", "build" or "query"
+	Err error  // the process error
+	Log string // the last lines of Nix's stderr
+}
+
+func (e *BuildError) Error() string {
+	msg := "nix: " + e.Op + " failed"
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	if last := lastLine(e.Log); last != "" {
+		msg += ": " + last
+	}
+	return msg
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
+}
