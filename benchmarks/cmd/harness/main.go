@@ -1,0 +1,255 @@
+// Command harness runs nixery's benchmarks and writes a report.
+//
+//	go run ./benchmarks/cmd/harness [-quick] [-out DIR] [-synthetic]
+//
+// It builds the Debian corpus (benchmarks/corpus: the machine's installed
+// Debian packages as a Nix package set; -quick builds a small subset),
+// measures the compressed size of every store path the workloads use,
+// simulates the layer-sharing workloads for every layering algorithm and
+// budget (benchmarks/sim), and writes results.md and SVG plots to DIR
+// (default benchmarks/results/latest). -synthetic uses a seeded synthetic
+// package set instead of the corpus and needs no Nix.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/nixery-go/nixery/benchmarks/corpus"
+	"github.com/nixery-go/nixery/benchmarks/report"
+	"github.com/nixery-go/nixery/benchmarks/sim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "harness:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command-line flags.
+type options struct {
+	quick, synthetic bool
+	out, workDir     string
+	images           int
+	seeds            int
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("harness", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	fs.BoolVar(&o.quick, "quick", false, "small corpus and fewer images (CI; under 2 minutes)")
+	fs.BoolVar(&o.synthetic, "synthetic", false, "use a synthetic package set instead of the Debian corpus (no Nix needed)")
+	fs.StringVar(&o.out, "out", filepath.Join("benchmarks", "results", "latest"), "directory for results.md and the SVG plots")
+	fs.StringVar(&o.workDir, "workdir", "", "corpus work directory (default: nixery-bench-corpus[-quick] in the user cache directory)")
+	fs.IntVar(&o.images, "images", 0, "images per workload (default 60, quick 50)")
+	fs.IntVar(&o.seeds, "seeds", 3, "seeds per workload shape")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.images == 0 {
+		o.images = 60
+		if o.quick {
+			o.images = 50
+		}
+	}
+	if o.images < 1 || o.seeds < 1 {
+		return nil, fmt.Errorf("-images and -seeds must be positive")
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+	start := time.Now()
+	d := &report.Data{
+		Command: "go run ./benchmarks/cmd/harness " + strings.Join(args, " "),
+		Date:    start,
+		Ours:    sim.Ours,
+		Budgets: sim.Budgets,
+	}
+	for _, a := range sim.Algorithms() {
+		d.Algorithms = append(d.Algorithms, a.Name)
+	}
+	phase := func(name string, t0 time.Time) {
+		d.Timings = append(d.Timings, report.Timing{Phase: name, Duration: time.Since(t0)})
+		log.Info("done", "phase", name, "duration", time.Since(t0).Round(time.Millisecond))
+	}
+
+	// 1. The package set.
+	t0 := time.Now()
+	var u *sim.Universe
+	var c *corpus.Corpus
+	if o.synthetic {
+		n := 400
+		if o.quick {
+			n = 120
+		}
+		u = sim.Synthetic(1, n)
+		d.Corpus = fmt.Sprintf("%s, %d store paths (NOT the real Debian corpus)", u.Name, u.Graph.Len())
+	} else {
+		wd := o.workDir
+		if wd == "" {
+			base, err := os.UserCacheDir()
+			if err != nil {
+				base = os.TempDir()
+			}
+			wd = filepath.Join(base, "nixery-bench-corpus")
+			if o.quick {
+				wd += "-quick"
+			}
+		}
+		c, err = corpus.Build(ctx, corpus.Options{Quick: o.quick, WorkDir: wd, Logger: log})
+		if err != nil {
+			return err
+		}
+		u = fromCorpus(c)
+		mode := "full"
+		if o.quick {
+			mode = "quick"
+		}
+		d.Corpus = fmt.Sprintf("real Debian corpus (%s: %d store paths, %.2f GB NAR)", mode, c.Graph.Len(), float64(c.Bytes)/1e9)
+	}
+	if err := u.Validate(); err != nil {
+		return err
+	}
+	phase("corpus", t0)
+
+	// 2. Workloads and the compressed size of every store path they use.
+	t0 = time.Now()
+	sw := sim.Sweep{Images: o.images}
+	for s := 1; s <= o.seeds; s++ {
+		sw.Seeds = append(sw.Seeds, uint64(s))
+	}
+	workloads, err := sw.Workloads(u)
+	if err != nil {
+		return err
+	}
+	paths, err := sim.Paths(u, workloads)
+	if err != nil {
+		return err
+	}
+	var sizes sim.Sizes
+	if o.synthetic {
+		sizes = sim.SyntheticSizes(u)
+		d.Sizes = "synthetic: a third of the NAR size, varied by ±20% per path"
+	} else {
+		// HOOK(layers): switch to the layers package's memoised per-path
+		// statistics once it exports them, so the sizes are exactly those
+		// nixery serves.
+		sizes, err = sim.CompressPaths(ctx, paths, runtime.GOMAXPROCS(0))
+		if err != nil {
+			return err
+		}
+		var raw, comp int64
+		for _, p := range paths {
+			q, _ := u.Graph.Lookup(p)
+			raw += q.NarSize
+			comp += sizes[p]
+		}
+		d.Sizes = fmt.Sprintf("measured: each of the %d store paths used tarred and compressed once with klauspost gzip level %d (%.2f GB NAR -> %.2f GB); a layer is the sum of its paths plus %d bytes",
+			len(paths), sim.CompressionLevel, float64(raw)/1e9, float64(comp)/1e9, sim.LayerOverhead)
+	}
+	phase("compressed sizes", t0)
+
+	// 3. The layer-sharing simulation.
+	t0 = time.Now()
+	d.Outcome, err = sw.Run(u, workloads, sizes)
+	if err != nil {
+		return err
+	}
+	phase("simulation", t0)
+
+	// 4. HOOK(speed): assembly throughput against tar|gzip and tar|pigz,
+	// manifest latency and peak RSS (benchmarks/speed) append d.Throughput
+	// and a section here. HOOK(pull): real Docker pulls of one small
+	// workload against `nixery serve` (benchmarks/pull), compared with the
+	// simulated bytes, append a section here.
+	for _, st := range stages {
+		t0 = time.Now()
+		if err := st.run(ctx, &env{opts: o, corpus: c, universe: u, workloads: workloads, sizes: sizes, data: d, log: log}); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+		phase(st.name, t0)
+	}
+
+	d.Timings = append(d.Timings, report.Timing{Phase: "total", Duration: time.Since(start)})
+	if err := report.Write(o.out, d); err != nil {
+		return err
+	}
+	chk := report.CheckTargets(d.Outcome, sim.Ours)
+	log.Info("report written", "dir", o.out, "wins", fmt.Sprintf("%d/%d", chk.Wins, chk.Cells),
+		"worst_ratio_at_max_budget", fmt.Sprintf("%.3f", chk.WorstAtMax), "total", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// env is what a later stage of the harness gets.
+type env struct {
+	opts      *options
+	corpus    *corpus.Corpus // nil with -synthetic
+	universe  *sim.Universe
+	workloads []sim.Workload
+	sizes     sim.Sizes
+	data      *report.Data
+	log       *slog.Logger
+}
+
+// stage is an optional part of the harness (speed, real pulls), registered
+// from its own file with an init function.
+type stage struct {
+	name string
+	run  func(ctx context.Context, e *env) error
+}
+
+var stages []stage
+
+// fromCorpus adapts a corpus to the simulation.
+func fromCorpus(c *corpus.Corpus) *sim.Universe {
+	u := &sim.Universe{
+		Name:       "debian corpus",
+		Graph:      c.Graph,
+		Popularity: c.Popularity,
+		Packages:   map[string]string{},
+	}
+	for a, p := range c.Packages {
+		u.Packages[a] = p
+	}
+	for _, alias := range []string{"bashInteractive", "coreutils", "moreutils", "nano"} {
+		attr := alias
+		if t, ok := c.Aliases[alias]; ok {
+			attr = t
+		}
+		if p, ok := c.Packages[attr]; ok {
+			u.Packages[alias] = p // the meta-package's own names
+			u.Shell = append(u.Shell, alias)
+			if attr != alias {
+				delete(u.Packages, attr) // one name per store path
+			}
+		}
+	}
+	for _, a := range []string{corpus.AttrCacert, corpus.AttrIanaEtc} {
+		if _, ok := c.Packages[a]; ok {
+			u.Always = append(u.Always, a)
+		}
+	}
+	return u
+}

@@ -1,0 +1,197 @@
+package sim
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nixery-go/nixery/closure"
+)
+
+// LayerOverhead is the compressed size a layer adds to the sum of its store
+// paths' compressed sizes: the gzip member holding the /nix and /nix/store
+// directory entries and the tar end-of-archive blocks.
+const LayerOverhead = 128
+
+// Sizes maps each store path to its compressed size in a layer.
+type Sizes map[string]int64
+
+// LayerSize returns the compressed size of a layer holding paths.
+func (s Sizes) LayerSize(paths []string) int64 {
+	total := int64(LayerOverhead)
+	for _, p := range paths {
+		total += s[p]
+	}
+	return total
+}
+
+// Budgets is the budget sweep of the report.
+var Budgets = []int{10, 20, 40, 60, 100}
+
+// Result is one algorithm on one workload at one budget.
+type Result struct {
+	Workload  string
+	Shape     Shape
+	Seed      uint64
+	Algorithm string
+	Budget    int
+	Images    int
+	// PullBytes is what a client pulling the images in order downloads;
+	// IdealBytes is every unique store path of the workload once.
+	PullBytes, IdealBytes int64
+	// Layers is the number of distinct layers in the workload.
+	Layers int
+	// MaxLayers and MeanLayers are layers per image.
+	MaxLayers  int
+	MeanLayers float64
+	// GroupTime is the time the algorithm took for all images.
+	GroupTime time.Duration
+}
+
+// PullRatio is PullBytes / IdealBytes.
+func (r Result) PullRatio() float64 { return ratio(r.PullBytes, r.IdealBytes) }
+
+// Registry is what a registry serving every workload stores with one
+// algorithm at one budget.
+type Registry struct {
+	Algorithm string
+	Budget    int
+	// Bytes is every distinct layer once; IdealBytes every distinct store
+	// path once.
+	Bytes, IdealBytes int64
+	Layers            int
+}
+
+// Ratio is Bytes / IdealBytes.
+func (r Registry) Ratio() float64 { return ratio(r.Bytes, r.IdealBytes) }
+
+func ratio(a, b int64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// Outcome is a whole simulation.
+type Outcome struct {
+	Results  []Result
+	Registry []Registry
+}
+
+// layerKey identifies a layer by its exact set of store paths, as nixery's
+// layer cache does.
+func layerKey(paths []string) [32]byte {
+	h := sha256.New()
+	for _, p := range paths {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	var k [32]byte
+	copy(k[:], h.Sum(nil))
+	return k
+}
+
+// Simulate lays out every image of every workload with every algorithm at
+// every budget and counts bytes. sizes must hold every store path of the
+// images.
+func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []int, sizes Sizes) (*Outcome, error) {
+	graphs := make([][]*closure.Graph, len(workloads))
+	allPaths := map[string]bool{}
+	for wi, w := range workloads {
+		for _, im := range w.Images {
+			g, err := u.Closure(im)
+			if err != nil {
+				return nil, fmt.Errorf("sim: %s: %w", w.Name(), err)
+			}
+			for _, p := range g.Paths() {
+				if _, ok := sizes[p.Path]; !ok {
+					return nil, fmt.Errorf("sim: no compressed size for %s", p.Path)
+				}
+				allPaths[p.Path] = true
+			}
+			graphs[wi] = append(graphs[wi], g)
+		}
+	}
+	var regIdeal int64
+	for p := range allPaths {
+		regIdeal += sizes[p]
+	}
+	out := &Outcome{}
+	for _, a := range algos {
+		for _, b := range budgets {
+			reg := Registry{Algorithm: a.Name, Budget: b, IdealBytes: regIdeal}
+			stored := map[[32]byte]bool{}
+			for wi, w := range workloads {
+				res := Result{Workload: w.Name(), Shape: w.Shape, Seed: w.Seed, Algorithm: a.Name, Budget: b, Images: len(w.Images)}
+				have := map[[32]byte]bool{}
+				seen := map[string]bool{}
+				total := 0
+				for _, g := range graphs[wi] {
+					start := time.Now()
+					ls := a.Group(g, u.Popularity, b)
+					res.GroupTime += time.Since(start)
+					if err := checkLayers(g, ls, b); err != nil {
+						return nil, fmt.Errorf("sim: %s on %s at budget %d: %w", a.Name, w.Name(), b, err)
+					}
+					total += len(ls)
+					res.MaxLayers = max(res.MaxLayers, len(ls))
+					for _, l := range ls {
+						k := layerKey(l)
+						size := sizes.LayerSize(l)
+						if !have[k] {
+							have[k] = true
+							res.PullBytes += size
+						}
+						if !stored[k] {
+							stored[k] = true
+							reg.Bytes += size
+							reg.Layers++
+						}
+					}
+					for _, p := range g.Paths() {
+						if !seen[p.Path] {
+							seen[p.Path] = true
+							res.IdealBytes += sizes[p.Path]
+						}
+					}
+				}
+				res.Layers = len(have)
+				res.MeanLayers = float64(total) / float64(len(graphs[wi]))
+				out.Results = append(out.Results, res)
+			}
+			out.Registry = append(out.Registry, reg)
+		}
+	}
+	return out, nil
+}
+
+// checkLayers verifies that ls partitions g's paths into at most budget
+// sorted layers.
+func checkLayers(g *closure.Graph, ls [][]string, budget int) error {
+	if len(ls) > budget {
+		return fmt.Errorf("%d layers over the budget", len(ls))
+	}
+	seen := map[string]bool{}
+	for _, l := range ls {
+		if len(l) == 0 {
+			return fmt.Errorf("empty layer")
+		}
+		if !sort.StringsAreSorted(l) {
+			return fmt.Errorf("layer not sorted")
+		}
+		for _, p := range l {
+			if seen[p] {
+				return fmt.Errorf("%s in two layers", p)
+			}
+			if g.Index(p) < 0 {
+				return fmt.Errorf("%s is not in the image", p)
+			}
+			seen[p] = true
+		}
+	}
+	if len(seen) != g.Len() {
+		return fmt.Errorf("layers hold %d of %d paths", len(seen), g.Len())
+	}
+	return nil
+}
