@@ -1,0 +1,224 @@
+package layers
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// A member cache entry is one file holding the gzip members of one store
+// path, behind a fixed header:
+//
+//	offset  size  field
+//	0       8     magic "NXMEMB01"
+//	8       8     tar bytes of the path's segment, big endian
+//	16      8     compressed bytes that follow the header, big endian
+//	24      32    sha256 of those compressed bytes
+//	56            the members
+//
+// The header is written last (the file is created in the cache's tmp
+// directory and renamed into place once complete), and every use checks the
+// file's length against the header and the members against the sha256 while
+// streaming them, so a truncated or corrupt entry is detected, removed and
+// rebuilt rather than served.
+const (
+	memberMagic     = "NXMEMB01"
+	memberHeaderLen = 56
+)
+
+// memberHeader is the header of a member cache entry.
+type memberHeader struct {
+	tarSize, compSize int64
+	sum               [sha256.Size]byte
+}
+
+func (h *memberHeader) marshal() []byte {
+	b := make([]byte, memberHeaderLen)
+	copy(b, memberMagic)
+	binary.BigEndian.PutUint64(b[8:], uint64(h.tarSize))
+	binary.BigEndian.PutUint64(b[16:], uint64(h.compSize))
+	copy(b[24:], h.sum[:])
+	return b
+}
+
+// errCorrupt marks a cache entry that failed a check.
+var errCorrupt = errors.New("layers: corrupt cache entry")
+
+// openMember opens a member cache entry and checks its header and length.
+// It returns an error wrapping os.ErrNotExist if there is no entry, and one
+// wrapping errCorrupt if the entry is damaged.
+func openMember(name string) (*os.File, memberHeader, error) {
+	var h memberHeader
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, h, err
+	}
+	var b [memberHeaderLen]byte
+	if _, err := io.ReadFull(f, b[:]); err != nil {
+		f.Close()
+		return nil, h, fmt.Errorf("%w: %s: short header", errCorrupt, name)
+	}
+	h.tarSize = int64(binary.BigEndian.Uint64(b[8:]))
+	h.compSize = int64(binary.BigEndian.Uint64(b[16:]))
+	copy(h.sum[:], b[24:])
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, h, err
+	}
+	if string(b[:8]) != memberMagic || h.tarSize <= 0 || h.tarSize%tarBlock != 0 || h.compSize <= 0 ||
+		fi.Size() != memberHeaderLen+h.compSize {
+		f.Close()
+		return nil, h, fmt.Errorf("%w: %s: bad header or length", errCorrupt, name)
+	}
+	return f, h, nil
+}
+
+// memberTemp is a member cache entry being written.
+type memberTemp struct {
+	f       *os.File
+	h       hash.Hash
+	n       int64
+	tarSize int64
+}
+
+func newMemberTemp(dir string) (*memberTemp, error) {
+	f, err := os.CreateTemp(dir, "member-*")
+	if err != nil {
+		return nil, fmt.Errorf("layers: member cache: %w", err)
+	}
+	if _, err := f.Write(make([]byte, memberHeaderLen)); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("layers: member cache: %w", err)
+	}
+	return &memberTemp{f: f, h: sha256.New()}, nil
+}
+
+func (m *memberTemp) Write(p []byte) (int, error) {
+	n, err := m.f.Write(p)
+	m.h.Write(p[:n])
+	m.n += int64(n)
+	return n, err
+}
+
+// commit writes the header and renames the entry into place as name. The
+// entry is not fsync'd: it is checked on every use, and after a power loss
+// a damaged entry is rebuilt.
+func (m *memberTemp) commit(name string, tarSize int64) (memberHeader, error) {
+	h := memberHeader{tarSize: tarSize, compSize: m.n}
+	m.h.Sum(h.sum[:0])
+	if _, err := m.f.WriteAt(h.marshal(), 0); err != nil {
+		m.discard()
+		return h, fmt.Errorf("layers: member cache: %w", err)
+	}
+	if err := m.f.Close(); err != nil {
+		m.discard()
+		return h, fmt.Errorf("layers: member cache: %w", err)
+	}
+	if err := os.Rename(m.f.Name(), name); err != nil {
+		os.Remove(m.f.Name())
+		return h, fmt.Errorf("layers: member cache: %w", err)
+	}
+	return h, nil
+}
+
+func (m *memberTemp) discard() {
+	m.f.Close()
+	os.Remove(m.f.Name())
+}
+
+// layerEntry is a layer cache entry, stored as JSON in
+// cacheDir/layers/<key>.json where key is the hex sha256 of the format ID and
+// the sorted store paths (see [layerKey]). It repeats the format and paths
+// so that an entry can be checked against the request it answers.
+type layerEntry struct {
+	Format string   `json:"format"`
+	Paths  []string `json:"paths"`
+	Digest string   `json:"digest"`
+	DiffID string   `json:"diffID"`
+	Size   int64    `json:"size"`
+}
+
+// layerKey is the layer cache key of a sorted, deduplicated set of store
+// paths.
+func layerKey(format string, paths []string) string {
+	h := sha256.New()
+	io.WriteString(h, format)
+	for _, p := range paths {
+		io.WriteString(h, "\n")
+		io.WriteString(h, p)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// readLayerEntry reads and checks a layer cache entry.
+func readLayerEntry(name, format string, paths []string) (Descriptor, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return Descriptor{}, err
+	}
+	var e layerEntry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return Descriptor{}, fmt.Errorf("%w: %s: %v", errCorrupt, name, err)
+	}
+	if e.Format != format || strings.Join(e.Paths, "\n") != strings.Join(paths, "\n") || e.Size <= 0 {
+		return Descriptor{}, fmt.Errorf("%w: %s: does not match the request", errCorrupt, name)
+	}
+	d := Descriptor{Size: e.Size}
+	if d.Digest, err = ParseDigest(e.Digest); err != nil {
+		return Descriptor{}, fmt.Errorf("%w: %s: %v", errCorrupt, name, err)
+	}
+	if d.DiffID, err = ParseDigest(e.DiffID); err != nil {
+		return Descriptor{}, fmt.Errorf("%w: %s: %v", errCorrupt, name, err)
+	}
+	return d, nil
+}
+
+// writeLayerEntry stores a layer cache entry atomically.
+func writeLayerEntry(name, tmpDir, format string, paths []string, d Descriptor) error {
+	b, err := json.Marshal(layerEntry{Format: format, Paths: paths, Digest: d.Digest.String(), DiffID: d.DiffID.String(), Size: d.Size})
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(name, tmpDir, b)
+}
+
+// writeFileAtomic writes data to a temporary file in tmpDir and renames it
+// to name.
+func writeFileAtomic(name, tmpDir string, data []byte) error {
+	f, err := os.CreateTemp(tmpDir, "entry-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), name)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+// hashOf returns the sha256 digest in h.
+func hashOf(h hash.Hash) v1.Hash {
+	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", h.Sum(nil))}
+}
+
+// memberDirName is the directory of the member cache for a format.
+func memberDirName(cacheDir, format string) string {
+	return filepath.Join(cacheDir, "members", fmt.Sprintf("%x", sha256.Sum256([]byte(format)))[:16])
+}
