@@ -86,7 +86,7 @@ func customisation(root fs.FS, pkgs []Package) (*node, error) {
 	for _, d := range forestDirs {
 		var srcs []string
 		for _, p := range pkgs {
-			src := path.Join(p.Path, d)
+			src := strings.TrimPrefix(path.Join(p.Path, d), "/")
 			if isDir(root, src) {
 				srcs = append(srcs, src)
 			}
@@ -116,8 +116,8 @@ func customisation(root fs.FS, pkgs []Package) (*node, error) {
 	// /usr/bin/env: coreutils' env, or whatever /bin/env links to.
 	env := ""
 	for _, p := range pkgs {
-		if strings.EqualFold(p.Attr, "coreutils") && isFile(root, path.Join(p.Path, "bin/env")) {
-			env = "/" + path.Join(p.Path, "bin/env")
+		if strings.EqualFold(p.Attr, "coreutils") && isFile(root, strings.TrimPrefix(path.Join(p.Path, "bin/env"), "/")) {
+			env = path.Join(p.Path, "bin/env")
 			break
 		}
 	}
