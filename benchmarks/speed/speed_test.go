@@ -1,0 +1,285 @@
+package speed
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nixery-go/nixery/closure"
+)
+
+func TestMain(m *testing.M) {
+	if n := os.Getenv("SPEED_TEST_ALLOC_MIB"); n != "" {
+		// Child process of TestRunUsage: touch n MiB and exit.
+		var mib int
+		fmt.Sscan(n, &mib)
+		b := make([]byte, mib<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		os.Exit(int(b[len(b)-4096]) - 1)
+	}
+	os.Exit(m.Run())
+}
+
+func TestParseWrk(t *testing.T) {
+	data, err := os.ReadFile("testdata/wrk-200.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ParseWrk(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := WrkResult{
+		Requests: 104775, RequestsPerSec: 52170.55, BytesPerSec: 55.67 * (1 << 20),
+		P50: 1060 * time.Microsecond, P75: 2310 * time.Microsecond,
+		P90: 3920 * time.Microsecond, P99: 7290 * time.Microsecond,
+	}
+	if *r != want {
+		t.Errorf("ParseWrk =\n%+v\nwant\n%+v", *r, want)
+	}
+
+	data, err = os.ReadFile("testdata/wrk-errors.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err = ParseWrk(data); err != nil {
+		t.Fatal(err)
+	}
+	if r.NonSuccess != 50722 || r.SocketErrors != 5 || r.P50 != 129*time.Microsecond || r.P90 != 2150*time.Microsecond {
+		t.Errorf("ParseWrk(errors) = %+v", *r)
+	}
+
+	for _, bad := range []string{
+		"",
+		strings.Replace(string(data), "     50%  129.00us\n", "", 1),
+		strings.Replace(string(data), "129.00us", "129.00xs", 1),
+		strings.Replace(string(data), "49.43MB", "49.43QB", 1),
+		strings.Replace(string(data), "Requests/sec:  46028.27", "", 1),
+	} {
+		if _, err := ParseWrk([]byte(bad)); !errors.Is(err, ErrWrkOutput) {
+			t.Errorf("ParseWrk(%.40q...) error = %v, want ErrWrkOutput", bad, err)
+		}
+	}
+}
+
+func FuzzParseWrk(f *testing.F) {
+	for _, name := range []string{"testdata/wrk-200.txt", "testdata/wrk-errors.txt"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseWrk(data)
+		if err != nil {
+			if !errors.Is(err, ErrWrkOutput) {
+				t.Fatalf("error does not wrap ErrWrkOutput: %v", err)
+			}
+			return
+		}
+		if r.P50 < 0 || r.BytesPerSec < 0 {
+			t.Fatalf("negative figures: %+v", r)
+		}
+	})
+}
+
+func requireTools(t *testing.T, tools ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs external tools; skipped in -short mode")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: this test needs it (run .ci/setup)", tool)
+		}
+	}
+}
+
+// TestManifestLatency runs real wrk against a handler serving a manifest
+// and against the bare baseline.
+func TestManifestLatency(t *testing.T) {
+	requireTools(t, "wrk")
+	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`)
+	var hits, badAccept atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept") != "application/vnd.docker.distribution.manifest.v2+json" {
+			badAccept.Add(1)
+			http.Error(w, "want a Docker Accept header", http.StatusNotAcceptable)
+			return
+		}
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+		w.Header().Set("Docker-Content-Digest", "sha256:0000")
+		w.Write(body)
+	}))
+	defer srv.Close()
+	c, err := ManifestLatency(context.Background(), WrkOptions{
+		URL:      srv.URL + "/v2/shell/manifests/latest",
+		Duration: time.Second,
+		Header:   http.Header{"Accept": {"application/vnd.docker.distribution.manifest.v2+json"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Bytes != int64(len(body)) {
+		t.Errorf("Bytes = %d, want %d", c.Bytes, len(body))
+	}
+	for _, r := range []*WrkResult{c.Server, c.Baseline} {
+		if r.Requests < 100 || r.RequestsPerSec <= 0 || r.P50 <= 0 || r.P99 < r.P50 || r.Connections != 64 {
+			t.Errorf("implausible result %+v", *r)
+		}
+	}
+	if badAccept.Load() > 0 || hits.Load() < c.Server.Requests {
+		t.Errorf("server saw %d requests (%d without the Accept header), wrk reported %d", hits.Load(), badAccept.Load(), c.Server.Requests)
+	}
+	if c.RequestsRatio() <= 0 || c.MedianRatio() <= 0 {
+		t.Errorf("ratios %v %v", c.RequestsRatio(), c.MedianRatio())
+	}
+
+	// A failing server is an error, not a figure.
+	bad := httptest.NewServer(http.NotFoundHandler())
+	defer bad.Close()
+	if _, err := ManifestLatency(context.Background(), WrkOptions{URL: bad.URL, Duration: time.Second}); err == nil {
+		t.Error("ManifestLatency of a 404 succeeded")
+	}
+}
+
+func TestBlobThroughput(t *testing.T) {
+	requireTools(t, "wrk")
+	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
+	}))
+	defer srv.Close()
+	c, err := BlobThroughput(context.Background(), WrkOptions{URL: srv.URL + "/blob", Duration: time.Second}, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Bytes != int64(len(blob)) {
+		t.Errorf("Bytes = %d, want %d", c.Bytes, len(blob))
+	}
+	// Each response is 16 MiB, so bytes per second is at least
+	// requests per second times that, give or take wrk's rounding.
+	for _, r := range []*WrkResult{c.Server, c.Baseline} {
+		if r.Requests == 0 || r.BytesPerSec < 0.9*r.RequestsPerSec*float64(len(blob)) || r.Connections != 4 {
+			t.Errorf("implausible result %+v", *r)
+		}
+	}
+}
+
+// fakeStore writes n store paths of about size bytes each below root: half
+// text (compressible), half random.
+func fakeStore(t *testing.T, root string, n, size int) []closure.Path {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	const b32 = "0123456789abcdfghijklmnpqrsvwxyz"
+	var out []closure.Path
+	for i := 0; i < n; i++ {
+		h := make([]byte, 32)
+		for j := range h {
+			h[j] = b32[rng.IntN(32)]
+		}
+		p := fmt.Sprintf("/nix/store/%s-pkg%d-1.0", h, i)
+		dir := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		text := bytes.Repeat([]byte(fmt.Sprintf("line %d of package %d\n", i, i)), size/2/24)
+		random := make([]byte, size/2)
+		for j := range random {
+			random[j] = byte(rng.Uint32())
+		}
+		if err := os.WriteFile(filepath.Join(dir, "share.txt"), text, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "bin", "prog"), random, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("bin/prog", filepath.Join(dir, "link")); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, closure.Path{Path: p, NarSize: int64(len(text) + len(random) + 1000)})
+	}
+	return out
+}
+
+func TestAssembly(t *testing.T) {
+	requireTools(t, "tar", "gzip", "pigz")
+	root := t.TempDir()
+	paths := fakeStore(t, root, 12, 1<<20)
+	var lopts = AssemblyOptions{Paths: paths, Layers: 4, TmpDir: t.TempDir(), Baselines: true}
+	lopts.Layer.Root = root
+	res, err := Assembly(context.Background(), lopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Paths != 12 || res.Layers != 4 {
+		t.Errorf("Paths, Layers = %d, %d", res.Paths, res.Layers)
+	}
+	var input int64
+	for _, p := range paths {
+		input += p.NarSize
+	}
+	for _, th := range []Throughput{res.Cold, res.Warm, res.Cached, res.TarGzip, res.TarPigz} {
+		if th.InputBytes != input || th.Duration <= 0 || th.BytesPerSec() <= 0 {
+			t.Errorf("%s: %+v", th.Name, th)
+		}
+		// Half of every path is random, half text: the output is
+		// a bit over half the input.
+		if r := th.Ratio(); r < 0.45 || r > 0.6 {
+			t.Errorf("%s: compression ratio %.3f, want about 0.5", th.Name, r)
+		}
+	}
+	// Layers hold one gzip header and trailer member each, and every
+	// path's members once: regrouping into as many layers gives the same
+	// total size, and the cached run finds the cold run's blobs.
+	if res.Warm.OutputBytes != res.Cold.OutputBytes || res.Cached.OutputBytes != res.Cold.OutputBytes {
+		t.Errorf("cold %d, warm %d, cached %d bytes", res.Cold.OutputBytes, res.Warm.OutputBytes, res.Cached.OutputBytes)
+	}
+	if _, err := Assembly(context.Background(), AssemblyOptions{}); err == nil {
+		t.Error("Assembly without paths succeeded")
+	}
+}
+
+func TestSplit(t *testing.T) {
+	names := []string{"a", "b", "c", "d", "e", "f", "g"}
+	got := fmt.Sprint(split(names, 3, 0), split(names, 3, 1))
+	if want := "[[a b] [c d] [e f g]] [[b c] [d e] [f g a]]"; got != want {
+		t.Errorf("split = %s, want %s", got, want)
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SPEED_TEST_ALLOC_MIB=200")
+	u, err := Run(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.MaxRSS < 200<<20 || u.MaxRSS > 1<<30 {
+		t.Errorf("MaxRSS = %d, want about 200 MiB", u.MaxRSS)
+	}
+	if u.Wall <= 0 || u.User+u.System <= 0 {
+		t.Errorf("usage %+v", u)
+	}
+	if _, err := UsageOf(nil); !errors.Is(err, ErrNoUsage) {
+		t.Errorf("UsageOf(nil) = %v", err)
+	}
+}

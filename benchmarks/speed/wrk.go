@@ -1,0 +1,348 @@
+package speed
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrWrkOutput is wrapped by errors about output of wrk that cannot be
+// parsed.
+var ErrWrkOutput = errors.New("speed: cannot parse wrk output")
+
+// WrkOptions configure one run of the wrk load generator.
+type WrkOptions struct {
+	// URL is the address to load, on 127.0.0.1.
+	URL string
+	// Connections is wrk's -c; 0 means 64.
+	Connections int
+	// Threads is wrk's -t; 0 means 2 (the machine's cores).
+	Threads int
+	// Duration is wrk's -d, rounded to whole seconds; 0 means 5 s.
+	Duration time.Duration
+	// Header holds request headers sent with every request (wrk -H).
+	Header http.Header
+}
+
+// WrkResult is what wrk reported for one run.
+type WrkResult struct {
+	// Requests is the number of requests completed.
+	Requests int64
+	// RequestsPerSec is wrk's Requests/sec.
+	RequestsPerSec float64
+	// BytesPerSec is wrk's Transfer/sec, in bytes (wrk's units are
+	// powers of 1024).
+	BytesPerSec float64
+	// P50, P75, P90 and P99 are the latency percentiles of wrk's
+	// --latency distribution.
+	P50, P75, P90, P99 time.Duration
+	// NonSuccess counts responses with a status outside 2xx and 3xx.
+	NonSuccess int64
+	// SocketErrors sums wrk's connect, read, write and timeout errors.
+	SocketErrors int64
+	// Connections and Duration are the settings used.
+	Connections int
+	Duration    time.Duration
+}
+
+// Wrk runs wrk (without a Lua script) against opts.URL and parses its
+// --latency report. wrk must be in PATH (Debian: apt-get install wrk).
+func Wrk(ctx context.Context, opts WrkOptions) (*WrkResult, error) {
+	if opts.Connections <= 0 {
+		opts.Connections = 64
+	}
+	if opts.Threads <= 0 {
+		opts.Threads = 2
+	}
+	if opts.Threads > opts.Connections {
+		opts.Threads = opts.Connections
+	}
+	if opts.Duration <= 0 {
+		opts.Duration = 5 * time.Second
+	}
+	secs := int(opts.Duration.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		return nil, fmt.Errorf("speed: wrk not found in PATH (Debian: apt-get install wrk): %w", err)
+	}
+	args := []string{"-c", strconv.Itoa(opts.Connections), "-t", strconv.Itoa(opts.Threads),
+		"-d", strconv.Itoa(secs) + "s", "--latency", "--timeout", "10s"}
+	for k, vs := range opts.Header {
+		for _, v := range vs {
+			args = append(args, "-H", k+": "+v)
+		}
+	}
+	args = append(args, opts.URL)
+	cmd := exec.CommandContext(ctx, wrk, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("speed: wrk %s: %w: %s", opts.URL, err, strings.TrimSpace(stderr.String()))
+	}
+	res, err := ParseWrk(stdout.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	res.Connections, res.Duration = opts.Connections, time.Duration(secs)*time.Second
+	return res, nil
+}
+
+// ParseWrk parses the report wrk 4 prints with --latency:
+//
+//	  Latency Distribution
+//	     50%    1.06ms
+//	     ...
+//	  104775 requests in 2.01s, 111.81MB read
+//	  Socket errors: connect 0, read 3, write 0, timeout 2
+//	  Non-2xx or 3xx responses: 50722
+//	Requests/sec:  52170.55
+//	Transfer/sec:     55.67MB
+//
+// The percentiles, request count, Requests/sec and Transfer/sec are
+// required.
+func ParseWrk(out []byte) (*WrkResult, error) {
+	r := &WrkResult{}
+	var have struct{ p50, p75, p90, p99, reqs, rps, tps bool }
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && strings.HasSuffix(f[0], "%"):
+			d, err := parseWrkDuration(f[1])
+			if err != nil {
+				return nil, err
+			}
+			switch f[0] {
+			case "50%":
+				r.P50, have.p50 = d, true
+			case "75%":
+				r.P75, have.p75 = d, true
+			case "90%":
+				r.P90, have.p90 = d, true
+			case "99%":
+				r.P99, have.p99 = d, true
+			}
+		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
+			n, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %q", ErrWrkOutput, line)
+			}
+			r.Requests, have.reqs = n, true
+		case strings.HasPrefix(line, "Socket errors:"):
+			for _, part := range strings.Split(strings.TrimPrefix(line, "Socket errors:"), ",") {
+				kv := strings.Fields(part)
+				if len(kv) != 2 {
+					return nil, fmt.Errorf("%w: %q", ErrWrkOutput, line)
+				}
+				n, err := strconv.ParseInt(kv[1], 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %q", ErrWrkOutput, line)
+				}
+				r.SocketErrors += n
+			}
+		case strings.HasPrefix(line, "Non-2xx or 3xx responses:"):
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimPrefix(line, "Non-2xx or 3xx responses:")), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %q", ErrWrkOutput, line)
+			}
+			r.NonSuccess = n
+		case strings.HasPrefix(line, "Requests/sec:"):
+			v, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimPrefix(line, "Requests/sec:")), 64)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %q", ErrWrkOutput, line)
+			}
+			r.RequestsPerSec, have.rps = v, true
+		case strings.HasPrefix(line, "Transfer/sec:"):
+			v, err := parseWrkBytes(strings.TrimSpace(strings.TrimPrefix(line, "Transfer/sec:")))
+			if err != nil {
+				return nil, err
+			}
+			r.BytesPerSec, have.tps = v, true
+		}
+	}
+	if !(have.p50 && have.p75 && have.p90 && have.p99 && have.reqs && have.rps && have.tps) {
+		return nil, fmt.Errorf("%w: missing latency distribution or totals (was --latency given?)", ErrWrkOutput)
+	}
+	return r, nil
+}
+
+// parseWrkDuration parses wrk's time format: a number with unit us, ms, s,
+// m or h.
+func parseWrkDuration(s string) (time.Duration, error) {
+	units := []struct {
+		suffix string
+		unit   float64
+	}{{"us", 1e3}, {"ms", 1e6}, {"s", 1e9}, {"m", 60e9}, {"h", 3600e9}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseFloat(num, 64)
+			if err != nil || v < 0 {
+				break
+			}
+			return time.Duration(v * u.unit), nil
+		}
+	}
+	return 0, fmt.Errorf("%w: duration %q", ErrWrkOutput, s)
+}
+
+// parseWrkBytes parses wrk's byte format: a number with unit B, KB, MB, GB
+// or TB, in powers of 1024.
+func parseWrkBytes(s string) (float64, error) {
+	units := []struct {
+		suffix string
+		unit   float64
+	}{{"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseFloat(num, 64)
+			if err != nil || v < 0 {
+				break
+			}
+			return v * u.unit, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: size %q", ErrWrkOutput, s)
+}
+
+// Comparison is one load test run side by side against a server under test
+// and a bare net/http baseline answering the same bytes.
+type Comparison struct {
+	// Server is the server under test, Baseline the bare handler.
+	Server, Baseline *WrkResult
+	// Bytes is the size of the response body.
+	Bytes int64
+}
+
+// RequestsRatio is Server's requests per second over Baseline's.
+func (c *Comparison) RequestsRatio() float64 {
+	return c.Server.RequestsPerSec / c.Baseline.RequestsPerSec
+}
+
+// MedianRatio is Server's median latency over Baseline's.
+func (c *Comparison) MedianRatio() float64 {
+	return float64(c.Server.P50) / float64(c.Baseline.P50)
+}
+
+// ThroughputRatio is Server's bytes per second over Baseline's.
+func (c *Comparison) ThroughputRatio() float64 {
+	return c.Server.BytesPerSec / c.Baseline.BytesPerSec
+}
+
+// ManifestLatency measures a cached manifest GET under load: it fetches
+// opts.URL once (which also makes sure the image is built and cached), then
+// runs wrk against it with opts' connections (64 by default), and against a
+// bare net/http handler on 127.0.0.1 that writes the same body with the
+// same Content-Type and Docker-Content-Digest, side by side. Every response
+// must be a success.
+func ManifestLatency(ctx context.Context, opts WrkOptions) (*Comparison, error) {
+	body, hdr, err := fetch(ctx, opts.URL, opts.Header)
+	if err != nil {
+		return nil, err
+	}
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", hdr.Get("Content-Type"))
+		h.Set("Docker-Content-Digest", hdr.Get("Docker-Content-Digest"))
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	})
+	return compare(ctx, opts, bare, int64(len(body)))
+}
+
+// BlobThroughput measures blob GET throughput: it downloads opts.URL once
+// into a temporary file in tmpDir, then runs wrk against the server (4
+// connections by default, since each response is large) and against
+// [http.ServeFile] of that file, side by side.
+func BlobThroughput(ctx context.Context, opts WrkOptions, tmpDir string) (*Comparison, error) {
+	if opts.Connections <= 0 {
+		opts.Connections = 4
+	}
+	f, err := os.CreateTemp(tmpDir, "blob-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	n, err := io.Copy(f, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("speed: GET %s: %s", opts.URL, resp.Status)
+	}
+	name, _ := filepath.Abs(f.Name())
+	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, name) })
+	return compare(ctx, opts, bare, n)
+}
+
+func compare(ctx context.Context, opts WrkOptions, bare http.Handler, size int64) (*Comparison, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: bare}
+	go srv.Serve(ln)
+	defer srv.Close()
+	c := &Comparison{Bytes: size}
+	if c.Server, err = Wrk(ctx, opts); err != nil {
+		return nil, err
+	}
+	base := opts
+	base.URL = "http://" + ln.Addr().String() + "/"
+	if c.Baseline, err = Wrk(ctx, base); err != nil {
+		return nil, err
+	}
+	for _, r := range []*WrkResult{c.Server, c.Baseline} {
+		if r.NonSuccess > 0 || r.Requests == 0 {
+			return nil, fmt.Errorf("speed: %d of %d responses failed", r.NonSuccess, r.Requests)
+		}
+	}
+	return c, nil
+}
+
+func fetch(ctx context.Context, url string, hdr http.Header) ([]byte, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("speed: GET %s: %s: %.200s", url, resp.Status, body)
+	}
+	return body, resp.Header, nil
+}
