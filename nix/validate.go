@@ -8,7 +8,7 @@ const MaxNameLength = 128
 // ValidateName checks name against the grammar of a (possibly nested)
 // attribute path: components separated by single dots, each starting with a
 // letter, digit or underscore and continuing with letters, digits, '_', '-'
-// or '\''. Only ASCII is accepted. Anything else, including every piece of
+// or '\”. Only ASCII is accepted. Anything else, including every piece of
 // Nix syntax, is an [*InvalidNameError] before Nix is ever run.
 func ValidateName(name string) error {
 	bad := func(reason string) error { return &InvalidNameError{Name: name, Reason: reason} }

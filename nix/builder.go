@@ -1,0 +1,314 @@
+package nix
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nixery-go/nixery/closure"
+)
+
+//go:embed resolve.nix
+var resolveExpr string
+
+// DefaultTimeout bounds one [Builder.Build] unless [Options.Timeout] says
+// otherwise (NIX_TIMEOUT in the server).
+const DefaultTimeout = 60 * time.Second
+
+// DefaultNixConfig is the Nix configuration given to every Nix process
+// unless [Options.NixConfig] says otherwise: single-user, offline, no
+// sandbox, and the nix command enabled for `nix path-info`. With it, Nix
+// runs as root without /etc/nix/nix.conf and without a daemon.
+const DefaultNixConfig = `substituters =
+build-users-group =
+sandbox = false
+experimental-features = nix-command`
+
+// NoNixConfig, as [Options.NixConfig], adds no configuration at all: Nix
+// then reads only nix.conf and the NIX_CONFIG of the environment.
+const NoNixConfig = "-"
+
+// Systems are the systems a [Request] may name.
+var Systems = []string{"x86_64-linux", "aarch64-linux"}
+
+// DefaultSystem is used when a [Request] names none.
+const DefaultSystem = "x86_64-linux"
+
+// Options configure a [Builder]. The zero value is usable.
+type Options struct {
+	// Timeout bounds one Build, all Nix processes together; on expiry the
+	// processes are killed and Build returns an error wrapping
+	// [ErrTimeout]. Zero means [DefaultTimeout].
+	Timeout time.Duration
+	// MaxConcurrent bounds how many Builds run Nix at once; others wait.
+	// Zero means runtime.NumCPU().
+	MaxConcurrent int
+	// Logger receives one record per Nix command (with its duration) and
+	// Nix's standard error (Debug on success, Error on failure). Nil
+	// discards.
+	Logger *slog.Logger
+	// NixDir is the directory holding nix-instantiate, nix-store and nix.
+	// Empty means a PATH lookup.
+	NixDir string
+	// NixConfig is put in front of the NIX_CONFIG of every Nix process.
+	// Empty means [DefaultNixConfig]; [NoNixConfig] adds nothing.
+	NixConfig string
+	// GCRootDir, when set, receives an indirect GC root for the outputs of
+	// every Build, so that `nix-collect-garbage` keeps them.
+	GCRootDir string
+}
+
+// Builder realises packages of a [Source] with Nix and reports their
+// runtime closure. It is safe for concurrent use.
+type Builder struct {
+	src  Source
+	opts Options
+	env  []string
+	sem  chan struct{}
+	run  runFunc
+}
+
+// NewBuilder returns a builder for packages of src.
+func NewBuilder(src Source, opts Options) *Builder {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = runtime.NumCPU()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	config := opts.NixConfig
+	switch config {
+	case "":
+		config = DefaultNixConfig
+	case NoNixConfig:
+		config = ""
+	}
+	b := &Builder{
+		src:  src,
+		opts: opts,
+		env:  mergeEnv(os.Environ(), config),
+		sem:  make(chan struct{}, opts.MaxConcurrent),
+	}
+	b.run = b.execNix
+	return b
+}
+
+// Source returns the builder's package source.
+func (b *Builder) Source() Source { return b.src }
+
+// Request asks for packages of one package set.
+type Request struct {
+	// Packages are attribute names, possibly dotted ("python3Packages.six").
+	Packages []string
+	// System is "x86_64-linux" (the default when empty) or "aarch64-linux".
+	System string
+	// Tag is the image tag; it selects the version of a git source.
+	Tag string
+}
+
+// Package is one requested name and what it resolved to.
+type Package struct {
+	// Name is the name as requested, e.g. "bashinteractive".
+	Name string
+	// Attr is the attribute path it resolved to, e.g. "bashInteractive".
+	Attr string
+	// Path is the store path of the package's default output.
+	Path string
+}
+
+// Result is a realised request.
+type Result struct {
+	// Graph is the runtime closure of the requested outputs, which are its
+	// roots.
+	Graph *closure.Graph
+	// Packages has one entry per requested name, in request order.
+	Packages []Package
+}
+
+// resolved is resolve.nix's answer.
+type resolved struct {
+	Unknown  []string `json:"unknown"`
+	Packages []struct {
+		Name     string `json:"name"`
+		AttrPath string `json:"attrPath"`
+		Drv      string `json:"drv"`
+		Out      string `json:"out"`
+	} `json:"packages"`
+}
+
+// Build resolves, realises and queries req:
+//
+//  1. every name is checked with [ValidateName] and the system against
+//     [Systems] (and the source's own list), before any Nix runs;
+//  2. nix-instantiate evaluates resolve.nix with the request as a JSON
+//     string, which looks the names up and writes the derivations;
+//     unknown names are reported together as [*UnknownPackagesError];
+//  3. nix-store --realise builds the derivations;
+//  4. nix path-info --json --recursive reports the closure, parsed with
+//     [closure.ParsePathInfo].
+//
+// The whole Build is bounded by [Options.Timeout].
+func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
+	if len(req.Packages) == 0 {
+		return nil, errors.New("nix: no packages requested")
+	}
+	for _, n := range req.Packages {
+		if err := ValidateName(n); err != nil {
+			return nil, err
+		}
+	}
+	system := req.System
+	if system == "" {
+		system = DefaultSystem
+	}
+	if !slices.Contains(Systems, system) {
+		return nil, &UnsupportedSystemError{System: system, Reason: "supported: " + strings.Join(Systems, ", ")}
+	}
+	imp, err := b.src.Import(req.Tag)
+	if err != nil {
+		return nil, err
+	}
+	if len(imp.Systems) > 0 && !slices.Contains(imp.Systems, system) {
+		return nil, &UnsupportedSystemError{
+			System: system,
+			Reason: fmt.Sprintf("the %s only provides %s", b.src, strings.Join(imp.Systems, ", ")),
+		}
+	}
+
+	select {
+	case b.sem <- struct{}{}:
+		defer func() { <-b.sem }()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.Timeout, ErrTimeout)
+	defer cancel()
+
+	res, err := b.build(ctx, imp, system, req.Packages)
+	if err != nil {
+		if errors.Is(context.Cause(ctx), ErrTimeout) {
+			return nil, fmt.Errorf("%w after %s (%s)", ErrTimeout, b.opts.Timeout, b.src)
+		}
+		return nil, classify(err, system)
+	}
+	return res, nil
+}
+
+func (b *Builder) build(ctx context.Context, imp Import, system string, names []string) (*Result, error) {
+	reqJSON, err := json.Marshal(struct {
+		Source Import   `json:"source"`
+		System string   `json:"system"`
+		Names  []string `json:"names"`
+	}{imp, system, names})
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.run(ctx, command{
+		op:   "evaluate",
+		prog: "nix-instantiate",
+		args: []string{"--eval", "--strict", "--json", "--read-write-mode",
+			"--expr", resolveExpr, "--argstr", "request", string(reqJSON)},
+		logArgs: []string{"--eval", "--strict", "--json", "--read-write-mode",
+			"--expr", "<resolve.nix>", "--argstr", "request", string(reqJSON)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	var r resolved
+	if err := json.Unmarshal(out.stdout, &r); err != nil {
+		return nil, &BuildError{Op: "evaluate", Err: fmt.Errorf("unexpected output: %v", err), Log: tail(out.stderr, tailLines)}
+	}
+	if len(r.Unknown) > 0 {
+		u := slices.Clone(r.Unknown)
+		slices.Sort(u)
+		return nil, &UnknownPackagesError{Names: slices.Compact(u)}
+	}
+	if len(r.Packages) != len(names) {
+		return nil, &BuildError{Op: "evaluate", Err: fmt.Errorf("resolved %d of %d packages", len(r.Packages), len(names))}
+	}
+
+	pkgs := make([]Package, len(names))
+	var drvs, outs []string
+	for i, p := range r.Packages {
+		if !closure.ValidStorePath(p.Out) || !strings.HasSuffix(p.Drv, ".drv") {
+			return nil, &BuildError{Op: "evaluate", Err: fmt.Errorf("%s: unexpected store paths %q, %q", names[i], p.Drv, p.Out)}
+		}
+		pkgs[i] = Package{Name: names[i], Attr: p.AttrPath, Path: p.Out}
+		drvs = append(drvs, p.Drv)
+		outs = append(outs, p.Out)
+	}
+	slices.Sort(drvs)
+	drvs = slices.Compact(drvs)
+	slices.Sort(outs)
+	outs = slices.Compact(outs)
+
+	args := []string{"--realise"}
+	if b.opts.GCRootDir != "" {
+		if err := os.MkdirAll(b.opts.GCRootDir, 0o755); err != nil {
+			return nil, fmt.Errorf("nix: GC root directory: %w", err)
+		}
+		root := filepath.Join(b.opts.GCRootDir, closure.Name(outs[0])+"-"+shortHash(outs))
+		args = append(args, "--add-root", root, "--indirect")
+	}
+	if _, err := b.run(ctx, command{op: "build", prog: "nix-store", args: append(args, drvs...)}); err != nil {
+		return nil, err
+	}
+
+	out, err = b.run(ctx, command{
+		op:   "query",
+		prog: "nix",
+		args: append([]string{"path-info", "--json", "--recursive"}, outs...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	paths, err := closure.ParsePathInfo(out.stdout)
+	if err != nil {
+		return nil, &BuildError{Op: "query", Err: err, Log: tail(out.stderr, tailLines)}
+	}
+	g, err := closure.New(paths, outs)
+	if err != nil {
+		return nil, &BuildError{Op: "query", Err: err}
+	}
+	return &Result{Graph: g, Packages: pkgs}, nil
+}
+
+// classify turns Nix's complaints about systems into
+// [*UnsupportedSystemError]s and passes other errors on.
+func classify(err error, system string) error {
+	var be *BuildError
+	if !errors.As(err, &be) {
+		return err
+	}
+	for _, line := range strings.Split(be.Log, "\n") {
+		switch {
+		case strings.Contains(line, "nixery-unsupported-system"):
+			_, reason, _ := strings.Cut(line, "nixery-unsupported-system: ")
+			return &UnsupportedSystemError{System: system, Reason: strings.TrimSpace(reason)}
+		case strings.Contains(line, "is required to build") && strings.Contains(line, "but I am a"):
+			return &UnsupportedSystemError{System: system, Reason: strings.TrimSpace(strings.TrimPrefix(line, "error:"))}
+		}
+	}
+	return err
+}
+
+// shortHash returns 16 hex digits of the SHA-256 of paths.
+func shortHash(paths []string) string {
+	sum := sha256.Sum256([]byte(strings.Join(paths, "\n")))
+	return hex.EncodeToString(sum[:8])
+}

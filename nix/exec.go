@@ -1,0 +1,186 @@
+package nix
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// killGrace is how long a Nix process may take to stop its builders after
+// SIGTERM before its process group gets SIGKILL.
+const killGrace = 3 * time.Second
+
+// stderrLimit bounds how much of Nix's standard error is kept.
+const stderrLimit = 256 << 10
+
+// tailLines is how many lines of stderr a [*BuildError] carries.
+const tailLines = 25
+
+// command is one Nix invocation.
+type command struct {
+	op   string   // "evaluate", "build" or "query", for errors
+	prog string   // nix-instantiate, nix-store or nix
+	args []string // arguments after prog
+	// logArgs, when set, replaces args in logs (to leave out the
+	// resolver expression).
+	logArgs []string
+}
+
+// output is what a finished command produced.
+type output struct {
+	stdout []byte
+	stderr string
+}
+
+// runFunc runs one command. The default is (*Builder).execNix; tests swap
+// it to count invocations or to fake Nix.
+type runFunc func(ctx context.Context, c command) (output, error)
+
+// lookNix finds prog in dir, or in PATH when dir is empty.
+func lookNix(dir, prog string) (string, error) {
+	if dir != "" {
+		p := filepath.Join(dir, prog)
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%w (no executable %s)", ErrNixNotFound, p)
+		}
+		return p, nil
+	}
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		return "", fmt.Errorf("%w (%s not in PATH)", ErrNixNotFound, prog)
+	}
+	return p, nil
+}
+
+// execNix runs c as a process group of its own with the builder's
+// environment. When ctx ends, the group gets SIGTERM (Nix then stops the
+// builds it started, which run in sessions of their own) and, after
+// killGrace, SIGKILL.
+func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
+	path, err := lookNix(b.opts.NixDir, c.prog)
+	if err != nil {
+		return output{}, err
+	}
+	cmd := exec.Command(path, c.args...)
+	cmd.Env = b.env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var stdout bytes.Buffer
+	stderr := &tailBuffer{limit: stderrLimit}
+	cmd.Stdout = &stdout
+	cmd.Stderr = stderr
+
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return output{}, fmt.Errorf("nix: starting %s: %w", c.prog, err)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			pgid := cmd.Process.Pid
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case <-done:
+			case <-time.After(killGrace):
+			}
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	wg.Wait()
+	d := time.Since(start)
+
+	out := output{stdout: stdout.Bytes(), stderr: stderr.String()}
+	log := b.opts.Logger
+	logArgs := c.args
+	if c.logArgs != nil {
+		logArgs = c.logArgs
+	}
+	log.Info("nix command", "op", c.op, "cmd", c.prog, "args", logArgs, "duration", d, "err", err)
+	if ctx.Err() != nil {
+		log.Error("nix stopped", "op", c.op, "cmd", c.prog, "reason", ctx.Err(), "stderr", out.stderr)
+		return out, ctx.Err()
+	}
+	if err != nil {
+		log.Error("nix failed", "op", c.op, "cmd", c.prog, "stderr", out.stderr)
+		return out, &BuildError{Op: c.op, Err: err, Log: tail(out.stderr, tailLines)}
+	}
+	if out.stderr != "" {
+		log.Debug("nix stderr", "op", c.op, "cmd", c.prog, "stderr", out.stderr)
+	}
+	return out, nil
+}
+
+// tailBuffer keeps the last limit bytes written to it.
+type tailBuffer struct {
+	mu    sync.Mutex
+	limit int
+	buf   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.limit; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// tail returns the last n lines of s.
+func tail(s string, n int) string {
+	s = strings.TrimRight(s, "\n")
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// mergeEnv returns env with NIX_CONFIG set to config followed by the
+// NIX_CONFIG already in env, so an explicit setting of the operator wins
+// (Nix applies the lines in order).
+func mergeEnv(env []string, config string) []string {
+	out := make([]string, 0, len(env)+1)
+	existing := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "NIX_CONFIG="); ok {
+			existing = v
+			continue
+		}
+		out = append(out, kv)
+	}
+	merged := strings.TrimSpace(config)
+	if existing = strings.TrimSpace(existing); existing != "" {
+		merged += "\n" + existing
+	}
+	if merged != "" {
+		out = append(out, "NIX_CONFIG="+merged)
+	}
+	return out
+}
+
+// isTimeout reports whether err ends a command because of ctx's deadline.
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded)
+}
