@@ -1,0 +1,118 @@
+package pull
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nixery-go/nixery/benchmarks/corpus"
+)
+
+func requireDocker(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a Docker engine; skipped in -short mode")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Fatal("docker client not found: this test needs it (run .ci/setup-clients)")
+	}
+	if _, err := os.Stat(Dockerd); err != nil {
+		t.Fatalf("%s not found: this test needs it (run .ci/setup-clients)", Dockerd)
+	}
+}
+
+// TestPrivateEngine starts and stops a private dockerd.
+func TestPrivateEngine(t *testing.T) {
+	requireDocker(t)
+	ctx := context.Background()
+	e, err := startEngine(ctx, t.TempDir(), slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.docker(ctx, "info", "--format", "{{.DockerRootDir}} {{.Images}}")
+	if err != nil {
+		e.stop()
+		t.Fatal(err)
+	}
+	if want := filepath.Join(e.dirs[1]) + " 0\n"; out != want {
+		t.Errorf("docker info = %q, want %q (own data root, no images)", out, want)
+	}
+	pid := e.cmd.Process.Pid
+	e.stop()
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("dockerd (pid %d) still running after stop", pid)
+	}
+	for _, d := range e.dirs {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s left behind", d)
+		}
+	}
+}
+
+// TestRunQuickCorpus serves the quick corpus with nixery serve, pulls
+// three images with a private Docker engine and checks the bytes Docker
+// downloaded against the manifests served.
+func TestRunQuickCorpus(t *testing.T) {
+	requireDocker(t)
+	if _, err := exec.LookPath("nix-build"); err != nil {
+		t.Fatal("nix-build not found: this test needs Nix (run .ci/setup)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := corpus.Build(ctx, corpus.Options{Quick: true, WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	images := [][]string{{"shell", "jq"}, {"shell", "less"}, {"jq", "perl"}}
+	res, err := Run(ctx, Options{
+		PkgsPath:   c.PkgsPath,
+		Popularity: c.Popularity,
+		Images:     images,
+		WorkDir:    t.TempDir(),
+		Logger:     slog.Default(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Images) != len(images) {
+		t.Fatalf("%d images pulled", len(res.Images))
+	}
+	for i, img := range res.Images {
+		t.Logf("%s: %d layers, %d fetched, %d already present, %d layer bytes (per-blob model %d, chain model %d), %v",
+			img.Ref, len(img.Manifest.Layers), img.LayersFetched, img.AlreadyExists, img.LayerBytes, img.PerBlobBytes, img.ChainBytes, img.Duration)
+		if img.LayerBytes != img.ChainBytes {
+			t.Errorf("image %d: Docker downloaded %d layer bytes, the chain model says %d", i, img.LayerBytes, img.ChainBytes)
+		}
+		if img.LayersFetched+img.AlreadyExists != len(img.Manifest.Layers) {
+			t.Errorf("image %d: %d fetched + %d present != %d layers", i, img.LayersFetched, img.AlreadyExists, len(img.Manifest.Layers))
+		}
+		if img.ConfigBytes != img.Manifest.Config.Size {
+			t.Errorf("image %d: config bytes %d, manifest says %d", i, img.ConfigBytes, img.Manifest.Config.Size)
+		}
+	}
+	// The first image is downloaded whole.
+	var whole int64
+	for _, l := range res.Images[0].Manifest.Layers {
+		whole += l.Size
+	}
+	if res.Images[0].LayerBytes != whole {
+		t.Errorf("first image: %d layer bytes downloaded, its layers hold %d", res.Images[0].LayerBytes, whole)
+	}
+	// The second shares the shell packages with the first.
+	if res.Images[1].AlreadyExists == 0 || res.Images[1].LayerBytes >= res.Images[1].PerBlobBytes+whole {
+		t.Errorf("second image reused nothing: %+v", res.Images[1])
+	}
+	if err := Agree(res.LayerBytes, res.ChainBytes, 0.0); err != nil {
+		t.Error(err)
+	}
+	if res.Server.MaxRSS <= 0 {
+		t.Errorf("server peak RSS %d", res.Server.MaxRSS)
+	}
+	t.Logf("total: %d layer bytes, %d config, %d manifest; per-blob %d, chain %d; server peak RSS %d MiB; %v",
+		res.LayerBytes, res.ConfigBytes, res.ManifestBytes, res.PerBlobBytes, res.ChainBytes, res.Server.MaxRSS>>20, res.Duration)
+}
