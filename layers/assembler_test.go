@@ -53,9 +53,7 @@ func TestLayerContents(t *testing.T) {
 	entries := readTar(t, raw)
 	got := describeTar(t, entries)
 	want := expectEntries(t, s.root, paths)
-	if !slices.Equal(got, want) {
-		t.Errorf("layer entries differ from the store:\n got %q\nwant %q", got, want)
-	}
+	diffLines(t, "layer entries", got, want)
 	// Spot checks that do not depend on expectEntries.
 	tree := s.path("tree-1.0")[1:]
 	order := []string{"nix/", "nix/store/", tree + "/", tree + "/a/", tree + "/a/x", tree + "/a-b", tree + "/bin/"}
@@ -346,5 +344,27 @@ func TestLayerErrors(t *testing.T) {
 	}
 	if _, err := NewAssembler(store, t.TempDir(), Options{ChunkSize: 1000}); err == nil {
 		t.Error("chunk size 1000 accepted")
+	}
+}
+
+// diffLines reports the first differences between two lists of lines.
+func diffLines(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if slices.Equal(got, want) {
+		return
+	}
+	t.Errorf("%s: got %d lines, want %d", what, len(got), len(want))
+	for i, n := 0, 0; i < max(len(got), len(want)) && n < 5; i++ {
+		var g, w string
+		if i < len(got) {
+			g = got[i]
+		}
+		if i < len(want) {
+			w = want[i]
+		}
+		if g != w {
+			t.Errorf("line %d:\n got %q\nwant %q", i, g, w)
+			n++
+		}
 	}
 }
