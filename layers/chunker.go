@@ -9,10 +9,10 @@ import (
 // bufPool is a bounded set of chunk buffers. Bounding it bounds the memory of
 // a build: the producer blocks once every buffer is in flight.
 type bufPool struct {
-	size  int
-	max   int
-	made  int // only touched by get's single caller, the producer
-	free  chan []byte
+	size int
+	max  int
+	made int // only touched by get's single caller, the producer
+	free chan []byte
 }
 
 func newBufPool(size, max int) *bufPool {

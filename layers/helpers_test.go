@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/klauspost/compress/gzip"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/gzip"
 )
 
 // fakeStorePath returns a valid store path for name, with a hash made from
