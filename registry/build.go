@@ -224,7 +224,7 @@ func (r *Registry) build(ctx context.Context, key string, img *Image, tag string
 	if err != nil {
 		return fail(&Error{Code: CodeUnknown, Message: "cannot build customisation layer", Err: err})
 	}
-	custom, err := WriteTarLayer(ctx, r.cfg.Store, func(tw *tar.Writer) error { return writeTree(tw, "", tree) })
+	custom, err := layers.WriteTarLayer(ctx, r.cfg.Store, 0, func(tw *tar.Writer) error { return writeTree(tw, "", tree) })
 	if err != nil {
 		return fail(&Error{Code: CodeUnknown, Message: "cannot build customisation layer", Err: err})
 	}

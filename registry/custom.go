@@ -2,21 +2,12 @@ package registry
 
 import (
 	"archive/tar"
-	"context"
-	"crypto/sha256"
 	"fmt"
-	"hash"
-	"io"
 	"io/fs"
 	"path"
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/klauspost/compress/gzip"
-	"github.com/nixery-go/nixery/layers"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // Package is one requested package as realised by Nix.
@@ -224,61 +215,4 @@ func writeTree(tw *tar.Writer, prefix string, n *node) error {
 		}
 	}
 	return nil
-}
-
-// WriteTarLayer writes the tar that fill produces into store as a gzip layer
-// and returns its descriptor. The output is deterministic: gzip with an empty
-// header at a fixed level, so the same tar gives the same digest.
-func WriteTarLayer(ctx context.Context, store layers.BlobStore, fill func(*tar.Writer) error) (layers.Descriptor, error) {
-	bw, err := store.Create(ctx)
-	if err != nil {
-		return layers.Descriptor{}, err
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			bw.Cancel()
-		}
-	}()
-	digestHash, diffHash := sha256.New(), sha256.New()
-	cw := &countWriter{w: io.MultiWriter(bw, digestHash)}
-	zw, err := gzip.NewWriterLevel(cw, gzip.BestSpeed)
-	if err != nil {
-		return layers.Descriptor{}, err
-	}
-	tw := tar.NewWriter(io.MultiWriter(zw, diffHash))
-	if err := fill(tw); err != nil {
-		return layers.Descriptor{}, err
-	}
-	if err := tw.Close(); err != nil {
-		return layers.Descriptor{}, err
-	}
-	if err := zw.Close(); err != nil {
-		return layers.Descriptor{}, err
-	}
-	desc := layers.Descriptor{
-		Digest: sumHash(digestHash),
-		DiffID: sumHash(diffHash),
-		Size:   cw.n,
-	}
-	if err := bw.Commit(desc.Digest); err != nil {
-		return layers.Descriptor{}, err
-	}
-	committed = true
-	return desc, nil
-}
-
-func sumHash(h hash.Hash) v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", h.Sum(nil))}
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/nixery-go/nixery/layers"
 )
 
 func TestCustomisationLayer(t *testing.T) {
@@ -21,7 +23,7 @@ func TestCustomisationLayer(t *testing.T) {
 	}
 	store := newMemStore()
 	fill := func(tw *tar.Writer) error { return writeTree(tw, "", tree) }
-	desc, err := WriteTarLayer(context.Background(), store, fill)
+	desc, err := layers.WriteTarLayer(context.Background(), store, 0, fill)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +32,7 @@ func TestCustomisationLayer(t *testing.T) {
 		pkgs[i], pkgs[j] = pkgs[j], pkgs[i]
 	}
 	tree2, _ := customisation(fakeStoreFS(), pkgs)
-	desc2, err := WriteTarLayer(context.Background(), newMemStore(), func(tw *tar.Writer) error { return writeTree(tw, "", tree2) })
+	desc2, err := layers.WriteTarLayer(context.Background(), newMemStore(), 0, func(tw *tar.Writer) error { return writeTree(tw, "", tree2) })
 	if err != nil || desc2 != desc {
 		t.Fatalf("customisation layer is not deterministic: %v %v (%v)", desc, desc2, err)
 	}

@@ -222,7 +222,7 @@ func (f *fakeLayers) Layer(ctx context.Context, paths []string) (layers.Descript
 	}
 	f.builds[strings.Join(paths, ":")]++
 	f.mu.Unlock()
-	return WriteTarLayer(ctx, f.store, func(tw *tar.Writer) error {
+	return layers.WriteTarLayer(ctx, f.store, 0, func(tw *tar.Writer) error {
 		for _, p := range paths {
 			rel := strings.TrimPrefix(p, "/")
 			if err := tw.WriteHeader(&tar.Header{Name: rel + "/", Typeflag: tar.TypeDir, Mode: 0o555, ModTime: Created}); err != nil {
