@@ -1,0 +1,216 @@
+package nix
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/nixery-go/nixery/closure"
+)
+
+// programChecks lists, for every top-level package of the bundled set that
+// has programs, commands to run inside a root holding nothing but the
+// package's closure, and text their output must contain. @out@ is the
+// package's store path.
+var programChecks = map[string][][]string{
+	"bashInteractive": {{"bash", "-c", "echo ok-$((6*7))", "ok-42"}, {"sh", "-c", "echo $0", "sh"}},
+	"coreutils":       {{"ls", "--version", "GNU coreutils"}, {"sha256sum", "@out@/bin/ls", "@out@/bin/ls"}, {"chroot", "--version", "chroot"}},
+	"moreutils":       {{"errno", "ENOENT", "ENOENT 2"}, {"ts", ""}, {"combine", "/dev/null", "and", "/dev/null", ""}},
+	"nano":            {{"nano", "--version", "GNU nano, version 7.2"}},
+	"less":            {{"less", "--version", "less 590"}},
+	"curl":            {{"curl", "--version", "curl 7.88.1"}, {"curl", "-s", "file:///nix/store/", ""}},
+	"jq":              {{"jq", "--version", "jq-1.6"}, {"jq", "-n", "[1,2]|add", "3"}},
+	"git":             {{"git", "--version", "git version 2.39.5"}, {"git", "init", "/tmp/repo", "Initialized empty Git repository in /tmp/repo/.git/"}},
+	"hello":           {{"hello", "Hello, world!"}},
+	"gnugrep":         {{"grep", "--version", "GNU grep"}, {"egrep", "--version", "GNU grep"}, {"fgrep", "--version", "GNU grep"}},
+	"gnused":          {{"sed", "--version", "GNU sed"}},
+	"gawk":            {{"awk", "BEGIN { print 6*7 }", "42"}},
+	"findutils":       {{"find", "@out@/bin", "-name", "xargs", "@out@/bin/xargs"}},
+	"diffutils":       {{"diff", "--version", "GNU diffutils"}, {"cmp", "@out@/bin/cmp", "@out@/bin/cmp", ""}},
+	"gzip":            {{"gzip", "--version", "gzip 1.12"}, {"zcat", "--version", "zcat (gzip)"}, {"gunzip", "--version", "gunzip (gzip)"}},
+	"xz":              {{"xz", "--version", "liblzma 5.4.1"}},
+	"bzip2":           {{"bzip2", "--help", "Version 1.0.8"}},
+	"zstd":            {{"zstd", "--version", "v1.5.4"}},
+	"gnutar":          {{"tar", "--version", "GNU tar"}},
+	"file":            {{"file", "@out@/bin/.file-wrapped", "ELF 64-bit LSB"}},
+	"which":           {{"which", "which", "@out@/bin/which"}},
+	"tree":            {{"tree", "--version", "tree v2.1.0"}},
+	"sqlite":          {{"sqlite3", ":memory:", "select 6*7", "42"}},
+	"openssh":         {{"ssh", "-V", "OpenSSH_9.2p1"}, {"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/tmp/k", ""}},
+	"wget":            {{"wget", "--version", "GNU Wget 1.21.3"}},
+	"perl":            {{"perl", "-MPOSIX", "-MTime::HiRes", "-e", "print POSIX::floor(42.5), qq{\\n}", "42"}},
+	"python3":         {{"python3", "-c", "import ssl, sqlite3, json, ctypes, zlib, bz2, lzma, hashlib; print(ssl.OPENSSL_VERSION)", "OpenSSL 3.0.19"}},
+	"openssl":         {{"openssl", "version", "OpenSSL 3.0.19"}},
+}
+
+// dataChecks lists files that data-only packages must provide.
+var dataChecks = map[string][]string{
+	"cacert":   {"etc/ssl/certs/ca-bundle.crt", "etc/ssl/certs/ca-certificates.crt"},
+	"iana-etc": {"etc/services", "etc/protocols"},
+	"ncurses":  {"share/terminfo/x/xterm", "share/terminfo/d/dumb"},
+}
+
+// topLevelPackages evaluates the bundled set's top-level derivations.
+func topLevelPackages(t *testing.T, dir string) []string {
+	t.Helper()
+	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr",
+		`with builtins; let s = import `+dir+` { system = "x86_64-linux"; }; in filter (n: (s.${n}.type or "") == "derivation") (attrNames s)`).Output()
+	if err != nil {
+		t.Fatalf("listing the bundled set: %v", err)
+	}
+	var names []string
+	if err := json.Unmarshal(out, &names); err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// chrootRoot builds a directory holding exactly the given store paths
+// (hard-linked, or copied across file systems), plus /dev/null, /tmp and
+// an /etc/passwd naming root (ssh refuses to run for a user it cannot
+// look up; images that need one add it as a customisation).
+func chrootRoot(t *testing.T, paths []string) string {
+	t.Helper()
+	root := t.TempDir()
+	store := filepath.Join(root, "nix", "store")
+	for _, d := range []string{store, filepath.Join(root, "dev"), filepath.Join(root, "tmp"), filepath.Join(root, "etc")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(root, "tmp"), 0o1777)
+	if err := os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte("root:x:0:0:root:/tmp:/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mknod(filepath.Join(root, "dev", "null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+		t.Fatalf("mknod /dev/null (the test needs root): %v", err)
+	}
+	for _, p := range paths {
+		if out, err := exec.Command("cp", "-al", p, store+"/").CombinedOutput(); err != nil {
+			if out, err := exec.Command("cp", "-a", p, store+"/").CombinedOutput(); err != nil {
+				t.Fatalf("copying %s: %v\n%s", p, err, out)
+			}
+			_ = out
+		}
+	}
+	return root
+}
+
+// TestBundledProgramsRunInTheirClosure builds every top-level package of
+// the bundled set and runs its programs in a chroot holding nothing but
+// the package's runtime closure, as a container built from it would.
+func TestBundledProgramsRunInTheirClosure(t *testing.T) {
+	requireNix(t)
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root for chroot")
+	}
+	src := testBundled(t)
+	dir, err := src.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := topLevelPackages(t, dir)
+	if len(names) < 25 {
+		t.Errorf("the bundled set has %d top-level packages, want >= 25", len(names))
+	}
+	t.Logf("%d top-level packages: %s", len(names), strings.Join(names, " "))
+	b, _ := countingBuilder(t, src, Options{Timeout: 10 * 60e9})
+	res := build(t, b, Request{Packages: names})
+
+	for _, p := range res.Packages {
+		checks, hasChecks := programChecks[p.Attr]
+		files, hasFiles := dataChecks[p.Attr]
+		_, err := os.Stat(filepath.Join(p.Path, "bin"))
+		if err == nil && !hasChecks {
+			t.Errorf("%s has programs but no entry in programChecks", p.Attr)
+		}
+		if !hasChecks && !hasFiles {
+			continue
+		}
+		paths := res.Graph.Closure(p.Path)
+		for _, q := range paths {
+			if !strings.HasPrefix(q, closure.StoreDir+"/") {
+				t.Fatalf("odd path %s", q)
+			}
+		}
+		t.Run(p.Attr, func(t *testing.T) {
+			root := chrootRoot(t, paths)
+			for _, f := range files {
+				data, err := os.ReadFile(filepath.Join(root, p.Path, f))
+				if err != nil || len(data) == 0 {
+					t.Errorf("%s: %v", f, err)
+				}
+			}
+			for _, c := range checks {
+				args := make([]string, len(c)-1)
+				for i, a := range c[:len(c)-1] {
+					args[i] = strings.ReplaceAll(a, "@out@", p.Path)
+				}
+				want := strings.ReplaceAll(c[len(c)-1], "@out@", p.Path)
+				cmd := exec.CommandContext(context.Background(), filepath.Join(p.Path, "bin", args[0]), args[1:]...)
+				cmd.Env = []string{"PATH=" + p.Path + "/bin", "HOME=/tmp", "TERM=xterm", "LC_ALL=C"}
+				cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+				cmd.Dir = "/"
+				var out bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &out, &out
+				err := cmd.Run()
+				if err != nil || !strings.Contains(strings.ToLower(out.String()), strings.ToLower(want)) {
+					t.Errorf("%q in a chroot of %d paths: %v, output %q, want %q", args, len(paths), err, out.String(), want)
+				}
+			}
+		})
+	}
+	if missing := slices.DeleteFunc(mapsKeys(programChecks), func(k string) bool { return slices.Contains(names, k) }); len(missing) > 0 {
+		t.Errorf("programChecks names packages not in the set: %v", missing)
+	}
+}
+
+func mapsKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// TestBundledScriptsPointIntoTheStore checks every script of every package
+// for a shebang outside the store.
+func TestBundledScriptsPointIntoTheStore(t *testing.T) {
+	requireNix(t)
+	src := testBundled(t)
+	dir, err := src.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := countingBuilder(t, src, Options{Timeout: 10 * 60e9})
+	res := build(t, b, Request{Packages: topLevelPackages(t, dir)})
+	checked := 0
+	for _, p := range res.Graph.Paths() {
+		for _, sub := range []string{"bin", "libexec"} {
+			entries, _ := os.ReadDir(filepath.Join(p.Path, sub))
+			for _, e := range entries {
+				f := filepath.Join(p.Path, sub, e.Name())
+				data, err := os.ReadFile(f)
+				if err != nil || !bytes.HasPrefix(data, []byte("#!")) {
+					continue
+				}
+				checked++
+				line, _, _ := bytes.Cut(data, []byte("\n"))
+				if !bytes.HasPrefix(line, []byte("#!/nix/store/")) {
+					t.Errorf("%s: shebang %q", f, line)
+				}
+			}
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d scripts checked", checked)
+	}
+}
