@@ -50,6 +50,11 @@ func TestLayerContents(t *testing.T) {
 			t.Errorf("%s -dc gives %d bytes that differ from Go's %d", tool, len(out), len(raw))
 		}
 	}
+	// WriteTar writes the same tar.
+	var tarBuf bytes.Buffer
+	if n, err := WriteTar(context.Background(), &tarBuf, s.root, append([]string{paths[len(paths)-1]}, paths...)); err != nil || n != int64(len(raw)) || !bytes.Equal(tarBuf.Bytes(), raw) {
+		t.Errorf("WriteTar wrote %d bytes (%v) that differ from the layer's %d", n, err, len(raw))
+	}
 	entries := readTar(t, raw)
 	got := describeTar(t, entries)
 	want := expectEntries(t, s.root, paths)

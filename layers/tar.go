@@ -161,3 +161,53 @@ func writeHeader(w io.Writer, hdr *tar.Header) error {
 	_, err = w.Write(b)
 	return err
 }
+
+// WriteTar writes to w the uncompressed tar of the layer holding the given
+// store paths, read from below root ("" means "/"), and returns the number of
+// bytes written. Its sha256 is the layer's DiffID. WriteTar runs on the
+// calling goroutine and caches nothing; the benchmarks use it to feed the
+// same bytes to other compressors.
+func WriteTar(ctx context.Context, w io.Writer, root string, paths []string) (int64, error) {
+	set, err := normalise(paths)
+	if err != nil {
+		return 0, err
+	}
+	if root == "" {
+		root = "/"
+	}
+	sw := &streamSegment{w: w}
+	if _, err := sw.Write(storeHeaderTar); err != nil {
+		return sw.n, err
+	}
+	for _, p := range set {
+		if err := writeSegment(ctx, root, p, sw); err != nil {
+			return sw.n, err
+		}
+	}
+	_, err = sw.Write(storeTrailerTar)
+	return sw.n, err
+}
+
+// streamSegment is a segmentWriter onto an io.Writer.
+type streamSegment struct {
+	w   io.Writer
+	n   int64
+	buf []byte
+}
+
+func (s *streamSegment) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	return n, err
+}
+
+func (s *streamSegment) readFull(r io.Reader, n int64) error {
+	if s.buf == nil {
+		s.buf = make([]byte, 256<<10)
+	}
+	k, err := io.CopyBuffer(s, io.LimitReader(onlyReader{r}, n), s.buf)
+	if err == nil && k < n {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
+}
