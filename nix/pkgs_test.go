@@ -60,8 +60,10 @@ var dataChecks = map[string][]string{
 // topLevelPackages evaluates the bundled set's top-level derivations.
 func topLevelPackages(t *testing.T, dir string) []string {
 	t.Helper()
-	out, err := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr",
-		`with builtins; let s = import `+dir+` { system = "x86_64-linux"; }; in filter (n: (s.${n}.type or "") == "derivation") (attrNames s)`).Output()
+	cmd := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr",
+		`with builtins; let s = import `+dir+` { system = "x86_64-linux"; }; in filter (n: (s.${n}.type or "") == "derivation") (attrNames s)`)
+	cmd.Env = mergeEnv(os.Environ(), DefaultNixConfig)
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("listing the bundled set: %v", err)
 	}
