@@ -19,7 +19,12 @@ var ErrDigestMismatch = errors.New("layers: digest mismatch")
 // BlobStore holds content-addressed blobs: layers, image configs and
 // manifests, each under the sha256 digest of its bytes. Implementations must
 // be safe for concurrent use, and a blob must never be visible before all of
-// its bytes are written and verified.
+// its bytes are written and verified. Digests from outside (a URL, a cache
+// file) must be checked with [ParseDigest] or [ValidateDigest] before they
+// are used as names; [FSStore] checks every digest it is given and returns
+// an error wrapping [ErrInvalidDigest] for a bad one.
+//
+// [FSStore] is the filesystem implementation; [Put] stores a small blob.
 type BlobStore interface {
 	// Stat returns the size of the blob, or an error wrapping ErrBlobUnknown.
 	Stat(ctx context.Context, h v1.Hash) (int64, error)
@@ -42,7 +47,9 @@ type BlobWriter interface {
 	Cancel() error
 }
 
-// Descriptor describes a layer blob in a [BlobStore].
+// Descriptor describes a layer blob in a [BlobStore]: what an image manifest
+// (Digest, Size) and config (DiffID) need to refer to it. [V1Layer] turns it
+// into a go-containerregistry v1.Layer.
 type Descriptor struct {
 	Digest v1.Hash // sha256 of the compressed blob
 	DiffID v1.Hash // sha256 of the uncompressed tar
