@@ -257,31 +257,49 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 	slices.Sort(outs)
 	outs = slices.Compact(outs)
 
+	query := command{
+		op:   "query",
+		prog: "nix",
+		args: append([]string{"path-info", "--json", "--recursive"}, outs...),
+	}
 	args := []string{"--realise"}
+	root := ""
 	if b.opts.GCRootDir != "" {
 		if err := os.MkdirAll(b.opts.GCRootDir, 0o755); err != nil {
 			return nil, fmt.Errorf("nix: GC root directory: %w", err)
 		}
-		root := filepath.Join(b.opts.GCRootDir, closure.Name(outs[0])+"-"+shortHash(outs))
+		root = filepath.Join(b.opts.GCRootDir, closure.Name(outs[0])+"-"+shortHash(outs))
 		args = append(args, "--add-root", root, "--indirect")
+	}
+
+	// Outputs already in the store (and rooted, if roots are wanted) need
+	// no nix-store process: the query alone tells whether they are valid.
+	if _, err := os.Lstat(root); root == "" || err == nil {
+		quiet := query
+		quiet.quiet = true
+		if out, err := b.run(ctx, quiet); err == nil {
+			return graph(out, outs, pkgs)
+		} else if ctx.Err() != nil {
+			return nil, err
+		}
 	}
 	if _, err := b.run(ctx, command{op: "build", prog: "nix-store", args: append(args, drvs...)}); err != nil {
 		return nil, err
 	}
-
-	out, err = b.run(ctx, command{
-		op:   "query",
-		prog: "nix",
-		args: append([]string{"path-info", "--json", "--recursive"}, outs...),
-	})
+	out, err = b.run(ctx, query)
 	if err != nil {
 		return nil, err
 	}
+	return graph(out, outs, pkgs)
+}
+
+// graph parses the output of nix path-info into the result.
+func graph(out output, roots []string, pkgs []Package) (*Result, error) {
 	paths, err := closure.ParsePathInfo(out.stdout)
 	if err != nil {
 		return nil, &BuildError{Op: "query", Err: err, Log: tail(out.stderr, tailLines)}
 	}
-	g, err := closure.New(paths, outs)
+	g, err := closure.New(paths, roots)
 	if err != nil {
 		return nil, &BuildError{Op: "query", Err: err}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,8 @@ type command struct {
 	// logArgs, when set, replaces args in logs (to leave out the
 	// resolver expression).
 	logArgs []string
+	// quiet logs a failure at Debug level: the caller expects failures.
+	quiet bool
 }
 
 // output is what a finished command produced.
@@ -115,7 +118,11 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 		return out, ctx.Err()
 	}
 	if err != nil {
-		log.Error("nix failed", "op", c.op, "cmd", c.prog, "stderr", out.stderr)
+		level := slog.LevelError
+		if c.quiet {
+			level = slog.LevelDebug
+		}
+		log.Log(context.Background(), level, "nix failed", "op", c.op, "cmd", c.prog, "stderr", out.stderr)
 		return out, &BuildError{Op: c.op, Err: err, Log: tail(out.stderr, tailLines)}
 	}
 	if out.stderr != "" {
