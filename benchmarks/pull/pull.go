@@ -2,6 +2,7 @@ package pull
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,7 +54,7 @@ type Options struct {
 	Env []string
 	// Load, when its Duration is not zero, also measures the running
 	// server after the pulls (directly, not through the proxy): cached
-	// manifest latency of the last image under Load.Connections (64 by
+	// manifest latency of the last image's manifest by digest under Load.Connections (64 by
 	// default) with [speed.ManifestLatency], and blob throughput of the
 	// largest layer pulled with [speed.BlobThroughput] (4 connections),
 	// each side by side with a bare net/http baseline.
@@ -81,8 +82,10 @@ type Image struct {
 	// pulled (127.0.0.1:<proxy port>/<name>:latest).
 	Packages []string
 	Ref      string
-	// Manifest is the manifest Docker received.
-	Manifest Manifest
+	// Manifest is the manifest Docker received, ManifestDigest its
+	// sha256 digest.
+	Manifest       Manifest
+	ManifestDigest string
 	// Requests are the requests Docker sent during the pull.
 	Requests []Request
 	// LayerBytes, ConfigBytes and ManifestBytes are the response body
@@ -276,7 +279,10 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 func (res *Result) load(ctx context.Context, addr string, o speed.WrkOptions, work string) error {
 	last := res.Images[len(res.Images)-1]
 	m := o
-	m.URL = "http://" + addr + "/v2/" + ImageName(last.Packages) + "/manifests/latest"
+	// By digest: a manifest by tag from a package set that is not pinned
+	// (NIXERY_PKGS_PATH never is) runs Nix on every request, as upstream
+	// Nixery does, so only the digest URL measures the cached path.
+	m.URL = "http://" + addr + "/v2/" + ImageName(last.Packages) + "/manifests/" + last.ManifestDigest
 	m.Header = http.Header{"Accept": {last.Manifest.MediaType}}
 	var err error
 	if res.Manifest, err = speed.ManifestLatency(ctx, m); err != nil {
@@ -313,6 +319,7 @@ func (img *Image) account() error {
 			}
 			if !found || len(m.Layers) > 0 {
 				img.Manifest, found = m, true
+				img.ManifestDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(r.Body))
 			}
 		}
 	}
@@ -343,32 +350,54 @@ func (img *Image) account() error {
 
 // model fills PerBlobBytes and ChainBytes of each image, pulled in order.
 func model(images []Image) {
+	lists := make([][]Descriptor, len(images))
+	for i, img := range images {
+		lists[i] = img.Manifest.Layers
+	}
+	perBlob, chain := Models(lists)
+	for i := range images {
+		images[i].PerBlobBytes, images[i].ChainBytes = perBlob[i], chain[i]
+	}
+}
+
+// Models returns, for images given as their layer lists and pulled in
+// order by one client, the layer bytes each image downloads under two
+// models (see [Result]): perBlob, for a client that skips every layer
+// blob it holds, and chain, for the Docker engine, which skips only the
+// longest prefix of the image's layers that an earlier image also started
+// with. Layers are identified by digest. The simulation of a workload can
+// call it with its own layer lists to predict what Docker downloads.
+func Models(images [][]Descriptor) (perBlob, chain []int64) {
+	perBlob = make([]int64, len(images))
+	chain = make([]int64, len(images))
 	seen := map[string]bool{}   // layer digests
 	chains := map[string]bool{} // layer digest prefixes
-	for i := range images {
-		ls := images[i].Manifest.Layers
+	for i, ls := range images {
 		for _, l := range ls {
 			if !seen[l.Digest] {
 				seen[l.Digest] = true
-				images[i].PerBlobBytes += l.Size
+				perBlob[i] += l.Size
 			}
 		}
-		key := ""
+		var key strings.Builder
 		missing := false
 		for _, l := range ls {
-			key += l.Digest + ","
-			if !missing && chains[key] {
+			key.WriteString(l.Digest)
+			key.WriteByte(',')
+			if !missing && chains[key.String()] {
 				continue
 			}
 			missing = true
-			images[i].ChainBytes += l.Size
+			chain[i] += l.Size
 		}
-		key = ""
+		key.Reset()
 		for _, l := range ls {
-			key += l.Digest + ","
-			chains[key] = true
+			key.WriteString(l.Digest)
+			key.WriteByte(',')
+			chains[key.String()] = true
 		}
 	}
+	return perBlob, chain
 }
 
 // server is a running `nixery serve`.
@@ -400,6 +429,7 @@ func startServer(ctx context.Context, bin, work string, opts Options, log *slog.
 	}
 	env = append(env,
 		"PORT="+strconv.Itoa(port),
+		"NIXERY_LISTEN=127.0.0.1:"+strconv.Itoa(port),
 		"NIXERY_PKGS_PATH="+opts.PkgsPath,
 		"NIXERY_STORAGE_BACKEND=filesystem",
 		"STORAGE_PATH="+filepath.Join(work, "storage"),

@@ -87,6 +87,9 @@ func TestRunQuickCorpus(t *testing.T) {
 	for i, img := range res.Images {
 		t.Logf("%s: %d layers, %d fetched, %d already present, %d layer bytes (per-blob model %d, chain model %d), %v",
 			img.Ref, len(img.Manifest.Layers), img.LayersFetched, img.AlreadyExists, img.LayerBytes, img.PerBlobBytes, img.ChainBytes, img.Duration)
+		for k, l := range img.Manifest.Layers {
+			t.Logf("  layer %2d %s %10d bytes", k, l.Digest[7:19], l.Size)
+		}
 		if img.LayerBytes != img.ChainBytes {
 			t.Errorf("image %d: Docker downloaded %d layer bytes, the chain model says %d", i, img.LayerBytes, img.ChainBytes)
 		}
