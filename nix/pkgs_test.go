@@ -216,3 +216,31 @@ func TestBundledScriptsPointIntoTheStore(t *testing.T) {
 		t.Errorf("only %d scripts checked", checked)
 	}
 }
+
+// TestBundledTerminfo checks that nano and less find terminal descriptions
+// inside their own closures: their wrappers set TERMINFO_DIRS to a
+// directory of ncurses' store path that holds xterm's entry.
+func TestBundledTerminfo(t *testing.T) {
+	requireNix(t)
+	b, _ := countingBuilder(t, testBundled(t), Options{})
+	res := build(t, b, Request{Packages: []string{"nano", "less"}})
+	for _, p := range res.Packages {
+		data, err := os.ReadFile(filepath.Join(p.Path, "bin", p.Attr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, ok := strings.Cut(string(data), "export TERMINFO_DIRS='")
+		dir, _, _ := strings.Cut(rest, "'")
+		if !ok || !strings.HasPrefix(dir, closure.StoreDir+"/") {
+			t.Errorf("%s's wrapper sets no TERMINFO_DIRS:\n%s", p.Attr, data)
+			continue
+		}
+		storePath := strings.Join(strings.SplitN(dir, "/", 5)[:4], "/")
+		if !slices.Contains(res.Graph.Closure(p.Path), storePath) {
+			t.Errorf("%s: TERMINFO_DIRS %s is outside its closure", p.Attr, dir)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "x", "xterm")); err != nil {
+			t.Errorf("%s: %v", p.Attr, err)
+		}
+	}
+}
