@@ -165,10 +165,7 @@ func testAPI(t *testing.T, srv *server) {
 		}
 	}
 	// The config describes every layer.
-	var cfg imageConfig
-	if err := json.Unmarshal(srv.do(ctx, t, http.MethodGet, "/v2/"+imageCurl+"/blobs/"+docker.Config.Digest, nil).body, &cfg); err != nil {
-		t.Fatalf("config: %v", err)
-	}
+	cfg := srv.config(ctx, t, imageCurl, docker)
 	if len(cfg.RootFS.DiffIDs) != len(docker.Layers) {
 		t.Errorf("config has %d diff_ids for %d layers", len(cfg.RootFS.DiffIDs), len(docker.Layers))
 	}
@@ -327,10 +324,11 @@ id -un
 stat -c %a /tmp
 test -s "$SSL_CERT_FILE" && echo certs
 /usr/bin/env bash -c 'echo env'
-grep -c '^nobody:' /etc/passwd`
+cut -d: -f1 /etc/passwd | sort
+cut -d: -f1 /etc/group | sort`
 	out = mustRun(ctx, t, "docker", "run", "--rm", "--network", "none", ref, "bash", "-c", script)
-	if got, want := strings.Fields(out), []string{"root", "1777", "certs", "env", "1"}; !slices.Equal(got, want) {
-		t.Errorf("inside the container: got %q, want %q", got, want)
+	if got, want := strings.Fields(out), []string{"root", "1777", "certs", "env", "nobody", "root", "nogroup", "root"}; !slices.Equal(got, want) {
+		t.Errorf("inside the container (user, /tmp mode, certificates, /usr/bin/env, users, groups): got %q, want %q", got, want)
 	}
 
 	// The image config as Docker reads it.
@@ -425,21 +423,61 @@ func testSkopeo(t *testing.T, srv *server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := validate.Image(img); err != nil {
+	// The structure: manifest, config and descriptors agree. (The layers'
+	// contents are checked by digest below and in full by crane validate;
+	// decompressing them here under the race detector would take a minute.)
+	if err := validate.Image(img, validate.Fast); err != nil {
 		t.Errorf("the copied image is invalid: %v", err)
 	}
+	// Every blob in the layout has the digest it is filed under.
+	blobDir := filepath.Join(dir, "blobs", "sha256")
+	entries, err := os.ReadDir(blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if got := fileDigest(t, filepath.Join(blobDir, e.Name())); got != "sha256:"+e.Name() {
+			t.Errorf("layout blob %s has digest %s", e.Name(), got)
+		}
+	}
+	// The same layers, with the same diff IDs, as the registry serves.
 	copied, err := img.Manifest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, gotDiffIDs []string
 	for _, l := range copied.Layers {
 		got = append(got, l.Digest.String())
 	}
-	want := srv.manifest(ctx, t, imageCurl, "latest", mediaOCIManifest).layerDigests()
-	if !slices.Equal(got, want) {
+	for _, d := range cfg.RootFS.DiffIDs {
+		gotDiffIDs = append(gotDiffIDs, d.String())
+	}
+	m := srv.manifest(ctx, t, imageCurl, "latest", mediaOCIManifest)
+	if want := m.layerDigests(); !slices.Equal(got, want) {
 		t.Errorf("copied layers %v, want the registry's %v", got, want)
 	}
+	if want := srv.config(ctx, t, imageCurl, m).RootFS.DiffIDs; !slices.Equal(gotDiffIDs, want) {
+		t.Errorf("copied diff IDs %v, want the registry's %v", gotDiffIDs, want)
+	}
+}
+
+// fileDigest is the OCI digest of a file's content.
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("sha256:%x", h.Sum(nil))
 }
 
 // testCrane validates the image in the registry with crane (digests, diff
@@ -462,7 +500,8 @@ func testCrane(t *testing.T, srv *server) {
 
 // testPodman runs the image with podman and runc, in a private store, and
 // pulls the second image to check that podman, which shares blobs by
-// digest, skips every layer it already has.
+// digest, fetches only the layers it lacks (from the server's request log:
+// podman prints "skipped: already exists" only on a terminal).
 func testPodman(t *testing.T, srv *server) {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*pullTimeout)
 	defer cancel()
@@ -494,17 +533,9 @@ func testPodman(t *testing.T, srv *server) {
 
 	m1 := srv.manifest(ctx, t, imageCurl, "latest", mediaOCIManifest)
 	m2 := srv.manifest(ctx, t, imageCurlJq, "latest", mediaOCIManifest)
-	shared, fresh := splitLayers(m1, m2)
+	_, fresh := splitLayers(m1, m2)
 	mark := srv.logOffset(t)
-	out = mustRun(ctx, t, podman("pull", "--tls-verify=false", srv.ref(imageCurlJq))...)
-	skipped := regexp.MustCompile(`Copying blob (?:sha256:)?([0-9a-f]{12})[0-9a-f]* skipped: already exists`).FindAllStringSubmatch(out, -1)
-	var got []string
-	for _, s := range skipped {
-		got = append(got, s[1])
-	}
-	if want := shortDigests(shared); !slices.Equal(sorted(got), want) {
-		t.Errorf("podman skipped %v, want the shared layers %v\n%s", sorted(got), want, out)
-	}
+	mustRun(ctx, t, podman("pull", "--tls-verify=false", srv.ref(imageCurlJq))...)
 	fetched := srv.blobsFetchedSince(t, mark)
 	wantFetched := append(slices.Clone(fresh), m2.Config.Digest)
 	if !slices.Equal(sorted(fetched), sorted(wantFetched)) {
@@ -541,7 +572,6 @@ func testConformance(t *testing.T, srv *server) {
 		"OCI_API_BLOBS_DELETE=false",
 		"OCI_API_MANIFESTS_DELETE=false",
 		"OCI_API_TAGS_DELETE=false",
-		"OCI_API_TAGS_LIST=false",
 		"OCI_API_REFERRER=false",
 		"OCI_RO_DATA_TAGS=latest",
 		"OCI_RO_DATA_MANIFESTS="+strings.Join([]string{docker.digest, oci.digest}, " "),
@@ -875,6 +905,20 @@ func (s *server) manifest(ctx context.Context, t *testing.T, name, reference, ac
 		t.Fatalf("GET %s: schemaVersion %d with %d layers", path, m.SchemaVersion, len(m.Layers))
 	}
 	return m
+}
+
+// config fetches and decodes the config of m.
+func (s *server) config(ctx context.Context, t *testing.T, name string, m *manifest) *imageConfig {
+	t.Helper()
+	resp := s.do(ctx, t, http.MethodGet, "/v2/"+name+"/blobs/"+m.Config.Digest, nil)
+	var cfg imageConfig
+	if resp.status != http.StatusOK {
+		t.Fatalf("config %s: status %d", m.Config.Digest, resp.status)
+	}
+	if err := json.Unmarshal(resp.body, &cfg); err != nil {
+		t.Fatalf("config %s: %v", m.Config.Digest, err)
+	}
+	return &cfg
 }
 
 // splitLayers returns the layers of b that a has (shared) and those it
