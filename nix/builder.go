@@ -269,7 +269,7 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 			return nil, fmt.Errorf("nix: GC root directory: %w", err)
 		}
 		root = filepath.Join(b.opts.GCRootDir, closure.Name(outs[0])+"-"+shortHash(outs))
-		args = append(args, "--add-root", root, "--indirect")
+		args = append(args, "--add-root", root) // indirect: a link in gcroots/auto points to it
 	}
 
 	// Outputs already in the store (and rooted, if roots are wanted) need

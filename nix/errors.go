@@ -11,7 +11,7 @@ import (
 var ErrTimeout = errors.New("nix: build timed out")
 
 // ErrNixNotFound is returned (wrapped) when the Nix binaries cannot be found.
-var ErrNixNotFound = errors.New("nix: nix-build not found in PATH; install Nix (on Debian: apt-get install nix-bin, then run .ci/setup)")
+var ErrNixNotFound = errors.New("nix: Nix is not installed; install it (on Debian: apt-get install nix-bin, then run .ci/setup)")
 
 // UnknownPackagesError reports every requested name that the package set
 // does not have, sorted.
