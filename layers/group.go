@@ -19,31 +19,36 @@ package layers
 //
 // Group works in three steps:
 //
-//  1. Parent. Each path's parent is the path referencing it (in the image)
-//     with the highest popularity, ties to the lower store path. It is the
+//  1. Parents. Each path's parent is the path referencing it (in the image)
+//     with the highest popularity, ties to the lower store path: the
 //     referrer most likely to come along with it.
-//  2. Atoms. A path joins its parent's layer for free when
-//     pop(P) <= pop(parent)+1 (the paths always travel together). Paths
-//     missing from the popularity map count 0, so they stay with their
-//     referrers. The free edges form trees; each tree is an atom. If the atoms
-//     fit the budget, each atom is a layer and Group is done. The atom of a
-//     path is the same in every image holding the path's top-most free
-//     ancestor, so images that share a sub-closure share its layers.
+//  2. Atoms. A path joins its parent's group when pop(P) <= pop(parent)+1:
+//     the two always travel together. Paths missing from the popularity map
+//     count 0, so they stay with their referrers. This happens whatever the
+//     budget, so that every image lays out the same paths the same way: the
+//     atom of a path is the same in every image holding the top of its chain
+//     of such parents, and images that share a sub-closure share its layers.
 //  3. Merges. While there are more groups than the budget, the group whose
-//     merge into its head's parent's group is expected to duplicate the fewest
-//     bytes is merged there. The expected duplication of merging group G (head
-//     H, parent Q) is bytes(G) * (1 - (pop(Q)+1)/pop(H)): the share of images
-//     holding H that do not hold Q, times the bytes that would then travel in
-//     a second, different layer. Large popular paths (glibc) thus keep layers
-//     of their own longest; small paths mostly used through one referrer merge
-//     first. Ties go to the lower head store path. When only groups without a
-//     parent remain (the image's top-level paths) and they still exceed the
-//     budget, the least popular of them (then smallest, then by store path)
-//     are merged into one.
+//     merge is expected to duplicate the fewest bytes is merged. A group G
+//     headed by H (the member whose parent is outside G) can go two ways:
+//     into the group of H's parent Q, at an expected cost of
+//     bytes(G)*(1-(pop(Q)+1)/pop(H)) + bytes(group of Q)/20 (the share of
+//     images holding H that lack Q, times G's bytes, which then travel in a
+//     second layer; plus a twentieth of the receiving group's bytes, for the
+//     risk that another image decides differently and the receiving layer,
+//     changed, must be downloaded again), or into the image's rest layer, at
+//     bytes(G) (the rest is specific to the image, so its bytes are counted
+//     as downloaded again). Groups without a parent (the image's top-level
+//     paths) can only go to the rest. The first group sent to the rest
+//     starts it. Equal costs go to the lower head store path.
+//
+// The effect: large popular paths (glibc) keep layers of their own longest;
+// small paths join their main referrer or, when that referrer is large, the
+// rest layer, so large layers are never changed by small decisions.
 //
 // Layers are returned most shared first: by the highest popularity in the
-// layer, then by size (larger first), then by first store path. Each layer's
-// paths are sorted.
+// layer, then by size (larger first), then by first store path; the rest
+// layer comes last. Each layer's paths are sorted. Sizes are NAR sizes.
 //
 // # Worked example
 //
@@ -59,16 +64,19 @@ package layers
 //
 // Parents: libcurl -> curl, nghttp2 -> libcurl, openssl -> libcurl,
 // zlib -> openssl (pop 150 beats libcurl's 12), glibc -> zlib. Only nghttp2's
-// edge is free (13 = 12+1: nghttp2 is used by libcurl alone), so the atoms
+// edge is free (13 = 12+1: nghttp2 is used by libcurl alone), so the groups
 // are {curl}, {libcurl, nghttp2}, {openssl}, {zlib} and {glibc}. With the
 // default budget these are the five layers, glibc first.
 //
-// With a budget of 3, two merges are needed. Expected duplications:
-// {libcurl, nghttp2} into curl 1.2M*(1-3/12) = 0.9M; openssl into libcurl
-// 6M*(1-13/150) = 5.5M; zlib into openssl 0.1M*(1-151/300) = 0.05M; glibc into
-// zlib 30M*(1-301/900) = 20M. zlib merges into openssl first, then libcurl
-// and nghttp2 into curl, giving the layers {glibc}, {openssl, zlib} and
-// {curl, libcurl, nghttp2}.
+// With a budget of 4, the cheapest moves are: zlib to the rest, 0.1M (into
+// openssl it would cost 0.1M*(1-151/300) + 6M/20 = 0.35M); curl to the rest,
+// 0.5M; {libcurl, nghttp2} into curl, 1.2M*(1-3/12) + 0.5M/20 = 0.93M;
+// openssl into libcurl, 6M*(1-13/150) + 1.2M/20 = 5.54M; glibc into zlib,
+// 30M*(1-301/900) + 0.1M/20 = 19.98M. zlib starts the rest and curl joins
+// it: {glibc}, {openssl}, {libcurl, nghttp2}, rest {curl, zlib}. With a
+// budget of 3, libcurl's parent is now in the rest, so {libcurl, nghttp2}
+// moves there too (1.2M): {glibc}, {openssl}, rest {curl, libcurl, nghttp2,
+// zlib}. With 2, openssl follows (6M) and glibc alone stays apart.
 
 import (
 	"container/heap"
@@ -117,65 +125,86 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 		}
 	}
 
-	// Step 2: atoms, joined along free edges.
+	// Groups are union-find sets; head and bytes are kept at the
+	// representative. The rest group, once it exists, is rest.
 	uf := newUnionFind(n)
-	for i := range parent {
-		if q := parent[i]; q >= 0 && p[i] <= p[q]+1 {
-			uf.union(q, i) // q's root stays the representative
-		}
-	}
-	// Per group (indexed by representative): head, bytes, member count.
 	head := make([]int, n)
 	bytes := make([]int64, n)
 	for i := range head {
-		head[i] = -1
+		head[i] = i
+		bytes[i] = paths[i].NarSize
 	}
-	groups := 0
-	for _, i := range g.TopoIndices() {
-		r := uf.find(i)
-		bytes[r] += paths[i].NarSize
-		if q := parent[i]; q < 0 || uf.find(q) != r {
-			head[r] = i // the one member whose parent is elsewhere
-			groups++
+	groups := n
+	join := func(into, r int) { // merge group r into group into
+		hi, bi := head[into], bytes[into]
+		nr := uf.union(into, r)
+		head[nr], bytes[nr] = hi, bi+bytes[r]
+		groups--
+	}
+
+	// Step 2: atoms, whatever the budget.
+	for i, q := range parent {
+		if q >= 0 && p[i] <= p[q]+1 {
+			join(uf.find(q), uf.find(i))
 		}
 	}
 
-	// Step 3: merges along parent edges, cheapest expected duplication first.
+	// Step 3: merges, cheapest expected duplication first.
+	rest := -1 // representative of the rest group
 	if groups > budget {
-		cost := func(r int) float64 {
+		// cost returns the expected duplication of the cheapest merge of
+		// group r and whether it goes to the rest group.
+		cost := func(r int) (float64, bool) {
+			toRest := float64(bytes[r])
 			hd := head[r]
 			q := parent[hd]
-			return float64(bytes[r]) * (1 - float64(p[q]+1)/float64(p[hd]))
+			if q < 0 {
+				return toRest, true
+			}
+			into := uf.find(q)
+			if into == rest {
+				return toRest, true
+			}
+			c := float64(bytes[r])*(1-float64(p[q]+1)/float64(max(p[hd], 1))) + float64(bytes[into])/mergeRisk
+			if c < toRest {
+				return c, false
+			}
+			return toRest, true
 		}
 		h := &mergeHeap{}
-		for r := range head {
-			if head[r] >= 0 && parent[head[r]] >= 0 {
-				h.items = append(h.items, mergeItem{cost: cost(r), head: head[r], bytes: bytes[r]})
+		for r := 0; r < n; r++ {
+			if uf.find(r) == r {
+				c, _ := cost(r)
+				h.items = append(h.items, mergeItem{cost: c, head: head[r]})
 			}
 		}
 		heap.Init(h)
 		for groups > budget && h.Len() > 0 {
 			it := heap.Pop(h).(mergeItem)
 			r := uf.find(it.head)
-			if head[r] != it.head {
-				continue // merged into another group already
+			if head[r] != it.head || r == rest {
+				continue // merged away, or the rest group itself
 			}
-			if bytes[r] != it.bytes { // grew since it was queued
-				heap.Push(h, mergeItem{cost: cost(r), head: it.head, bytes: bytes[r]})
+			c, toRest := cost(r)
+			if c > it.cost { // costs only grow: requeue
+				heap.Push(h, mergeItem{cost: c, head: it.head})
 				continue
 			}
-			into := uf.find(parent[it.head])
-			hi, bi := head[into], bytes[into]
-			head[r], head[into] = -1, -1
-			nr := uf.union(into, r)
-			head[nr], bytes[nr] = hi, bi+bytes[r]
-			groups--
+			switch {
+			case !toRest:
+				join(uf.find(parent[it.head]), r)
+			case rest < 0:
+				rest = r // the first group sent to the rest starts it
+			default:
+				join(rest, r)
+				rest = uf.find(rest)
+			}
 		}
 	}
 
 	// Collect the groups.
 	type layer struct {
-		rep   int
+		rest  bool
 		pop   int64 // highest popularity in the layer
 		bytes int64
 		paths []string // sorted, since paths are
@@ -186,33 +215,26 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 		r := uf.find(i)
 		l := byRep[r]
 		if l == nil {
-			l = &layer{rep: r, pop: p[i], bytes: bytes[r]}
+			l = &layer{rest: r == rest, pop: p[i], bytes: bytes[r]}
 			byRep[r] = l
 			out = append(out, l)
 		}
-		if p[i] > l.pop {
-			l.pop = p[i]
-		}
+		l.pop = max(l.pop, p[i])
 		l.paths = append(l.paths, paths[i].Path)
 	}
-
-	// Top-level groups that still exceed the budget: keep the most popular
-	// (then largest) budget-1 and merge the rest into one.
-	if len(out) > budget {
-		rankGroups(out, func(l *layer) (int64, int64, string) { return p[head[l.rep]], l.bytes, paths[head[l.rep]].Path })
-		rest := &layer{pop: -1}
-		for _, l := range out[budget-1:] {
-			rest.paths = append(rest.paths, l.paths...)
-			rest.bytes += l.bytes
-			if l.pop > rest.pop {
-				rest.pop = l.pop
-			}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.rest != b.rest {
+			return b.rest
 		}
-		sort.Strings(rest.paths)
-		out = append(out[:budget-1], rest)
-	}
-
-	rankGroups(out, func(l *layer) (int64, int64, string) { return l.pop, l.bytes, l.paths[0] })
+		if a.pop != b.pop {
+			return a.pop > b.pop
+		}
+		if a.bytes != b.bytes {
+			return a.bytes > b.bytes
+		}
+		return a.paths[0] < b.paths[0]
+	})
 	res := make([][]string, len(out))
 	for i, l := range out {
 		res[i] = l.paths
@@ -220,21 +242,9 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 	return res
 }
 
-// rankGroups sorts s by key: the first component descending, then the second
-// descending, then the third ascending.
-func rankGroups[T any](s []T, key func(T) (int64, int64, string)) {
-	sort.SliceStable(s, func(i, j int) bool {
-		a1, a2, a3 := key(s[i])
-		b1, b2, b3 := key(s[j])
-		if a1 != b1 {
-			return a1 > b1
-		}
-		if a2 != b2 {
-			return a2 > b2
-		}
-		return a3 < b3
-	})
-}
+// mergeRisk is the inverse of the share of a group's bytes counted as
+// duplicated when another group merges into it (see Grouping).
+const mergeRisk = 20
 
 // unionFind is a disjoint-set forest with path halving and union by size.
 type unionFind struct{ up, size []int }
@@ -272,9 +282,8 @@ func (u *unionFind) union(a, b int) int {
 // mergeItem is a candidate merge of the group headed by head into the group
 // of head's parent, queued with the group's size when it was computed.
 type mergeItem struct {
-	cost  float64
-	head  int
-	bytes int64
+	cost float64
+	head int
 }
 
 // mergeHeap orders candidate merges by cost, then head index (that is, store

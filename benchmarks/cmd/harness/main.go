@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -42,6 +43,7 @@ func main() {
 type options struct {
 	quick, synthetic bool
 	out, workDir     string
+	sizesCache       string
 	images           int
 	seeds            int
 }
@@ -54,6 +56,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.synthetic, "synthetic", false, "use a synthetic package set instead of the Debian corpus (no Nix needed)")
 	fs.StringVar(&o.out, "out", filepath.Join("benchmarks", "results", "latest"), "directory for results.md and the SVG plots")
 	fs.StringVar(&o.workDir, "workdir", "", "corpus work directory (default: nixery-bench-corpus[-quick] in the user cache directory)")
+	fs.StringVar(&o.sizesCache, "sizes-cache", "", "JSON file memoising compressed sizes across runs (store paths never change); empty: none")
 	fs.IntVar(&o.images, "images", 0, "images per workload (default 60, quick 50)")
 	fs.IntVar(&o.seeds, "seeds", 3, "seeds per workload shape")
 	if err := fs.Parse(args); err != nil {
@@ -156,7 +159,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		// HOOK(layers): switch to the layers package's memoised per-path
 		// statistics once it exports them, so the sizes are exactly those
 		// nixery serves.
-		sizes, err = sim.CompressPaths(ctx, paths, runtime.GOMAXPROCS(0))
+		sizes, err = cachedSizes(ctx, o, paths)
 		if err != nil {
 			return err
 		}
@@ -252,4 +255,58 @@ func fromCorpus(c *corpus.Corpus) *sim.Universe {
 		}
 	}
 	return u
+}
+
+// cachedSizes returns the compressed size of every path, compressing only
+// those the -sizes-cache file does not hold yet and adding them to it.
+func cachedSizes(ctx context.Context, o *options, paths []string) (sim.Sizes, error) {
+	key := fmt.Sprintf("gzip-%d", sim.CompressionLevel)
+	cache := map[string]sim.Sizes{}
+	if o.sizesCache != "" {
+		if data, err := os.ReadFile(o.sizesCache); err == nil {
+			if err := json.Unmarshal(data, &cache); err != nil {
+				return nil, fmt.Errorf("sizes cache %s: %w", o.sizesCache, err)
+			}
+		}
+	}
+	have := cache[key]
+	var todo []string
+	for _, p := range paths {
+		if _, ok := have[p]; !ok {
+			todo = append(todo, p)
+		}
+	}
+	fresh, err := sim.CompressPaths(ctx, todo, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return nil, err
+	}
+	out := sim.Sizes{}
+	for _, p := range paths {
+		if v, ok := have[p]; ok {
+			out[p] = v
+		} else {
+			out[p] = fresh[p]
+		}
+	}
+	if o.sizesCache != "" && len(todo) > 0 {
+		if have == nil {
+			have = sim.Sizes{}
+			cache[key] = have
+		}
+		for p, v := range fresh {
+			have[p] = v
+		}
+		data, err := json.Marshal(cache)
+		if err != nil {
+			return nil, err
+		}
+		tmp := o.sizesCache + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, o.sizesCache); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
