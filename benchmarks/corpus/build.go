@@ -41,7 +41,8 @@ type Options struct {
 	Roots []string
 	// WorkDir receives the generated Nix files and the GC root (the
 	// symlink "result"); it becomes [Corpus.PkgsPath]. Required. Use
-	// separate directories for corpora of different modes.
+	// separate directories for corpora of different modes; two Builds
+	// must not share a directory at the same time.
 	WorkDir string
 	// DpkgDir is the dpkg database; empty means /var/lib/dpkg.
 	DpkgDir string
