@@ -476,3 +476,27 @@ func TestBuildGCRoot(t *testing.T) {
 		t.Errorf("root points to %q (%v), want %s", target, err, res.Packages[0].Path)
 	}
 }
+
+// TestBundledMissingDebianPackage: a package whose Debian package is not
+// installed fails evaluation with a message that names it and the fix.
+func TestBundledMissingDebianPackage(t *testing.T) {
+	requireNix(t)
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, BundledFS()); err != nil {
+		t.Fatal(err)
+	}
+	def := filepath.Join(dir, "default.nix")
+	data, _ := os.ReadFile(def)
+	patched := strings.Replace(string(data), `debs = [ "hello" ];`, `debs = [ "nixery-no-such-package" ];`, 1)
+	if patched == string(data) {
+		t.Fatal("hello's debs not found in default.nix")
+	}
+	os.WriteFile(def, []byte(patched), 0o644)
+	src, _ := NewPathSource(dir)
+	b, _ := countingBuilder(t, src, Options{})
+	_, err := b.Build(context.Background(), Request{Packages: []string{"hello"}})
+	var be *BuildError
+	if !errors.As(err, &be) || be.Op != "evaluate" || !strings.Contains(err.Error(), "nixery-no-such-package is not installed on this host; run .ci/setup") {
+		t.Fatalf("err = %v, want an evaluation error naming the Debian package", err)
+	}
+}

@@ -72,10 +72,21 @@ func (e *BuildError) Error() string {
 
 func (e *BuildError) Unwrap() error { return e.Err }
 
+// lastLine returns the line of a Nix log that best says what went wrong:
+// the last one that starts with "error:" (Nix prints the innermost error
+// last), else the last non-empty line.
 func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := strings.TrimSpace(lines[i])
+		if msg, ok := strings.CutPrefix(l, "error:"); ok && strings.TrimSpace(msg) != "" {
+			return l
+		}
 	}
-	return strings.TrimSpace(s)
+	for i := len(lines) - 1; i >= 0; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			return l
+		}
+	}
+	return ""
 }

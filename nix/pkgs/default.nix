@@ -12,6 +12,11 @@
 # references as for nixpkgs: curl -> libcurl's friends -> openssl -> glibc.
 # Shared libraries live in store paths of their own, so images share them.
 #
+# Store paths follow the host's files: each derivation carries a
+# fingerprint of dpkg's md5sums lists for the Debian packages it copies
+# from, so a Debian update gives new store paths, never new bytes under an
+# old path.
+#
 # The `libs` of a package are the packages providing the DT_NEEDED
 # libraries of its ELF files (read with `readelf -d` on Debian 12; glibc is
 # always implied). The Debian packages the files come from are installed by
@@ -31,19 +36,40 @@ let
   lines = concatStringsSep "\n";
   kv = set: map (k: "${k} ${set.${k}}") (attrNames set);
 
-  # mk builds one package with builder.sh. copy: lines "DESTDIR SRC...";
+  # fingerprint identifies the host files a package copies: the hashes of
+  # dpkg's md5sums lists of its Debian packages (debs) and of other host
+  # files it copies that dpkg does not list (hostFiles). It is part of the
+  # derivation, so a store path changes exactly when the copied files do,
+  # and a missing Debian package is an evaluation error naming it.
+  fingerprint = debs: hostFiles:
+    let
+      md5sums = deb:
+        let
+          multiarch = "/var/lib/dpkg/info/${deb}:amd64.md5sums";
+          plain = "/var/lib/dpkg/info/${deb}.md5sums";
+        in
+        if builtins.pathExists multiarch then builtins.hashFile "sha256" multiarch
+        else if builtins.pathExists plain then builtins.hashFile "sha256" plain
+        else throw "nixery bundled package set: the Debian package ${deb} is not installed on this host; run .ci/setup";
+    in
+    builtins.hashString "sha256" (concatStringsSep "\n"
+      (map (d: "${d} ${md5sums d}") debs ++ map (f: "${f} ${builtins.hashFile "sha256" f}") hostFiles));
+
+  # mk builds one package with builder.sh. debs: the Debian packages its
+  # files come from; copy: lines "DESTDIR SRC...";
   # libs: dependencies whose lib/ goes into RUNPATH; links: LINK = TARGET;
   # wrap: PROG = { VAR = VALUE; } (@out@ stands for the output path);
   # shebangs: interpreter basename = store path; remove: globs under $out.
   mk =
-    { pname, version, copy ? [ ], libs ? [ ], links ? { }, wrap ? { }
-    , shebangs ? { }, remove ? [ ], postInstall ? "", isGlibc ? false }:
+    { pname, version, debs, hostFiles ? [ ], copy ? [ ], libs ? [ ], links ? { }
+    , wrap ? { }, shebangs ? { }, remove ? [ ], postInstall ? "", isGlibc ? false }:
     derivation {
       name = "${pname}-${version}";
       inherit system;
       builder = "/bin/bash";
       args = [ ./builder.sh ];
       PATH = "/usr/bin:/bin";
+      host = fingerprint debs hostFiles;
       copy = lines copy;
       remove = lines remove;
       links = lines (kv links);
@@ -64,20 +90,23 @@ let
 
   glibc = mk {
     pname = "glibc"; version = "2.36"; isGlibc = true;
+    debs = [ "libc6" ];
     copy = [
       "lib ${libs' [ "ld-linux-x86-64.so.2" "libc.so.6" "libm.so.6" "libmvec.so.1"
         "libresolv.so.2" "libpthread.so.0" "libdl.so.2" "librt.so.1" "libutil.so.1"
         "libanl.so.1" "libnss_files.so.2" "libnss_dns.so.2" "libBrokenLocale.so.1" ]}"
     ];
   };
-  libxcrypt = mk { pname = "libxcrypt"; version = "4.4.33"; copy = [ "lib ${L}/libcrypt.so.1" ]; };
-  zlib = mk { pname = "zlib"; version = "1.2.13"; copy = [ "lib ${L}/libz.so.1" ]; };
+  libxcrypt = mk { pname = "libxcrypt"; version = "4.4.33"; debs = [ "libcrypt1" ]; copy = [ "lib ${L}/libcrypt.so.1" ]; };
+  zlib = mk { pname = "zlib"; version = "1.2.13"; debs = [ "zlib1g" ]; copy = [ "lib ${L}/libz.so.1" ]; };
   openssl = mk {
     pname = "openssl"; version = "3.0.19";
+    debs = [ "libssl3" "openssl" ];
     copy = [ "lib ${libs' [ "libssl.so.3" "libcrypto.so.3" ]}" "bin /usr/bin/openssl" ];
   };
   ncurses = mk {
     pname = "ncurses"; version = "6.4";
+    debs = [ "libtinfo6" "libncursesw6" "ncurses-base" ];
     copy = [
       "lib ${libs' [ "libtinfo.so.6" "libncursesw.so.6" "libpanelw.so.6" ]}"
       "share/terminfo /lib/terminfo/*"
@@ -85,70 +114,79 @@ let
   };
   readline = mk {
     pname = "readline"; version = "8.2"; libs = [ ncurses ];
+    debs = [ "libreadline8" ];
     copy = [ "lib ${libs' [ "libreadline.so.8" "libhistory.so.8" ]}" ];
   };
-  pcre2 = mk { pname = "pcre2"; version = "10.42"; copy = [ "lib ${L}/libpcre2-8.so.0" ]; };
-  libunistring = mk { pname = "libunistring"; version = "1.0"; copy = [ "lib ${L}/libunistring.so.2" ]; };
-  libidn2 = mk { pname = "libidn2"; version = "2.3.3"; libs = [ libunistring ]; copy = [ "lib ${L}/libidn2.so.0" ]; };
-  libpsl = mk { pname = "libpsl"; version = "0.21.2"; libs = [ libunistring libidn2 ]; copy = [ "lib ${L}/libpsl.so.5" ]; };
-  nghttp2 = mk { pname = "nghttp2"; version = "1.52.0"; copy = [ "lib ${L}/libnghttp2.so.14" ]; };
-  gmp = mk { pname = "gmp"; version = "6.2.1"; copy = [ "lib ${L}/libgmp.so.10" ]; };
+  pcre2 = mk { pname = "pcre2"; version = "10.42"; debs = [ "libpcre2-8-0" ]; copy = [ "lib ${L}/libpcre2-8.so.0" ]; };
+  libunistring = mk { pname = "libunistring"; version = "1.0"; debs = [ "libunistring2" ]; copy = [ "lib ${L}/libunistring.so.2" ]; };
+  libidn2 = mk { pname = "libidn2"; version = "2.3.3"; debs = [ "libidn2-0" ]; libs = [ libunistring ]; copy = [ "lib ${L}/libidn2.so.0" ]; };
+  libpsl = mk { pname = "libpsl"; version = "0.21.2"; debs = [ "libpsl5" ]; libs = [ libunistring libidn2 ]; copy = [ "lib ${L}/libpsl.so.5" ]; };
+  nghttp2 = mk { pname = "nghttp2"; version = "1.52.0"; debs = [ "libnghttp2-14" ]; copy = [ "lib ${L}/libnghttp2.so.14" ]; };
+  gmp = mk { pname = "gmp"; version = "6.2.1"; debs = [ "libgmp10" ]; copy = [ "lib ${L}/libgmp.so.10" ]; };
   nettle = mk {
     pname = "nettle"; version = "3.8.1"; libs = [ gmp ];
+    debs = [ "libnettle8" "libhogweed6" ];
     copy = [ "lib ${libs' [ "libnettle.so.8" "libhogweed.so.6" ]}" ];
   };
-  libtasn1 = mk { pname = "libtasn1"; version = "4.19.0"; copy = [ "lib ${L}/libtasn1.so.6" ]; };
-  libffi = mk { pname = "libffi"; version = "3.4.4"; copy = [ "lib ${L}/libffi.so.8" ]; };
-  p11-kit = mk { pname = "p11-kit"; version = "0.24.1"; libs = [ libffi ]; copy = [ "lib ${L}/libp11-kit.so.0" ]; };
+  libtasn1 = mk { pname = "libtasn1"; version = "4.19.0"; debs = [ "libtasn1-6" ]; copy = [ "lib ${L}/libtasn1.so.6" ]; };
+  libffi = mk { pname = "libffi"; version = "3.4.4"; debs = [ "libffi8" ]; copy = [ "lib ${L}/libffi.so.8" ]; };
+  p11-kit = mk { pname = "p11-kit"; version = "0.24.1"; debs = [ "libp11-kit0" ]; libs = [ libffi ]; copy = [ "lib ${L}/libp11-kit.so.0" ]; };
   gnutls = mk {
     pname = "gnutls"; version = "3.7.9";
+    debs = [ "libgnutls30" ];
     libs = [ p11-kit libidn2 libunistring libtasn1 nettle gmp ];
     copy = [ "lib ${L}/libgnutls.so.30" ];
   };
   rtmpdump = mk {
     pname = "rtmpdump"; version = "2.4"; libs = [ gnutls nettle gmp zlib ];
+    debs = [ "librtmp1" ];
     copy = [ "lib ${L}/librtmp.so.1" ];
   };
-  libssh2 = mk { pname = "libssh2"; version = "1.10.0"; libs = [ openssl zlib ]; copy = [ "lib ${L}/libssh2.so.1" ]; };
-  keyutils = mk { pname = "keyutils"; version = "1.6.3"; copy = [ "lib ${L}/libkeyutils.so.1" ]; };
+  libssh2 = mk { pname = "libssh2"; version = "1.10.0"; debs = [ "libssh2-1" ]; libs = [ openssl zlib ]; copy = [ "lib ${L}/libssh2.so.1" ]; };
+  keyutils = mk { pname = "keyutils"; version = "1.6.3"; debs = [ "libkeyutils1" ]; copy = [ "lib ${L}/libkeyutils.so.1" ]; };
   krb5 = mk {
     pname = "krb5"; version = "1.20.1"; libs = [ keyutils ];
+    debs = [ "libgssapi-krb5-2" "libkrb5-3" "libk5crypto3" "libkrb5support0" "libcom-err2" ];
     copy = [
       "lib ${libs' [ "libgssapi_krb5.so.2" "libkrb5.so.3" "libk5crypto.so.3"
         "libkrb5support.so.0" "libcom_err.so.2" ]}"
     ];
   };
-  cyrus_sasl = mk { pname = "cyrus-sasl"; version = "2.1.28"; copy = [ "lib ${L}/libsasl2.so.2" ]; };
+  cyrus_sasl = mk { pname = "cyrus-sasl"; version = "2.1.28"; debs = [ "libsasl2-2" ]; copy = [ "lib ${L}/libsasl2.so.2" ]; };
   openldap = mk {
     pname = "openldap"; version = "2.5.13"; libs = [ cyrus_sasl gnutls ];
+    debs = [ "libldap-2.5-0" ];
     copy = [ "lib ${libs' [ "libldap-2.5.so.0" "liblber-2.5.so.0" ]}" ];
   };
   brotli = mk {
     pname = "brotli"; version = "1.0.9";
+    debs = [ "libbrotli1" ];
     copy = [ "lib ${libs' [ "libbrotlicommon.so.1" "libbrotlidec.so.1" "libbrotlienc.so.1" ]}" ];
   };
-  lz4 = mk { pname = "lz4"; version = "1.9.4"; copy = [ "lib ${L}/liblz4.so.1" ]; };
-  libselinux = mk { pname = "libselinux"; version = "3.4"; libs = [ pcre2 ]; copy = [ "lib ${L}/libselinux.so.1" ]; };
-  attr = mk { pname = "attr"; version = "2.5.1"; copy = [ "lib ${L}/libattr.so.1" ]; };
-  acl = mk { pname = "acl"; version = "2.3.1"; libs = [ attr ]; copy = [ "lib ${L}/libacl.so.1" ]; };
-  oniguruma = mk { pname = "oniguruma"; version = "6.9.8"; copy = [ "lib ${L}/libonig.so.5" ]; };
-  libuuid = mk { pname = "libuuid"; version = "2.38.1"; copy = [ "lib ${L}/libuuid.so.1" ]; };
-  expat = mk { pname = "expat"; version = "2.5.0"; copy = [ "lib ${L}/libexpat.so.1" ]; };
-  libmd = mk { pname = "libmd"; version = "1.0.4"; copy = [ "lib ${L}/libmd.so.0" ]; };
-  libbsd = mk { pname = "libbsd"; version = "0.11.7"; libs = [ libmd ]; copy = [ "lib ${L}/libbsd.so.0" ]; };
-  libedit = mk { pname = "libedit"; version = "20221030-3.1"; libs = [ ncurses libbsd ]; copy = [ "lib ${L}/libedit.so.2" ]; };
-  mpfr = mk { pname = "mpfr"; version = "4.2.0"; libs = [ gmp ]; copy = [ "lib ${L}/libmpfr.so.6" ]; };
-  libsigsegv = mk { pname = "libsigsegv"; version = "2.14"; copy = [ "lib ${L}/libsigsegv.so.2" ]; };
+  lz4 = mk { pname = "lz4"; version = "1.9.4"; debs = [ "liblz4-1" ]; copy = [ "lib ${L}/liblz4.so.1" ]; };
+  libselinux = mk { pname = "libselinux"; version = "3.4"; debs = [ "libselinux1" ]; libs = [ pcre2 ]; copy = [ "lib ${L}/libselinux.so.1" ]; };
+  attr = mk { pname = "attr"; version = "2.5.1"; debs = [ "libattr1" ]; copy = [ "lib ${L}/libattr.so.1" ]; };
+  acl = mk { pname = "acl"; version = "2.3.1"; debs = [ "libacl1" ]; libs = [ attr ]; copy = [ "lib ${L}/libacl.so.1" ]; };
+  oniguruma = mk { pname = "oniguruma"; version = "6.9.8"; debs = [ "libonig5" ]; copy = [ "lib ${L}/libonig.so.5" ]; };
+  libuuid = mk { pname = "libuuid"; version = "2.38.1"; debs = [ "libuuid1" ]; copy = [ "lib ${L}/libuuid.so.1" ]; };
+  expat = mk { pname = "expat"; version = "2.5.0"; debs = [ "libexpat1" ]; copy = [ "lib ${L}/libexpat.so.1" ]; };
+  libmd = mk { pname = "libmd"; version = "1.0.4"; debs = [ "libmd0" ]; copy = [ "lib ${L}/libmd.so.0" ]; };
+  libbsd = mk { pname = "libbsd"; version = "0.11.7"; debs = [ "libbsd0" ]; libs = [ libmd ]; copy = [ "lib ${L}/libbsd.so.0" ]; };
+  libedit = mk { pname = "libedit"; version = "20221030-3.1"; debs = [ "libedit2" ]; libs = [ ncurses libbsd ]; copy = [ "lib ${L}/libedit.so.2" ]; };
+  mpfr = mk { pname = "mpfr"; version = "4.2.0"; debs = [ "libmpfr6" ]; libs = [ gmp ]; copy = [ "lib ${L}/libmpfr.so.6" ]; };
+  libsigsegv = mk { pname = "libsigsegv"; version = "2.14"; debs = [ "libsigsegv2" ]; copy = [ "lib ${L}/libsigsegv.so.2" ]; };
 
   # Programs.
 
   bashInteractive = mk {
     pname = "bash-interactive"; version = "5.2.15"; libs = [ ncurses ];
+    debs = [ "bash" ];
     copy = [ "bin /bin/bash" ];
     links = { "bin/sh" = "bash"; };
   };
   coreutils = mk {
     pname = "coreutils"; version = "9.1"; libs = [ acl attr gmp libselinux ];
+    debs = [ "coreutils" ];
     copy = [
       "bin ${concatStringsSep " " (map (p: "/usr/bin/${p}") [
         "[" "arch" "b2sum" "base32" "base64" "basename" "basenc" "cat" "chcon" "chgrp"
@@ -165,6 +203,7 @@ let
   };
   moreutils = mk {
     pname = "moreutils"; version = "0.67"; shebangs = { perl = "${perl}/bin/perl"; };
+    debs = [ "moreutils" ];
     copy = [
       "bin ${concatStringsSep " " (map (p: "/usr/bin/${p}") [
         "combine" "errno" "ifdata" "ifne" "isutf8" "lckdo" "mispipe" "parallel" "pee"
@@ -173,95 +212,114 @@ let
   };
   nano = mk {
     pname = "nano"; version = "7.2"; libs = [ ncurses ];
+    debs = [ "nano" ];
     copy = [ "bin /bin/nano" "share /usr/share/nano" ];
     wrap = { "bin/nano" = { TERMINFO_DIRS = "${ncurses}/share/terminfo"; }; };
   };
   less = mk {
     pname = "less"; version = "590"; libs = [ ncurses ];
+    debs = [ "less" ];
     copy = [ "bin /usr/bin/less /usr/bin/lesskey /usr/bin/lessecho" ];
     wrap = { "bin/less" = { TERMINFO_DIRS = "${ncurses}/share/terminfo"; }; };
   };
   curl = mk {
     pname = "curl"; version = "7.88.1";
+    debs = [ "curl" "libcurl4" ];
     libs = [ nghttp2 libidn2 rtmpdump libssh2 libpsl openssl krb5 openldap zstd brotli zlib ];
     copy = [ "bin /usr/bin/curl" "lib ${L}/libcurl.so.4" ];
   };
   jq = mk {
     pname = "jq"; version = "1.6"; libs = [ oniguruma ];
+    debs = [ "jq" "libjq1" ];
     copy = [ "bin /usr/bin/jq" "lib ${L}/libjq.so.1" ];
   };
   git = mk {
     pname = "git"; version = "2.39.5"; libs = [ pcre2 zlib ];
+    debs = [ "git" ];
     copy = [ "bin /usr/bin/git" "share/git-core /usr/share/git-core/templates" ];
     wrap = { "bin/git" = { GIT_TEMPLATE_DIR = "@out@/share/git-core/templates"; }; };
   };
   cacert = mk {
     pname = "nss-cacert"; version = "20250419";
+    debs = [ "ca-certificates" ]; hostFiles = [ "/etc/ssl/certs/ca-certificates.crt" ];
     copy = [ "etc/ssl/certs /etc/ssl/certs/ca-certificates.crt" ];
     links = { "etc/ssl/certs/ca-bundle.crt" = "ca-certificates.crt"; };
   };
   iana-etc = mk {
     pname = "iana-etc"; version = "20230316";
+    debs = [ "netbase" ]; hostFiles = [ "/etc/services" "/etc/protocols" ];
     copy = [ "etc /etc/services /etc/protocols" ];
   };
-  hello = mk { pname = "hello"; version = "2.10"; copy = [ "bin /usr/bin/hello" ]; };
+  hello = mk { pname = "hello"; version = "2.10"; debs = [ "hello" ]; copy = [ "bin /usr/bin/hello" ]; };
   gnugrep = mk {
     pname = "gnugrep"; version = "3.8"; libs = [ pcre2 ]; shebangs = sh;
+    debs = [ "grep" ];
     copy = [ "bin /bin/grep /bin/egrep /bin/fgrep" ];
     postInstall = ''sed -i "s|^exec grep |exec $out/bin/grep |" $out/bin/egrep $out/bin/fgrep'';
   };
-  gnused = mk { pname = "gnused"; version = "4.9"; libs = [ acl libselinux ]; copy = [ "bin /bin/sed" ]; };
+  gnused = mk { pname = "gnused"; version = "4.9"; debs = [ "sed" ]; libs = [ acl libselinux ]; copy = [ "bin /bin/sed" ]; };
   gawk = mk {
     pname = "gawk"; version = "5.2.1"; libs = [ gmp mpfr readline libsigsegv ];
+    debs = [ "gawk" ];
     copy = [ "bin /usr/bin/gawk" ];
     links = { "bin/awk" = "gawk"; };
   };
   findutils = mk {
     pname = "findutils"; version = "4.9.0"; libs = [ libselinux ];
+    debs = [ "findutils" ];
     copy = [ "bin /usr/bin/find /usr/bin/xargs" ];
   };
   diffutils = mk {
     pname = "diffutils"; version = "3.8";
+    debs = [ "diffutils" ];
     copy = [ "bin /usr/bin/diff /usr/bin/cmp /usr/bin/diff3 /usr/bin/sdiff" ];
   };
   gzip = mk {
     pname = "gzip"; version = "1.12"; shebangs = sh;
+    debs = [ "gzip" ];
     copy = [ "bin /bin/gzip /bin/gunzip /bin/zcat" ];
     postInstall = ''sed -i "s|^exec gzip |exec $out/bin/gzip |" $out/bin/gunzip $out/bin/zcat'';
   };
   xz = mk {
     pname = "xz"; version = "5.4.1";
+    debs = [ "xz-utils" "liblzma5" ];
     copy = [ "bin /usr/bin/xz" "lib ${L}/liblzma.so.5" ];
     links = { "bin/unxz" = "xz"; "bin/xzcat" = "xz"; };
   };
   bzip2 = mk {
     pname = "bzip2"; version = "1.0.8";
+    debs = [ "bzip2" "libbz2-1.0" ];
     copy = [ "bin /bin/bzip2 /bin/bzip2recover" "lib ${L}/libbz2.so.1.0" ];
     links = { "bin/bunzip2" = "bzip2"; "bin/bzcat" = "bzip2"; };
   };
   zstd = mk {
     pname = "zstd"; version = "1.5.4"; libs = [ zlib xz lz4 ];
+    debs = [ "zstd" "libzstd1" ];
     copy = [ "bin /usr/bin/zstd" "lib ${L}/libzstd.so.1" ];
     links = { "bin/unzstd" = "zstd"; "bin/zstdcat" = "zstd"; "bin/zstdmt" = "zstd"; };
   };
-  gnutar = mk { pname = "gnutar"; version = "1.34"; libs = [ acl libselinux ]; copy = [ "bin /bin/tar" ]; };
+  gnutar = mk { pname = "gnutar"; version = "1.34"; debs = [ "tar" ]; libs = [ acl libselinux ]; copy = [ "bin /bin/tar" ]; };
   file = mk {
     pname = "file"; version = "5.44"; libs = [ xz bzip2 zlib ];
+    debs = [ "file" "libmagic1" "libmagic-mgc" ];
     copy = [ "bin /usr/bin/file" "lib ${L}/libmagic.so.1" "share/misc /usr/lib/file/magic.mgc" ];
     wrap = { "bin/file" = { MAGIC = "@out@/share/misc/magic.mgc"; }; };
   };
   which = mk {
     pname = "which"; version = "5.7"; shebangs = sh;
+    debs = [ "debianutils" ];
     copy = [ "bin /usr/bin/which.debianutils" ];
     links = { "bin/which" = "which.debianutils"; };
   };
-  tree = mk { pname = "tree"; version = "2.1.0"; copy = [ "bin /usr/bin/tree" ]; };
+  tree = mk { pname = "tree"; version = "2.1.0"; debs = [ "tree" ]; copy = [ "bin /usr/bin/tree" ]; };
   sqlite = mk {
     pname = "sqlite"; version = "3.40.1"; libs = [ readline zlib ];
+    debs = [ "sqlite3" "libsqlite3-0" ];
     copy = [ "bin /usr/bin/sqlite3" "lib ${L}/libsqlite3.so.0" ];
   };
   openssh = mk {
     pname = "openssh"; version = "9.2p1"; libs = [ libselinux krb5 openssl zlib libedit ];
+    debs = [ "openssh-client" ];
     copy = [
       "bin ${concatStringsSep " " (map (p: "/usr/bin/${p}") [
         "ssh" "scp" "sftp" "ssh-add" "ssh-agent" "ssh-keygen" "ssh-keyscan" ])}"
@@ -269,11 +327,13 @@ let
   };
   wget = mk {
     pname = "wget"; version = "1.21.3";
+    debs = [ "wget" ];
     libs = [ pcre2 libuuid libidn2 nettle gnutls zlib libpsl ];
     copy = [ "bin /usr/bin/wget" ];
   };
   perl = mk {
     pname = "perl"; version = "5.36.0"; libs = [ libxcrypt zlib bzip2 ];
+    debs = [ "perl-base" "perl-modules-5.36" "libperl5.36" ];
     copy = [
       "bin /usr/bin/perl"
       "lib/perl5 ${L}/perl-base/. /usr/share/perl/5.36/. ${L}/perl/5.36/."
@@ -288,6 +348,7 @@ let
   };
   python3 = mk {
     pname = "python3"; version = "3.11.2";
+    debs = [ "python3.11" "python3.11-minimal" "libpython3.11-minimal" "libpython3.11-stdlib" ];
     libs = [ zlib expat bzip2 libxcrypt libffi xz ncurses readline sqlite libuuid openssl ];
     copy = [ "bin /usr/bin/python3.11" "lib /usr/lib/python3.11" ];
     links = { "bin/python3" = "python3.11"; "bin/python" = "python3.11"; };
@@ -302,6 +363,7 @@ let
   };
   six = mk {
     pname = "python3.11-six"; version = "1.16.0";
+    debs = [ "python3-six" ];
     copy = [ "lib/python3.11/site-packages /usr/lib/python3/dist-packages/six.py" ];
     links = { "nix-support/python" = "${python3}"; };
   };
