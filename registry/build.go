@@ -139,8 +139,6 @@ func (r *Registry) image(ctx context.Context, img *Image, tag string) (*image, b
 			e := newError(CodeManifestUnknown, "tag %q: %v", truncate(tag, 64), err)
 			e.Err = err
 			return nil, false, e
-		} else if tag != "latest" && srcKey == "" {
-			return nil, false, newError(CodeManifestUnknown, "tag %q unknown: this package source only has \"latest\"", truncate(tag, 64))
 		}
 	} else if tag != "latest" {
 		return nil, false, newError(CodeManifestUnknown, "tag %q unknown: this package source only has \"latest\"", truncate(tag, 64))

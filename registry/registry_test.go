@@ -396,6 +396,11 @@ func TestBlobs(t *testing.T) {
 			Created string `json:"created"`
 		} `json:"history"`
 	}
+	// Kubernetes once refused upstream Nixery's images for want of a
+	// "config" object (tazjin/nixery#1): it must always be there.
+	if !strings.Contains(string(c.body), `"config":{"Env":[`) {
+		t.Errorf("config lacks a config object with Env: %s", c.body)
+	}
 	if err := json.Unmarshal(c.body, &cfg); err != nil {
 		t.Fatal(err)
 	}

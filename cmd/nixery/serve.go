@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -177,6 +179,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	if err != nil {
 		return err
 	}
+	bundled, _ := src.(*nix.BundledSource)
+	if c.popularity == "" && bundled != nil {
+		popFrom = "computed from the whole bundled package set"
+	}
 	store, err := layers.NewFSStore(filepath.Join(c.storagePath, "store"))
 	if err != nil {
 		return err
@@ -206,12 +212,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"max_builds", c.maxBuilds,
 		"max_layers", c.maxLayers)
 
+	group := layers.Group
+	if c.popularity == "" && bundled != nil {
+		// Every build waits for the bundled set's popularity, computed
+		// once in the background (or read from the storage directory).
+		ready := make(chan struct{})
+		var computed closure.Popularity
+		go func() {
+			defer close(ready)
+			start := time.Now()
+			p, err := bundledPopularity(ctx, bundled, filepath.Join(c.storagePath, "popularity"), c.nixTimeout, log)
+			if err != nil {
+				log.Error("cannot compute the bundled set's popularity; grouping by graph shape alone", "error", err)
+				return
+			}
+			computed = p
+			log.Info("popularity ready", "paths", len(p), "duration", time.Since(start))
+		}()
+		group = func(g *closure.Graph, _ closure.Popularity, budget int) [][]string {
+			<-ready
+			return layers.Group(g, computed, budget)
+		}
+	}
 	reg, err := registry.New(registry.Config{
 		Realiser:   realiser{builder},
 		Source:     src,
 		Store:      store,
 		Layers:     asm,
-		Group:      layers.Group,
+		Group:      group,
 		Popularity: pop,
 		MaxLayers:  c.maxLayers,
 		StateDir:   filepath.Join(c.storagePath, "index"),
@@ -265,9 +293,10 @@ func (r realiser) Realise(ctx context.Context, req registry.Request) (*registry.
 }
 
 // loadPopularity reads NIX_POPULARITY_URL: an http(s) URL or a file path
-// (file:// too). Without one, popularity is empty: every store path counts
-// the same and layers.Group groups by the shape of each image's graph
-// alone, which is deterministic, so images still share layers.
+// (file:// too). Without one, popularity is empty here; for the bundled
+// package set serve then computes it with [bundledPopularity], and for other
+// sources every store path counts 0, so layers.Group keeps each path with
+// its referrers and grouping follows the shape of each image's graph alone.
 func loadPopularity(ctx context.Context, from string) (closure.Popularity, string, error) {
 	if from == "" {
 		return closure.Popularity{}, "none (grouping by graph shape)", nil
@@ -302,4 +331,59 @@ func loadPopularity(ctx context.Context, from string) (closure.Popularity, strin
 		return nil, "", fmt.Errorf("serve: popularity from %s: %w", from, err)
 	}
 	return pop, from, nil
+}
+
+// attrNamesExpr lists the top-level attributes of a package set that are
+// derivations. dir arrives as a string argument (--argstr), never as code.
+const attrNamesExpr = `{ dir }:
+let s = import (/. + dir) { system = "x86_64-linux"; };
+in builtins.filter (n: (builtins.tryEval ((s.${n}.type or "") == "derivation")).value) (builtins.attrNames s)`
+
+// bundledPopularity computes the popularity of the bundled package set the
+// way upstream Nixery computes nixpkgs': every top-level package is
+// realised and closure.Compute counts, for each store path, how many paths
+// of the whole set depend on it. The set is fixed, so the result is the
+// same on every machine; it is kept in dir/<hash>.json after the first
+// computation. The realisation gets ten times the Nix timeout, since on a
+// fresh machine it builds the whole set.
+func bundledPopularity(ctx context.Context, src *nix.BundledSource, dir string, timeout time.Duration, log *slog.Logger) (closure.Popularity, error) {
+	file := filepath.Join(dir, src.Hash()+".json")
+	if f, err := os.Open(file); err == nil {
+		defer f.Close()
+		return closure.LoadPopularity(f)
+	}
+	pkgs, err := src.Dir()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, "nix-instantiate", "--eval", "--json", "--strict", "--argstr", "dir", pkgs, "-E", attrNamesExpr)
+	cmd.Env = append(os.Environ(), "NIX_CONFIG="+nix.DefaultNixConfig+"\n"+os.Getenv("NIX_CONFIG"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("listing the bundled set: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var names []string
+	if err := json.Unmarshal(out, &names); err != nil || len(names) == 0 {
+		return nil, fmt.Errorf("listing the bundled set: unexpected output %.200q", out)
+	}
+	log.Info("computing the bundled set's popularity", "packages", len(names))
+	b := nix.NewBuilder(src, nix.Options{Timeout: 10 * timeout, MaxConcurrent: 1, Logger: log})
+	res, err := b.Build(ctx, nix.Request{Packages: names, System: nix.DefaultSystem})
+	if err != nil {
+		return nil, err
+	}
+	pop := closure.Compute(res.Graph)
+	data, err := json.Marshal(pop)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		tmp := file + ".tmp"
+		if os.WriteFile(tmp, data, 0o644) == nil {
+			os.Rename(tmp, file)
+		}
+	}
+	return pop, nil
 }

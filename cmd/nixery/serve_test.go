@@ -1,0 +1,398 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+)
+
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestParseServe(t *testing.T) {
+	c, err := parseServe(nil, envMap(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.listen != "localhost:8080" || c.storageBackend != "filesystem" || c.nixTimeout != 60*time.Second ||
+		c.maxBuilds != 2 || c.maxLayers != 100 || c.logFormat != "text" || !strings.HasSuffix(c.storagePath, "nixery") {
+		t.Errorf("defaults: %+v", c)
+	}
+
+	env := envMap(map[string]string{
+		"PORT":                   "9999",
+		"NIXERY_CHANNEL":         "nixos-unstable",
+		"NIXERY_STORAGE_BACKEND": "filesystem",
+		"STORAGE_PATH":           "/srv/nixery",
+		"NIX_TIMEOUT":            "90",
+		"NIX_POPULARITY_URL":     "/srv/popularity.json",
+		"NIXERY_MAX_LAYERS":      "50",
+	})
+	c, err = parseServe(nil, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.listen != "localhost:9999" || c.channel != "nixos-unstable" || c.storagePath != "/srv/nixery" ||
+		c.nixTimeout != 90*time.Second || c.popularity != "/srv/popularity.json" || c.maxLayers != 50 {
+		t.Errorf("environment: %+v", c)
+	}
+	// Flags win over the environment.
+	c, err = parseServe([]string{"-listen", "127.0.0.1:0", "-nix-timeout", "2m", "-storage-path", "/x"}, env, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.listen != "127.0.0.1:0" || c.nixTimeout != 2*time.Minute || c.storagePath != "/x" {
+		t.Errorf("flags: %+v", c)
+	}
+
+	for _, bad := range []map[string]string{
+		{"NIXERY_STORAGE_BACKEND": "gcs"},
+		{"NIX_TIMEOUT": "soon"},
+		{"NIX_TIMEOUT": "-1"},
+		{"PORT": "http"},
+		{"NIXERY_MAX_LAYERS": "200"},
+		{"NIXERY_MAX_BUILDS": "0"},
+		{"NIXERY_LOG_FORMAT": "xml"},
+	} {
+		if _, err := parseServe(nil, envMap(bad), io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := parseServe([]string{"extra"}, envMap(nil), io.Discard); err == nil {
+		t.Error("a stray argument was accepted")
+	}
+	// Two package sources at once are refused when the server starts.
+	err = serve(t.Context(), nil, envMap(map[string]string{"NIXERY_CHANNEL": "a", "NIXERY_PKGS_PATH": "/b", "STORAGE_PATH": t.TempDir()}), io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "only one package source") {
+		t.Errorf("two sources: %v", err)
+	}
+}
+
+func TestLoadPopularity(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "pop.json")
+	os.WriteFile(file, []byte(`{"glibc-2.36": 302401, "zlib-1.2": 10}`), 0o644)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFile(w, r, file)
+	})}
+	addr := svListen(t, srv)
+	for _, from := range []string{file, "file://" + file, "http://" + addr + "/pop.json"} {
+		pop, _, err := loadPopularity(t.Context(), from)
+		if err != nil || pop["glibc-2.36"] != 302401 || len(pop) != 2 {
+			t.Errorf("%s: %v %v", from, pop, err)
+		}
+	}
+	if _, _, err := loadPopularity(t.Context(), filepath.Join(t.TempDir(), "missing.json")); err == nil {
+		t.Error("a missing file was accepted")
+	}
+	os.WriteFile(file, []byte(`[1,2]`), 0o644)
+	if _, _, err := loadPopularity(t.Context(), file); err == nil {
+		t.Error("a malformed file was accepted")
+	}
+}
+
+// svLog is a concurrency-safe log sink.
+type svLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *svLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *svLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// svStart runs `nixery serve` in this process on a free loopback port with
+// storage in dir, and stops it (checking a clean shutdown) at cleanup.
+func svStart(t *testing.T, dir string) (addr string, log *svLog, stop func()) {
+	t.Helper()
+	log = &svLog{}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	env := envMap(map[string]string{"STORAGE_PATH": dir, "NIX_TIMEOUT": "600"})
+	go func() {
+		done <- serve(ctx, []string{"-listen", "127.0.0.1:0"}, env, log, func(a string) { ready <- a })
+	}()
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v\n%s", err, log)
+	case <-time.After(time.Minute):
+		cancel()
+		t.Fatalf("serve did not start\n%s", log)
+	}
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve did not shut down cleanly: %v", err)
+			}
+		case <-time.After(time.Minute):
+			t.Error("serve did not stop within a minute of its context ending")
+		}
+	}
+	t.Cleanup(stop)
+	return addr, log, stop
+}
+
+func svListen(t *testing.T, srv *http.Server) string {
+	t.Helper()
+	ln, err := netListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+func svGet(t *testing.T, url, accept string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+// svImage pulls name from addr with go-containerregistry and validates it.
+func svImage(t *testing.T, addr, img string) v1.Image {
+	t.Helper()
+	ref, err := name.ParseReference(addr + "/" + img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := remote.Image(ref)
+	if err != nil {
+		t.Fatalf("pull %s: %v", img, err)
+	}
+	if err := validate.Image(im); err != nil {
+		t.Fatalf("validate %s: %v", img, err)
+	}
+	return im
+}
+
+// svLayerPaths maps each layer digest of img to the store paths it holds.
+func svLayerPaths(t *testing.T, img v1.Image) (digests []string, paths map[string][]string, custom map[string]string) {
+	t.Helper()
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths = map[string][]string{}
+	storeDir := regexp.MustCompile(`^/?nix/store/([^/]+)/?$`)
+	for i, l := range ls {
+		d, _ := l.Digest()
+		digests = append(digests, d.String())
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		isLast := i == len(ls)-1
+		if isLast {
+			custom = map[string]string{}
+		}
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := storeDir.FindStringSubmatch(h.Name); m != nil {
+				paths[d.String()] = append(paths[d.String()], m[1])
+			}
+			if isLast {
+				v := h.Linkname
+				if h.Typeflag == tar.TypeDir {
+					v = fmt.Sprintf("dir %o", h.Mode)
+				}
+				custom[strings.TrimSuffix(h.Name, "/")] = v
+			}
+		}
+		rc.Close()
+	}
+	return digests, paths, custom
+}
+
+// layerOf returns the digest of the layer holding the store path whose name
+// (after the hash) starts with prefix.
+func layerOf(paths map[string][]string, prefix string) string {
+	for d, ps := range paths {
+		for _, p := range ps {
+			if _, n, ok := strings.Cut(p, "-"); ok && strings.HasPrefix(n, prefix) {
+				return d
+			}
+		}
+	}
+	return ""
+}
+
+// TestServeRealNix serves the bundled package set with real Nix, real
+// layers and the real blob store, and pulls through go-containerregistry.
+func TestServeRealNix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Nix; skipped with -short")
+	}
+	if _, err := exec.LookPath("nix-build"); err != nil {
+		t.Fatalf("this test needs Nix (apt-get install nix-bin, then .ci/setup): %v", err)
+	}
+	dir := t.TempDir()
+	addr, log, stop := svStart(t, dir)
+	if first, _, _ := strings.Cut(log.String(), "\n"); !strings.Contains(first, "nixery serving bundled package set") || !strings.Contains(first, "addr="+addr) {
+		t.Errorf("first log line does not say what is served where: %s", first)
+	}
+
+	// shell/curl validates, has the customisation layer last, runs bash.
+	img := svImage(t, addr, "shell/curl")
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cfg.Config.Cmd) != "[bash]" || cfg.Architecture != "amd64" || cfg.OS != "linux" {
+		t.Errorf("config %+v", cfg)
+	}
+	curlDigests, curlPaths, custom := svLayerPaths(t, img)
+	for _, f := range []string{"bin/curl", "bin/bash", "bin/ls", "bin/sponge", "bin/nano", "usr/bin/env", "etc/ssl"} {
+		if !strings.HasPrefix(custom[f], "/nix/store/") {
+			t.Errorf("customisation layer: %s = %q", f, custom[f])
+		}
+	}
+	if custom["tmp"] != "dir 1777" {
+		t.Errorf("tmp: %q", custom["tmp"])
+	}
+
+	// Images share the layers of the libraries they have in common, by
+	// digest. (The bundled git is built without openssl; openssh has it.)
+	_, gitPaths, _ := svLayerPaths(t, svImage(t, addr, "git"))
+	_, sshPaths, _ := svLayerPaths(t, svImage(t, addr, "openssh"))
+	for _, c := range []struct {
+		lib   string
+		other map[string][]string
+		name  string
+	}{
+		{"glibc", gitPaths, "git"}, {"zlib", gitPaths, "git"}, {"pcre2", gitPaths, "git"},
+		{"glibc", sshPaths, "openssh"}, {"openssl", sshPaths, "openssh"}, {"zlib", sshPaths, "openssh"},
+	} {
+		a, b := layerOf(curlPaths, c.lib), layerOf(c.other, c.lib)
+		if a == "" || a != b {
+			t.Errorf("%s: layer %q in shell/curl, %q in %s", c.lib, a, b, c.name)
+		}
+	}
+
+	// Unknown packages, all of them; a system the set cannot build for.
+	resp, body := svGet(t, "http://"+addr+"/v2/curl/nosuchthing/alsonot/manifests/latest", "")
+	if resp.StatusCode != 404 || !strings.Contains(string(body), "unknown packages: alsonot, nosuchthing") {
+		t.Errorf("unknown packages: %d %s", resp.StatusCode, body)
+	}
+	resp, body = svGet(t, "http://"+addr+"/v2/arm64/hello/manifests/latest", "")
+	if resp.StatusCode != 404 || !strings.Contains(string(body), "aarch64-linux") {
+		t.Errorf("arm64: %d %s", resp.StatusCode, body)
+	}
+
+	// 50 concurrent requests for an image nobody asked for yet: one build,
+	// every layer built once.
+	mark := len(log.String())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			method := "GET"
+			if i%2 == 1 {
+				method = "HEAD"
+			}
+			req, _ := http.NewRequest(method, "http://"+addr+"/v2/shell/jq/less/manifests/latest", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			statuses[resp.StatusCode]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if statuses[200] != 50 {
+		t.Errorf("statuses %v", statuses)
+	}
+	since := log.String()[mark:]
+	if n := strings.Count(since, "msg=build "); n != 1 {
+		t.Errorf("50 concurrent requests: %d builds, want 1", n)
+	}
+	built := regexp.MustCompile(`msg="layer built" digest=(sha256:[0-9a-f]{64})`).FindAllStringSubmatch(since, -1)
+	seen := map[string]bool{}
+	for _, m := range built {
+		if seen[m[1]] {
+			t.Errorf("layer %s built twice", m[1])
+		}
+		seen[m[1]] = true
+	}
+
+	// Restart: the manifests survive, by tag and by digest, without Nix.
+	resp, manifest := svGet(t, "http://"+addr+"/v2/shell/curl/manifests/latest", "application/vnd.oci.image.manifest.v1+json")
+	digest := resp.Header.Get("Docker-Content-Digest")
+	stop()
+	addr2, log2, _ := svStart(t, dir)
+	resp, again := svGet(t, "http://"+addr2+"/v2/curl/shell/manifests/"+digest, "")
+	if resp.StatusCode != 200 || !bytes.Equal(again, manifest) {
+		t.Errorf("after restart, by digest: %d", resp.StatusCode)
+	}
+	resp, byTag := svGet(t, "http://"+addr2+"/v2/shell/curl/manifests/latest", "")
+	var m struct{ Layers []struct{ Digest string } }
+	json.Unmarshal(byTag, &m)
+	if resp.StatusCode != 200 || len(m.Layers) != len(curlDigests) || m.Layers[0].Digest != curlDigests[0] {
+		t.Errorf("after restart, by tag: %d %s", resp.StatusCode, byTag)
+	}
+	if strings.Contains(log2.String(), "msg=build ") {
+		t.Errorf("after restart a cached image was built again:\n%s", log2)
+	}
+}
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
