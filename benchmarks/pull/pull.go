@@ -133,6 +133,22 @@ type Result struct {
 	Duration time.Duration
 }
 
+// StorePathLayerBytes is LayerBytes without the customisation layers (the
+// last layer of each image), the figure [Simulate] predicts.
+func (r *Result) StorePathLayerBytes() int64 {
+	var n int64
+	for _, img := range r.Images {
+		n += img.LayerBytes
+		last := img.Manifest.Layers[len(img.Manifest.Layers)-1]
+		for _, q := range img.Requests {
+			if q.Method == http.MethodGet && q.Digest() == last.Digest {
+				n -= q.Bytes
+			}
+		}
+	}
+	return n
+}
+
 // TotalBytes is everything Docker downloaded: layers, configs, manifests.
 func (r *Result) TotalBytes() int64 { return r.LayerBytes + r.ConfigBytes + r.ManifestBytes }
 

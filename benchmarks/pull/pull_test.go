@@ -120,3 +120,19 @@ func TestProxyAccount(t *testing.T) {
 		t.Error("account accepted a pull without a manifest")
 	}
 }
+
+func TestStorePathLayerBytes(t *testing.T) {
+	m := Manifest{Layers: []Descriptor{{"sha256:a", 100}, {"sha256:custom", 7}}}
+	res := &Result{Images: []Image{{
+		Manifest:   m,
+		LayerBytes: 107,
+		Requests: []Request{
+			{Method: "GET", Path: "/v2/x/blobs/sha256:a", Bytes: 100},
+			{Method: "HEAD", Path: "/v2/x/blobs/sha256:custom"},
+			{Method: "GET", Path: "/v2/x/blobs/sha256:custom", Bytes: 7},
+		},
+	}}}
+	if got := res.StorePathLayerBytes(); got != 100 {
+		t.Errorf("StorePathLayerBytes = %d, want 100", got)
+	}
+}

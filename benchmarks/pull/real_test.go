@@ -6,15 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nixery-go/nixery/benchmarks/corpus"
 	"github.com/nixery-go/nixery/benchmarks/speed"
-	"github.com/nixery-go/nixery/layers"
-	"github.com/nixery-go/nixery/registry"
 )
 
 func requireDocker(t *testing.T) {
@@ -135,84 +132,21 @@ func TestRunQuickCorpus(t *testing.T) {
 	// server, exact layer sizes from the layers package, Docker's rule.
 	// The customisation layer (last, unique per image) is left out of
 	// both sides.
-	predicted := simulate(t, c, images)
-	var measured, custom int64
-	for _, img := range res.Images {
-		measured += img.LayerBytes
-		last := img.Manifest.Layers[len(img.Manifest.Layers)-1]
-		for _, r := range img.Requests {
-			if r.Method == "GET" && r.Digest() == last.Digest {
-				custom += r.Bytes
-			}
-		}
+	pred, err := Simulate(ctx, c, images, 0, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Logf("Docker downloaded %d layer bytes without customisation layers; simulated %d", measured-custom, predicted)
-	if err := Agree(measured-custom, predicted, 0.02); err != nil {
+	measured := res.StorePathLayerBytes()
+	t.Logf("Docker downloaded %d layer bytes without customisation layers; simulated %d (a client skipping every known blob: %d)",
+		measured, pred.ChainBytes(), pred.PerBlobBytes())
+	if err := Agree(measured, pred.ChainBytes(), 0.02); err != nil {
 		t.Error(err)
+	}
+	for i, img := range res.Images {
+		if got, want := len(img.Manifest.Layers)-1, len(pred.Layers[i]); got != want {
+			t.Errorf("image %d: %d store path layers served, %d simulated", i, got, want)
+		}
 	}
 	t.Logf("total: %d layer bytes, %d config, %d manifest; per-blob %d, chain %d; server peak RSS %d MiB; %v",
 		res.LayerBytes, res.ConfigBytes, res.ManifestBytes, res.PerBlobBytes, res.ChainBytes, res.Server.MaxRSS>>20, res.Duration)
-}
-
-// simulate predicts the layer bytes Docker downloads for images, without
-// customisation layers, from the corpus alone.
-func simulate(t *testing.T, c *corpus.Corpus, images [][]string) int64 {
-	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := layers.NewFSStore(filepath.Join(dir, "store"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	asm, err := layers.NewAssembler(store, filepath.Join(dir, "cache"), layers.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lists [][]Descriptor
-	for _, pkgs := range images {
-		var attrs []string
-		for _, p := range pkgs {
-			if p == "shell" {
-				attrs = append(attrs, registry.ShellPackages...)
-			} else {
-				attrs = append(attrs, p)
-			}
-		}
-		attrs = append(attrs, corpus.AttrCacert, corpus.AttrIanaEtc)
-		var roots []string
-		for _, a := range attrs {
-			if t, ok := c.Aliases[a]; ok {
-				a = t
-			}
-			p, ok := c.Packages[a]
-			if !ok {
-				t.Fatalf("no package %s in the corpus", a)
-			}
-			roots = append(roots, p)
-		}
-		g, err := c.Graph.Subgraph(roots...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var list []Descriptor
-		for _, group := range layers.Group(g, c.Popularity, layers.DefaultBudget-1) {
-			var stats []layers.PathStats
-			for _, p := range group {
-				st, err := asm.PathStats(ctx, p)
-				if err != nil {
-					t.Fatal(err)
-				}
-				stats = append(stats, st)
-			}
-			_, size := asm.Sizes(stats)
-			list = append(list, Descriptor{Digest: strings.Join(group, ":"), Size: size})
-		}
-		lists = append(lists, list)
-	}
-	_, chain := Models(lists)
-	var total int64
-	for _, n := range chain {
-		total += n
-	}
-	return total
 }
