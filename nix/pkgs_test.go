@@ -244,3 +244,70 @@ func TestBundledTerminfo(t *testing.T) {
 		}
 	}
 }
+
+// TestBundledELFsResolveInTheirClosure asks glibc's dynamic loader, inside
+// a chroot holding only a package's closure, to resolve the libraries of
+// every ELF file of the package (programs, libraries, Python and Perl
+// extension modules), without running them: none may be missing.
+func TestBundledELFsResolveInTheirClosure(t *testing.T) {
+	requireNix(t)
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root for chroot")
+	}
+	src := testBundled(t)
+	dir, err := src.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := countingBuilder(t, src, Options{Timeout: 10 * 60e9})
+	res := build(t, b, Request{Packages: topLevelPackages(t, dir)})
+	var loader string
+	for _, p := range res.Packages {
+		if p.Attr == "glibc" {
+			loader = filepath.Join(p.Path, "lib", "ld-linux-x86-64.so.2")
+		}
+	}
+	checked := 0
+	for _, p := range res.Packages {
+		var elfs []string
+		filepath.WalkDir(p.Path, func(f string, d os.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() || strings.HasPrefix(d.Name(), "ld-linux") {
+				return err
+			}
+			fh, err := os.Open(f)
+			if err != nil {
+				return err
+			}
+			defer fh.Close()
+			magic := make([]byte, 4)
+			if n, _ := fh.Read(magic); n == 4 && string(magic) == "\x7fELF" {
+				elfs = append(elfs, f)
+			}
+			return nil
+		})
+		if len(elfs) == 0 {
+			continue
+		}
+		paths := res.Graph.Closure(p.Path)
+		if !slices.Contains(paths, filepath.Dir(filepath.Dir(loader))) {
+			t.Errorf("%s has ELF files but glibc is not in its closure", p.Attr)
+			continue
+		}
+		root := chrootRoot(t, paths)
+		for _, f := range elfs {
+			cmd := exec.Command(loader, "--list", f)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+			cmd.Dir = "/"
+			cmd.Env = []string{}
+			out, err := cmd.CombinedOutput()
+			checked++
+			if err != nil || strings.Contains(string(out), "not found") {
+				t.Errorf("%s: %v\n%s", f, err, out)
+			}
+		}
+	}
+	t.Logf("%d ELF files resolved", checked)
+	if checked < 200 {
+		t.Errorf("only %d ELF files checked", checked)
+	}
+}
