@@ -32,7 +32,7 @@ func closureEnv(t *testing.T, extra map[string]string) func(string) string {
 func TestClosureCommand(t *testing.T) {
 	requireNixCmd(t)
 	var stdout, stderr bytes.Buffer
-	err := closureCmd(context.Background(), []string{"-system", "x86_64-linux", "curl"}, closureEnv(t, nil), &stdout, &stderr)
+	err := closureCmd(context.Background(), []string{"--system", "x86_64-linux", "curl"}, closureEnv(t, nil), &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("nixery closure curl: %v\n%s", err, stderr.String())
 	}
@@ -77,7 +77,7 @@ func TestClosureCommandErrors(t *testing.T) {
 	}{
 		{[]string{"curl", "doesnotexist", "alsomissing"}, []string{"doesnotexist", "alsomissing", "no package named"}},
 		{[]string{`${builtins.readFile "/etc/passwd"}`}, []string{"invalid package name"}},
-		{[]string{"-system", "aarch64-linux", "curl"}, []string{"unsupported system", "aarch64-linux"}},
+		{[]string{"--system=aarch64-linux", "curl"}, []string{"unsupported system", "aarch64-linux"}},
 		{nil, []string{"no package names"}},
 		{[]string{"-system"}, []string{"flag needs an argument"}},
 	} {
