@@ -79,6 +79,9 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 	stderr := &tailBuffer{limit: stderrLimit}
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
+	// Stop waiting for output a while after the process ended, should
+	// some stray descendant keep the pipes open.
+	cmd.WaitDelay = 2 * killGrace
 
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
