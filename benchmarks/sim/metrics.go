@@ -9,19 +9,21 @@ import (
 	"github.com/nixery-go/nixery/closure"
 )
 
-// LayerOverhead is the compressed size a layer adds to the sum of its store
-// paths' compressed sizes: the gzip member holding the /nix and /nix/store
-// directory entries and the tar end-of-archive blocks.
-const LayerOverhead = 128
-
-// Sizes maps each store path to its compressed size in a layer.
-type Sizes map[string]int64
+// Sizes gives the compressed size of layers.
+type Sizes struct {
+	// Paths maps each store path to the compressed size of its part of a
+	// layer (its gzip members).
+	Paths map[string]int64
+	// Overhead is what every layer adds: the members holding the /nix and
+	// /nix/store directory entries and the tar end-of-archive blocks.
+	Overhead int64
+}
 
 // LayerSize returns the compressed size of a layer holding paths.
 func (s Sizes) LayerSize(paths []string) int64 {
-	total := int64(LayerOverhead)
+	total := s.Overhead
 	for _, p := range paths {
-		total += s[p]
+		total += s.Paths[p]
 	}
 	return total
 }
@@ -105,7 +107,7 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 				return nil, fmt.Errorf("sim: %s: %w", w.Name(), err)
 			}
 			for _, p := range g.Paths() {
-				if _, ok := sizes[p.Path]; !ok {
+				if _, ok := sizes.Paths[p.Path]; !ok {
 					return nil, fmt.Errorf("sim: no compressed size for %s", p.Path)
 				}
 				allPaths[p.Path] = true
@@ -115,7 +117,7 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 	}
 	var regIdeal int64
 	for p := range allPaths {
-		regIdeal += sizes[p]
+		regIdeal += sizes.Paths[p]
 	}
 	out := &Outcome{}
 	for _, a := range algos {
@@ -152,7 +154,7 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 					for _, p := range g.Paths() {
 						if !seen[p.Path] {
 							seen[p.Path] = true
-							res.IdealBytes += sizes[p.Path]
+							res.IdealBytes += sizes.Paths[p.Path]
 						}
 					}
 				}

@@ -10,9 +10,10 @@
 // plus cacert and iana-etc, which nixery adds to every image. A layer is
 // identified by its exact set of store paths, as nixery's layer cache keys
 // it, and its compressed size is the sum of the compressed sizes of its
-// store paths (each path is compressed once and memoised, see [Sizer]) plus
-// a fixed per-layer overhead: nixery's layer format concatenates one gzip
-// member per store path, so this is the size nixery serves.
+// store paths plus a fixed per-layer overhead (see [Sizes]): nixery's layer
+// format concatenates the gzip members of each store path between a header
+// and a trailer member, so with sizes measured by the layers package (each
+// path compressed once, memoised) this is exactly the size nixery serves.
 //
 // A client pulls the images in order and downloads each layer it does not
 // hold yet: those are the pull bytes. The ideal is every unique store path

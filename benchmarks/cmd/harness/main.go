@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -23,11 +22,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nixery-go/nixery/benchmarks/corpus"
 	"github.com/nixery-go/nixery/benchmarks/report"
 	"github.com/nixery-go/nixery/benchmarks/sim"
+	"github.com/nixery-go/nixery/layers"
 )
 
 func main() {
@@ -43,7 +44,7 @@ func main() {
 type options struct {
 	quick, synthetic bool
 	out, workDir     string
-	sizesCache       string
+	cacheDir         string
 	images           int
 	seeds            int
 }
@@ -56,7 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.synthetic, "synthetic", false, "use a synthetic package set instead of the Debian corpus (no Nix needed)")
 	fs.StringVar(&o.out, "out", filepath.Join("benchmarks", "results", "latest"), "directory for results.md and the SVG plots")
 	fs.StringVar(&o.workDir, "workdir", "", "corpus work directory (default: nixery-bench-corpus[-quick] in the user cache directory)")
-	fs.StringVar(&o.sizesCache, "sizes-cache", "", "JSON file memoising compressed sizes across runs (store paths never change); empty: none")
+	fs.StringVar(&o.cacheDir, "cache", "", "layer member cache, kept across runs (default: nixery-bench-members in the user cache directory)")
 	fs.IntVar(&o.images, "images", 0, "images per workload (default 60, quick 50)")
 	fs.IntVar(&o.seeds, "seeds", 3, "seeds per workload shape")
 	if err := fs.Parse(args); err != nil {
@@ -112,11 +113,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	} else {
 		wd := o.workDir
 		if wd == "" {
-			base, err := os.UserCacheDir()
-			if err != nil {
-				base = os.TempDir()
-			}
-			wd = filepath.Join(base, "nixery-bench-corpus")
+			wd = filepath.Join(userCache(), "nixery-bench-corpus")
 			if o.quick {
 				wd += "-quick"
 			}
@@ -156,10 +153,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		sizes = sim.SyntheticSizes(u)
 		d.Sizes = "synthetic: a third of the NAR size, varied by ±20% per path"
 	} else {
-		// HOOK(layers): switch to the layers package's memoised per-path
-		// statistics once it exports them, so the sizes are exactly those
-		// nixery serves.
-		sizes, err = cachedSizes(ctx, o, paths)
+		cacheDir := o.cacheDir
+		if cacheDir == "" {
+			cacheDir = filepath.Join(userCache(), "nixery-bench-members")
+		}
+		var format string
+		sizes, format, err = measureSizes(ctx, cacheDir, paths, log)
 		if err != nil {
 			return err
 		}
@@ -167,10 +166,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		for _, p := range paths {
 			q, _ := u.Graph.Lookup(p)
 			raw += q.NarSize
-			comp += sizes[p]
+			comp += sizes.Paths[p]
 		}
-		d.Sizes = fmt.Sprintf("measured: each of the %d store paths used tarred and compressed once with klauspost gzip level %d (%.2f GB NAR -> %.2f GB); a layer is the sum of its paths plus %d bytes",
-			len(paths), sim.CompressionLevel, float64(raw)/1e9, float64(comp)/1e9, sim.LayerOverhead)
+		d.Sizes = fmt.Sprintf("measured exactly as nixery serves them: each of the %d store paths used compressed once by layers.Assembler (format %s; %.2f GB NAR -> %.2f GB), a layer being its paths' members plus %d bytes",
+			len(paths), format, float64(raw)/1e9, float64(comp)/1e9, sizes.Overhead)
 	}
 	phase("compressed sizes", t0)
 
@@ -257,56 +256,53 @@ func fromCorpus(c *corpus.Corpus) *sim.Universe {
 	return u
 }
 
-// cachedSizes returns the compressed size of every path, compressing only
-// those the -sizes-cache file does not hold yet and adding them to it.
-func cachedSizes(ctx context.Context, o *options, paths []string) (sim.Sizes, error) {
-	key := fmt.Sprintf("gzip-%d", sim.CompressionLevel)
-	cache := map[string]sim.Sizes{}
-	if o.sizesCache != "" {
-		if data, err := os.ReadFile(o.sizesCache); err == nil {
-			if err := json.Unmarshal(data, &cache); err != nil {
-				return nil, fmt.Errorf("sizes cache %s: %w", o.sizesCache, err)
-			}
-		}
-	}
-	have := cache[key]
-	var todo []string
-	for _, p := range paths {
-		if _, ok := have[p]; !ok {
-			todo = append(todo, p)
-		}
-	}
-	fresh, err := sim.CompressPaths(ctx, todo, runtime.GOMAXPROCS(0))
+// measureSizes returns the exact compressed size of every path as nixery's
+// layers package builds it: a layers.Assembler compresses each path once
+// into its member cache in cacheDir (kept across runs: store paths never
+// change) and reports the sizes, and an empty layer gives the per-layer
+// overhead.
+func measureSizes(ctx context.Context, cacheDir string, paths []string, log *slog.Logger) (sim.Sizes, string, error) {
+	store, err := layers.NewFSStore(filepath.Join(cacheDir, "store"))
 	if err != nil {
-		return nil, err
+		return sim.Sizes{}, "", err
 	}
-	out := sim.Sizes{}
-	for _, p := range paths {
-		if v, ok := have[p]; ok {
-			out[p] = v
-		} else {
-			out[p] = fresh[p]
-		}
+	asm, err := layers.NewAssembler(store, filepath.Join(cacheDir, "cache"), layers.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return sim.Sizes{}, "", err
 	}
-	if o.sizesCache != "" && len(todo) > 0 {
-		if have == nil {
-			have = sim.Sizes{}
-			cache[key] = have
-		}
-		for p, v := range fresh {
-			have[p] = v
-		}
-		data, err := json.Marshal(cache)
-		if err != nil {
-			return nil, err
-		}
-		tmp := o.sizesCache + ".tmp"
-		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return nil, err
-		}
-		if err := os.Rename(tmp, o.sizesCache); err != nil {
-			return nil, err
-		}
+	_, overhead := asm.Sizes(nil)
+	sizes := sim.Sizes{Paths: make(map[string]int64, len(paths)), Overhead: overhead}
+	stats := make([]layers.PathStats, len(paths))
+	errs := make([]error, len(paths))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				stats[i], errs[i] = asm.PathStats(ctx, paths[i])
+			}
+		}()
 	}
-	return out, nil
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for i, p := range paths {
+		if errs[i] != nil {
+			return sim.Sizes{}, "", fmt.Errorf("measuring %s: %w", p, errs[i])
+		}
+		sizes.Paths[p] = stats[i].CompressedSize
+	}
+	log.Info("sizes measured", "paths", len(paths), "cache", cacheDir)
+	return sizes, asm.Format(), nil
+}
+
+func userCache() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return d
+	}
+	return os.TempDir()
 }

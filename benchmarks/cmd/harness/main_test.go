@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nixery-go/nixery/benchmarks/report"
+	"github.com/nixery-go/nixery/benchmarks/sim"
+)
+
+// TestQuickSyntheticRun runs the harness end to end in quick mode on the
+// synthetic package set and checks the report files it writes.
+func TestQuickSyntheticRun(t *testing.T) {
+	out := t.TempDir()
+	var log bytes.Buffer
+	if err := run(context.Background(), []string{"-quick", "-synthetic", "-out", out}, &log); err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	md, err := os.ReadFile(filepath.Join(out, report.MarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(md)
+	for _, want := range []string{
+		"Command: `go run ./benchmarks/cmd/harness -quick -synthetic -out " + out + "`",
+		"NOT the real Debian corpus",
+		"| workload | budget | single-layer | popularity-contest | auto-layer | nixery-dominator | nixery-go |",
+		"](" + report.PullRatioFile + ")",
+		"### Targets",
+		"## Registry bytes / ideal",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("results.md lacks %q", want)
+		}
+	}
+	// One summary row per shape and budget, each with a ratio per algorithm.
+	rows := 0
+	for _, line := range strings.Split(text, "\n") {
+		for _, s := range sim.Shapes {
+			if strings.HasPrefix(line, "| "+string(s)+" | ") {
+				rows++
+				if cells := strings.Count(line, "|"); cells != 2+len(sim.Algorithms())+1 {
+					t.Errorf("row %q has %d separators", line, cells)
+				}
+			}
+		}
+	}
+	if want := len(sim.Shapes) * len(sim.Budgets); rows != want {
+		t.Errorf("%d summary rows, want %d", rows, want)
+	}
+	checkSVG(t, filepath.Join(out, report.PullRatioFile), "polyline", len(sim.Shapes)*len(sim.Algorithms()))
+	if _, err := os.Stat(filepath.Join(out, report.ThroughputFile)); !os.IsNotExist(err) {
+		t.Errorf("throughput.svg written without throughput figures: %v", err)
+	}
+}
+
+// checkSVG parses an SVG file as XML and counts elements named elem.
+func checkSVG(t *testing.T, name, elem string, want int) {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := xml.NewDecoder(f)
+	n, root := 0, ""
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", name, err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			if root == "" {
+				root = se.Name.Local
+			}
+			if se.Name.Local == elem {
+				n++
+			}
+		}
+	}
+	if root != "svg" {
+		t.Errorf("%s: root element %q", name, root)
+	}
+	if n != want {
+		t.Errorf("%s: %d %s elements, want %d", name, n, elem, want)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	for _, args := range [][]string{{"-images", "0", "-seeds", "0"}, {"extra"}, {"-nope"}} {
+		if _, err := parseFlags(args, io.Discard); err == nil {
+			t.Errorf("parseFlags(%q) accepted", args)
+		}
+	}
+	o, err := parseFlags([]string{"-quick"}, io.Discard)
+	if err != nil || o.images != 50 || o.seeds != 3 || o.out != filepath.Join("benchmarks", "results", "latest") {
+		t.Errorf("parseFlags(-quick) = %+v, %v", o, err)
+	}
+}

@@ -1,0 +1,98 @@
+package report
+
+import (
+	"encoding/xml"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nixery-go/nixery/benchmarks/sim"
+)
+
+func outcome() *sim.Outcome {
+	r := func(w string, s sim.Shape, a string, b int, pull, ideal int64) sim.Result {
+		return sim.Result{Workload: w, Shape: s, Algorithm: a, Budget: b, Images: 2, PullBytes: pull, IdealBytes: ideal, Layers: 3, MaxLayers: 2, MeanLayers: 1.5}
+	}
+	return &sim.Outcome{
+		Results: []sim.Result{
+			r("many-small/1", sim.ManySmall, "them", 10, 300, 100),
+			r("many-small/1", sim.ManySmall, "us", 10, 150, 100),
+			r("many-small/2", sim.ManySmall, "them", 10, 100, 100),
+			r("many-small/2", sim.ManySmall, "us", 10, 120, 100),
+			r("many-small/1", sim.ManySmall, "them", 100, 100, 100),
+			r("many-small/1", sim.ManySmall, "us", 100, 100, 100),
+			r("many-small/2", sim.ManySmall, "them", 100, 100, 100),
+			r("many-small/2", sim.ManySmall, "us", 100, 105, 100),
+		},
+		Registry: []sim.Registry{{Algorithm: "us", Budget: 10, Bytes: 200, IdealBytes: 100}},
+	}
+}
+
+func TestCheckTargets(t *testing.T) {
+	c := CheckTargets(outcome(), "us")
+	if c.Cells != 4 || c.Wins != 2 || len(c.Losses) != 2 {
+		t.Errorf("Check = %+v", c)
+	}
+	if c.MaxBudget != 100 || c.WorstAtMax != 1.05 {
+		t.Errorf("worst at max = %v at %d", c.WorstAtMax, c.MaxBudget)
+	}
+	if !strings.HasPrefix(c.Losses[0], "many-small/2@10: them 1.000 < us 1.200") {
+		t.Errorf("loss %q", c.Losses[0])
+	}
+	if c.OK() {
+		t.Error("OK with losses")
+	}
+	agg := Aggregate(outcome())
+	if got := agg[sim.ManySmall]["us"][10]; got.Pull != 270 || got.Ideal != 200 || got.Ratio() != 1.35 {
+		t.Errorf("aggregate = %+v", got)
+	}
+}
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	d := &Data{
+		Command: "go run ./benchmarks/cmd/harness", Date: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC),
+		Corpus: "test", Outcome: outcome(), Algorithms: []string{"them", "us"}, Budgets: []int{10, 100}, Ours: "us",
+		Throughput: []Bar{{"nixery cold", 250}, {"tar | gzip -6", 30}},
+		Sections:   []Section{{Title: "Real pulls", Body: "agree within 0.1%"}},
+	}
+	if err := Write(dir, d); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, MarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"- Date: 2026-11-27T05:00:00Z",
+		"| many-small | 10 | 2.000 | **1.350** |",
+		"| many-small | 100 | **1.000** | 1.025 |",
+		"has the lowest pull bytes on 2 of 4",
+		"NOT met",
+		"| nixery cold | 250.0 |",
+		"## Real pulls\n\nagree within 0.1%",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("results.md lacks %q:\n%s", want, md)
+		}
+	}
+	for _, f := range []string{PullRatioFile, ThroughputFile} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := xml.Unmarshal(data, new(struct{})); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// Without throughput figures, a stale throughput.svg is removed.
+	d.Throughput = nil
+	if err := Write(dir, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ThroughputFile)); !os.IsNotExist(err) {
+		t.Errorf("stale %s kept: %v", ThroughputFile, err)
+	}
+}
