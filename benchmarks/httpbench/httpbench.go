@@ -15,7 +15,8 @@
 // filesystem blob store, layer assembler and grouping; only Nix is replaced,
 // by a realiser that returns one store path made in a temporary directory,
 // because what is measured is serving, not building. The registry logs one
-// line per request to a file, as `nixery serve` does to its standard error.
+// line per request to a file, as `nixery serve` does to its standard error
+// (each line written at once, or batched with [Options.LogBuffer]).
 //
 // wrk reports through a Lua done() hook, so no text is scraped: requests,
 // bytes, errors and latency percentiles come out as JSON.
@@ -60,6 +61,10 @@ type Options struct {
 	Dir string
 	// Wrk is the wrk binary; "" means "wrk" from PATH.
 	Wrk string
+	// LogBuffer, when positive, batches the registry's request log lines
+	// for up to that long, as `nixery serve -log-buffer` does; zero writes
+	// each line at once, the server's default.
+	LogBuffer time.Duration
 	// Rounds is how many times each server is loaded, alternating
 	// baseline and registry so that both see the same machine; 0 means 2.
 	// The runs of each side are added up; percentiles are averaged.
@@ -188,7 +193,12 @@ func newBench(ctx context.Context, opts Options) (*bench, error) {
 	if err != nil {
 		return fail(err)
 	}
-	logs := registry.NewLogBuffer(logf, 0) // as `nixery serve` logs to stderr
+	var logs io.Writer = logf
+	closeLogs := func() {}
+	if opts.LogBuffer > 0 {
+		lb := registry.NewLogBuffer(logf, opts.LogBuffer)
+		logs, closeLogs = lb, func() { lb.Close() }
+	}
 	reg, err := registry.New(registry.Config{
 		Realiser: fakeRealiser{storePath},
 		Source:   pinned{},
@@ -199,12 +209,12 @@ func newBench(ctx context.Context, opts Options) (*bench, error) {
 		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	if err != nil {
-		logs.Close()
+		closeLogs()
 		logf.Close()
 		return fail(err)
 	}
 	prev := b.cleanup
-	b.cleanup = func() { reg.Close(); logs.Close(); logf.Close(); prev() }
+	b.cleanup = func() { reg.Close(); closeLogs(); logf.Close(); prev() }
 	b.store, b.reg = store, reg
 	b.manifest = "/v2/httpbench/manifests/latest"
 	return b, nil
