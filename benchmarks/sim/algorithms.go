@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"math/bits"
 	"sort"
 	"strings"
 
@@ -194,7 +195,9 @@ func AutoLayer(g *closure.Graph, _ closure.Popularity, budget int) [][]string {
 }
 
 // autoLayers groups g's paths by the set of layer roots they are used
-// through.
+// through. Layers used through more roots come first (PEERS.md does not say
+// how auto-layer orders layers; most shared first is what the Docker
+// engine's chain rule rewards).
 func autoLayers(g *closure.Graph, isRoot []bool) [][]string {
 	n := g.Len()
 	paths := g.Paths()
@@ -226,6 +229,7 @@ func autoLayers(g *closure.Graph, isRoot []bool) [][]string {
 	}
 	byKey := map[string]int{}
 	var out [][]string
+	var users []int // per layer: how many roots use it
 	for i := range paths { // sorted by path, so layers are sorted
 		var b strings.Builder
 		for _, w := range owners[i] {
@@ -239,10 +243,25 @@ func autoLayers(g *closure.Graph, isRoot []bool) [][]string {
 			l = len(out)
 			byKey[key] = l
 			out = append(out, nil)
+			n := 0
+			for _, w := range owners[i] {
+				n += bits.OnesCount64(w)
+			}
+			users = append(users, n)
 		}
 		out[l] = append(out[l], paths[i].Path)
 	}
-	return out
+	// Most shared first (more users), then by first path.
+	order := make([]int, len(out))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return users[order[a]] > users[order[b]] })
+	sorted := make([][]string, len(out))
+	for i, l := range order {
+		sorted[i] = out[l]
+	}
+	return sorted
 }
 
 // mergeSmallest keeps the budget-1 largest layers (by NAR size, ties by

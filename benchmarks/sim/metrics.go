@@ -42,6 +42,14 @@ type Result struct {
 	// PullBytes is what a client pulling the images in order downloads;
 	// IdealBytes is every unique store path of the workload once.
 	PullBytes, IdealBytes int64
+	// ChainBytes is what the Docker engine with its classic image store
+	// downloads: it keeps layers by chain (a layer with every layer below
+	// it in the manifest), so it skips the longest prefix of an image's
+	// layers that an image pulled before also starts with and downloads
+	// every later layer, even one it holds under another chain. Layer
+	// order matters here; PullBytes is the same client without that rule
+	// (containerd, podman).
+	ChainBytes int64
 	// Layers is the number of distinct layers in the workload.
 	Layers int
 	// MaxLayers and MeanLayers are layers per image.
@@ -53,6 +61,9 @@ type Result struct {
 
 // PullRatio is PullBytes / IdealBytes.
 func (r Result) PullRatio() float64 { return ratio(r.PullBytes, r.IdealBytes) }
+
+// ChainRatio is ChainBytes / IdealBytes.
+func (r Result) ChainRatio() float64 { return ratio(r.ChainBytes, r.IdealBytes) }
 
 // Registry is what a registry serving every workload stores with one
 // algorithm at one budget.
@@ -127,6 +138,7 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 			for wi, w := range workloads {
 				res := Result{Workload: w.Name(), Shape: w.Shape, Seed: w.Seed, Algorithm: a.Name, Budget: b, Images: len(w.Images)}
 				have := map[[32]byte]bool{}
+				chains := map[[32]byte]bool{}
 				seen := map[string]bool{}
 				total := 0
 				for _, g := range graphs[wi] {
@@ -136,6 +148,7 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 					if err := checkLayers(g, ls, b); err != nil {
 						return nil, fmt.Errorf("sim: %s on %s at budget %d: %w", a.Name, w.Name(), b, err)
 					}
+					res.ChainBytes += chainPull(chains, ls, sizes)
 					total += len(ls)
 					res.MaxLayers = max(res.MaxLayers, len(ls))
 					for _, l := range ls {
@@ -166,6 +179,30 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 		}
 	}
 	return out, nil
+}
+
+// chainPull returns the bytes the Docker engine downloads for an image with
+// layers ls, given the chain IDs it holds, and adds the image's chains.
+func chainPull(chains map[[32]byte]bool, ls [][]string, sizes Sizes) int64 {
+	ids := make([][32]byte, len(ls))
+	var prev [32]byte
+	skip := 0
+	for i, l := range ls {
+		k := layerKey(l)
+		ids[i] = sha256.Sum256(append(prev[:], k[:]...))
+		prev = ids[i]
+		if skip == i && chains[ids[i]] {
+			skip = i + 1
+		}
+	}
+	var n int64
+	for i, l := range ls {
+		if i >= skip {
+			n += sizes.LayerSize(l)
+		}
+		chains[ids[i]] = true
+	}
+	return n
 }
 
 // checkLayers verifies that ls partitions g's paths into at most budget

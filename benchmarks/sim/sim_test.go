@@ -212,6 +212,7 @@ func TestSimulatePullAccounting(t *testing.T) {
 		for _, p := range g.Paths() {
 			out = append(out, []string{p.Path})
 		}
+		sort.Slice(out, func(i, j int) bool { return closure.Name(out[i][0]) < closure.Name(out[j][0]) })
 		return out
 	}}
 	single := Algorithm{Name: "single", Group: SingleLayer}
@@ -240,6 +241,15 @@ func TestSimulatePullAccounting(t *testing.T) {
 			r.IdealBytes != w.IdealBytes || r.Layers != w.Layers || r.MaxLayers != w.MaxLayers {
 			t.Errorf("result %d = %+v, want %+v", i, r, w)
 		}
+	}
+	// Chain rule: per path, image {C} lists C, D, E, F (name order)
+	// while {A} listed A, B, C, ...: no common prefix, so C..F are
+	// downloaded again; the third image repeats the first's chain.
+	if got, want := out.Results[0].ChainBytes, int64(all+70+cdef+40); got != want {
+		t.Errorf("per-path ChainBytes = %d, want %d", got, want)
+	}
+	if got, want := out.Results[2].ChainBytes, out.Results[2].PullBytes; got != want {
+		t.Errorf("single ChainBytes = %d, want %d", got, want)
 	}
 	if r := out.Results[2]; math.Abs(r.PullRatio()-float64(all+10+cdef+10)/all) > 1e-12 {
 		t.Errorf("PullRatio = %v", r.PullRatio())

@@ -51,7 +51,8 @@ func TestQuickSyntheticRun(t *testing.T) {
 			}
 		}
 	}
-	if want := len(sim.Shapes) * len(sim.Budgets); rows != want {
+	// Two tables: pull ratio and the Docker engine's.
+	if want := 2 * len(sim.Shapes) * len(sim.Budgets); rows != want {
 		t.Errorf("%d summary rows, want %d", rows, want)
 	}
 	checkSVG(t, filepath.Join(out, report.PullRatioFile), "polyline", len(sim.Shapes)*len(sim.Algorithms()))
