@@ -229,7 +229,7 @@ func autoLayers(g *closure.Graph, isRoot []bool) [][]string {
 	}
 	byKey := map[string]int{}
 	var out [][]string
-	var users []int // per layer: how many roots use it
+	var users []int        // per layer: how many roots use it
 	for i := range paths { // sorted by path, so layers are sorted
 		var b strings.Builder
 		for _, w := range owners[i] {
