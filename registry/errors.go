@@ -19,7 +19,12 @@ type ErrorCode struct {
 // The error codes this registry produces. UNKNOWN and UNAVAILABLE are not in
 // the distribution specification's table but are what the reference
 // implementation (distribution/distribution) sends for server-side failures;
-// clients are required to act on the status alone.
+// TAG_INVALID and PAGINATION_NUMBER_INVALID are distribution's too, and
+// NOT_FOUND answers paths outside the API. Clients act on the status.
+//
+// NAME_UNKNOWN is never sent: every well-formed name may be an image, and
+// names whose packages do not exist are MANIFEST_UNKNOWN, as in upstream
+// Nixery, because that is what a pull asks for.
 var (
 	CodeNameInvalid       = ErrorCode{"NAME_INVALID", http.StatusBadRequest}
 	CodeNameUnknown       = ErrorCode{"NAME_UNKNOWN", http.StatusNotFound}

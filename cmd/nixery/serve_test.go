@@ -129,15 +129,16 @@ func (l *svLog) String() string {
 
 // svStart runs `nixery serve` in this process on a free loopback port with
 // storage in dir, and stops it (checking a clean shutdown) at cleanup.
-func svStart(t *testing.T, dir string) (addr string, log *svLog, stop func()) {
+func svStart(t *testing.T, dir string, args ...string) (addr string, log *svLog, stop func()) {
 	t.Helper()
 	log = &svLog{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	env := envMap(map[string]string{"STORAGE_PATH": dir, "NIX_TIMEOUT": "600"})
+	args = append([]string{"-listen", "127.0.0.1:0"}, args...)
 	go func() {
-		done <- serve(ctx, []string{"-listen", "127.0.0.1:0"}, env, log, func(a string) { ready <- a })
+		done <- serve(ctx, args, env, log, func(a string) { ready <- a })
 	}()
 	select {
 	case addr = <-ready:
@@ -331,6 +332,11 @@ func TestServeRealNix(t *testing.T) {
 		t.Errorf("arm64: %d %s", resp.StatusCode, body)
 	}
 
+	// Docker sends names in lower case; package nix finds bashInteractive.
+	if resp, body := svGet(t, "http://"+addr+"/v2/bashinteractive/manifests/latest", ""); resp.StatusCode != 200 {
+		t.Errorf("bashinteractive: %d %s", resp.StatusCode, body)
+	}
+
 	// 50 concurrent requests for an image nobody asked for yet: one build,
 	// every layer built once.
 	mark := len(log.String())
@@ -396,3 +402,27 @@ func TestServeRealNix(t *testing.T) {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// TestServeNixTimeout: a Nix build that exceeds NIX_TIMEOUT is a 503, and
+// the server goes on serving.
+func TestServeNixTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Nix; skipped with -short")
+	}
+	if _, err := exec.LookPath("nix-build"); err != nil {
+		t.Fatalf("this test needs Nix (apt-get install nix-bin, then .ci/setup): %v", err)
+	}
+	addr, log, _ := svStart(t, t.TempDir(), "-nix-timeout", "0.001")
+	for range 2 {
+		resp, body := svGet(t, "http://"+addr+"/v2/hello/manifests/latest", "")
+		if resp.StatusCode != 503 || !strings.Contains(string(body), `"code":"UNAVAILABLE"`) || !strings.Contains(string(body), "timed out") {
+			t.Errorf("timeout: %d %s", resp.StatusCode, body)
+		}
+	}
+	if resp, _ := svGet(t, "http://"+addr+"/v2/", ""); resp.StatusCode != 200 {
+		t.Errorf("/v2/ after timeouts: %d", resp.StatusCode)
+	}
+	if !strings.Contains(log.String(), "build failed") {
+		t.Errorf("no build failure logged:\n%s", log)
+	}
+}
