@@ -71,13 +71,19 @@
 //
 // Errors are the specification's JSON body,
 // {"errors":[{"code":...,"message":...,"detail":...}]}, with the status
-// declared for each code in one place (see [ErrorCode]): NAME_INVALID 400 for
-// malformed or hostile names (they never reach Nix), MANIFEST_UNKNOWN 404 for
-// unknown packages (the message lists every one of them) or a system the
-// source cannot build for, BLOB_UNKNOWN 404, DIGEST_INVALID 400, TAG_INVALID
-// 400, UNSUPPORTED 405 for pushes and deletes, UNKNOWN 500 for a failed Nix
-// build (the client gets a short message, the server log the full Nix output)
-// and UNAVAILABLE 503 for a Nix timeout.
+// declared for each code in one place (see [ErrorCode]):
+//
+//	NAME_INVALID      400  malformed or hostile names; they never reach Nix
+//	MANIFEST_UNKNOWN  404  unknown packages (the message lists all of them), a
+//	                       system the source cannot build for, a malformed tag,
+//	                       a digest never served
+//	BLOB_UNKNOWN      404  a blob not in the store
+//	DIGEST_INVALID    400  anything but sha256 and 64 lower-case hex digits
+//	UNSUPPORTED       405  pushes, deletes, other methods
+//	NOT_FOUND         404  paths outside the API
+//	UNKNOWN           500  a failed Nix build: a short message for the client,
+//	                       the full Nix output in the server log
+//	UNAVAILABLE       503  a Nix build that ran out of time (NIX_TIMEOUT)
 //
 // # Logs
 //

@@ -19,7 +19,7 @@ type ErrorCode struct {
 // The error codes this registry produces. UNKNOWN and UNAVAILABLE are not in
 // the distribution specification's table but are what the reference
 // implementation (distribution/distribution) sends for server-side failures;
-// TAG_INVALID and PAGINATION_NUMBER_INVALID are distribution's too, and
+// PAGINATION_NUMBER_INVALID is distribution's too, and
 // NOT_FOUND answers paths outside the API. Clients act on the status.
 //
 // NAME_UNKNOWN is never sent: every well-formed name may be an image, and
@@ -31,7 +31,6 @@ var (
 	CodeManifestUnknown   = ErrorCode{"MANIFEST_UNKNOWN", http.StatusNotFound}
 	CodeBlobUnknown       = ErrorCode{"BLOB_UNKNOWN", http.StatusNotFound}
 	CodeDigestInvalid     = ErrorCode{"DIGEST_INVALID", http.StatusBadRequest}
-	CodeTagInvalid        = ErrorCode{"TAG_INVALID", http.StatusBadRequest}
 	CodePaginationInvalid = ErrorCode{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
 	CodeUnsupported       = ErrorCode{"UNSUPPORTED", http.StatusMethodNotAllowed}
 	CodeNotFound          = ErrorCode{"NOT_FOUND", http.StatusNotFound}

@@ -165,17 +165,23 @@ func truncate(s string, n int) string {
 }
 
 // checkTag checks a tag against the distribution grammar
-// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
+// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. A malformed tag names no manifest, so
+// it is MANIFEST_UNKNOWN (404), as in the reference registry and as the
+// conformance suite expects.
 func checkTag(tag string) error {
+	bad := func() error {
+		e := newError(CodeManifestUnknown, "manifest unknown: %q is not a valid tag", truncate(tag, 64))
+		return e
+	}
 	if tag == "" || len(tag) > 128 {
-		return newError(CodeTagInvalid, "tag must be 1 to 128 characters long")
+		return bad()
 	}
 	for i := 0; i < len(tag); i++ {
 		b := tag[i]
 		ok := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' ||
 			i > 0 && (b == '.' || b == '-')
 		if !ok {
-			return newError(CodeTagInvalid, "invalid tag %q", truncate(tag, 64))
+			return bad()
 		}
 	}
 	return nil

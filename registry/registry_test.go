@@ -139,7 +139,9 @@ func TestErrors(t *testing.T) {
 		{"HEAD", "/v2/nosuchpkg/manifests/latest", 404, "", ""},
 		{"GET", "/v2/curl/manifests/" + zero, 404, "MANIFEST_UNKNOWN", ""},
 		{"GET", "/v2/curl/manifests/v1.0", 404, "MANIFEST_UNKNOWN", "v1.0"},
-		{"GET", "/v2/curl/manifests/-bad", 400, "TAG_INVALID", ""},
+		{"GET", "/v2/curl/manifests/-bad", 404, "MANIFEST_UNKNOWN", "not a valid tag"},
+		{"GET", "/v2/curl/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN", "not a valid tag"}, // the conformance suite's
+		{"HEAD", "/v2/curl/manifests/.INVALID_MANIFEST_NAME", 404, "", ""},
 		{"GET", "/v2/curl/blobs/" + zero, 404, "BLOB_UNKNOWN", ""},
 		{"HEAD", "/v2/curl/blobs/" + zero, 404, "", ""},
 		{"GET", "/v2/arm64/curl/manifests/latest", 404, "MANIFEST_UNKNOWN", "aarch64-linux"},
