@@ -238,6 +238,10 @@ func (a *Assembler) pipeline(ctx context.Context, plans []pathPlan, out io.Write
 			for j := range jobs {
 				j.out = outPool.Get().(*bytes.Buffer)
 				j.out.Reset()
+				// Deflate grows incompressible data by a few bytes per
+				// 64 KiB block: reserve that, so that the buffer does
+				// not double.
+				j.out.Grow(len(j.data) + len(j.data)/64 + 256)
 				if ctx.Err() != nil {
 					j.err = context.Cause(ctx)
 				} else {
@@ -346,6 +350,9 @@ func (a *Assembler) write(ctx context.Context, plans []pathPlan, queue <-chan it
 					return fmt.Errorf("%w: %s holds %d tar bytes, the store path has %d", errRetry, p.name, st.TarSize, it.size)
 				}
 				continue
+			}
+			if mt == nil { // cannot happen: a segment has at least one block
+				return fmt.Errorf("layers: %s: no tar bytes", p.path)
 			}
 			h, err := mt.commit(p.name, it.size)
 			mt = nil

@@ -14,14 +14,14 @@ import (
 // that they consumed the same tar bytes and produced output that is smaller
 // than their input.
 func TestMeasurements(t *testing.T) {
-	c, err := FakeClosure(16 << 20)
+	c, err := FakeClosure(8 << 20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Bytes < 16<<20 || c.Bytes > 16<<20+2<<20 || len(c.Paths) < 2 {
+	if c.Bytes < 8<<20 || c.Bytes > 9<<20 || len(c.Paths) < 2 {
 		t.Errorf("closure of %d bytes in %d paths", c.Bytes, len(c.Paths))
 	}
-	again, err := FakeClosure(16 << 20)
+	again, err := FakeClosure(8 << 20)
 	if err != nil || again.Root != c.Root {
 		t.Errorf("second FakeClosure: %v, %v; want the same root %s", again, err, c.Root)
 	}
