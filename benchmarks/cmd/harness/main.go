@@ -43,6 +43,7 @@ func main() {
 // options are the command-line flags.
 type options struct {
 	quick, synthetic bool
+	speed, pull      bool
 	out, workDir     string
 	cacheDir         string
 	images           int
@@ -60,6 +61,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.cacheDir, "cache", "", "layer member cache, kept across runs (default: nixery-bench-members in the user cache directory)")
 	fs.IntVar(&o.images, "images", 0, "images per workload (default 60, quick 50)")
 	fs.IntVar(&o.seeds, "seeds", 3, "seeds per workload shape")
+	fs.BoolVar(&o.speed, "speed", true, "measure assembly speed against tar | gzip and tar | pigz (needs the corpus)")
+	fs.BoolVar(&o.pull, "pull", true, "pull a small workload with a private Docker engine from nixery serve and compare with the simulation (needs the corpus and dockerd)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -181,11 +184,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	phase("simulation", t0)
 
-	// 4. HOOK(speed): assembly throughput against tar|gzip and tar|pigz,
-	// manifest latency and peak RSS (benchmarks/speed) append d.Throughput
-	// and a section here. HOOK(pull): real Docker pulls of one small
-	// workload against `nixery serve` (benchmarks/pull), compared with the
-	// simulated bytes, append a section here.
+	// 4. Speed (speed.go) and real pulls (pull.go), unless -synthetic.
 	for _, st := range stages {
 		t0 = time.Now()
 		if err := st.run(ctx, &env{opts: o, corpus: c, universe: u, workloads: workloads, sizes: sizes, data: d, log: log}); err != nil {
