@@ -353,3 +353,20 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, name, ref
 	http.ServeContent(w, req, "", time.Time{}, f)
 	return nil
 }
+
+// LatestOnly wraps a Source whose package set has one version, so that the
+// only tag it serves is "latest": other tags are MANIFEST_UNKNOWN, as a
+// client (and the conformance suite) expects of a tag that was never
+// pushed. Git sources, whose tags name refs and commits, are not wrapped.
+func LatestOnly(src Source) Source { return latestOnly{src} }
+
+type latestOnly struct{ Source }
+
+func (s latestOnly) CacheKey(tag string) (string, bool, error) {
+	if tag != "latest" {
+		e := newError(CodeManifestUnknown, "manifest unknown: this package source has only the tag \"latest\", not %q", truncate(tag, 64))
+		e.Detail = map[string]string{"tag": truncate(tag, 128)}
+		return "", false, e
+	}
+	return s.Source.CacheKey(tag)
+}

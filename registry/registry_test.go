@@ -644,6 +644,24 @@ func TestUnpinnedRebuilds(t *testing.T) {
 	}
 }
 
+func TestLatestOnly(t *testing.T) {
+	f := newFixture(t, LatestOnly(fakeSource{git: true}), nil, "")
+	srv := httptest.NewServer(f.reg)
+	defer srv.Close()
+	if r := do(t, srv, "GET", "/v2/hello/manifests/latest", nil); r.status != 200 {
+		t.Fatalf("latest: %d", r.status)
+	}
+	for _, tag := range []string{"missing-yeoh3t27", strings.Repeat("ab", 20)} {
+		r := do(t, srv, "GET", "/v2/hello/manifests/"+tag, nil)
+		if code, msg := errorCode(t, r); r.status != 404 || code != "MANIFEST_UNKNOWN" || !strings.Contains(msg, "only the tag") {
+			t.Errorf("%s: %d %s %s", tag, r.status, code, msg)
+		}
+	}
+	if f.real.runs.Load() != 1 {
+		t.Errorf("Nix ran %d times", f.real.runs.Load())
+	}
+}
+
 func TestGitTags(t *testing.T) {
 	f := newFixture(t, fakeSource{git: true}, nil, "")
 	srv := httptest.NewServer(f.reg)

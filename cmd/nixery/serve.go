@@ -234,9 +234,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 			return layers.Group(g, computed, budget)
 		}
 	}
+	var regSrc registry.Source = src
+	if _, git := src.(*nix.GitSource); !git {
+		regSrc = registry.LatestOnly(src) // one version: only "latest" exists
+	}
 	reg, err := registry.New(registry.Config{
 		Realiser:   realiser{builder},
-		Source:     src,
+		Source:     regSrc,
 		Store:      store,
 		Layers:     asm,
 		Group:      group,

@@ -327,6 +327,11 @@ func TestServeRealNix(t *testing.T) {
 	if resp.StatusCode != 404 || !strings.Contains(string(body), "unknown packages: alsonot, nosuchthing") {
 		t.Errorf("unknown packages: %d %s", resp.StatusCode, body)
 	}
+	// The bundled set has one version: only "latest" exists.
+	resp, body = svGet(t, "http://"+addr+"/v2/shell/curl/manifests/missing-tag", "")
+	if resp.StatusCode != 404 || !strings.Contains(string(body), "MANIFEST_UNKNOWN") {
+		t.Errorf("missing tag: %d %s", resp.StatusCode, body)
+	}
 	resp, body = svGet(t, "http://"+addr+"/v2/arm64/hello/manifests/latest", "")
 	if resp.StatusCode != 404 || !strings.Contains(string(body), "aarch64-linux") {
 		t.Errorf("arm64: %d %s", resp.StatusCode, body)
