@@ -249,10 +249,19 @@ func testHostileNames(t *testing.T, srv *server) {
 }
 
 // testDockerSharedLayers pulls two images that share packages with the
-// Docker engine and checks that the second pull downloads exactly the
-// layers the first image lacks, both from Docker's progress output and from
-// the server's request log.
+// Docker engine and checks, from Docker's progress output and from the
+// server's request log, what the second pull downloads.
+//
+// Docker's classic image store (Debian's docker.io) reuses a layer only when
+// the whole chain of layers below it is present: once it meets a layer it
+// lacks, it downloads every layer after it, shared or not. (Clients that
+// share blobs by digest, podman and containerd, fetch exactly the new
+// layers: testPodman checks that.) So the test demands exactly Docker's
+// behaviour, the longest shared prefix reused and everything after it
+// fetched, and that this prefix holds at least minDockerReuse of the bytes
+// the two images share: layers must be ordered most shared first.
 func testDockerSharedLayers(t *testing.T, srv *server) {
+	const minDockerReuse = 0.9
 	ctx, cancel := context.WithTimeout(t.Context(), 2*pullTimeout)
 	defer cancel()
 	first, second := srv.ref(imageCurl), srv.ref(imageCurlJq)
@@ -263,13 +272,16 @@ func testDockerSharedLayers(t *testing.T, srv *server) {
 	m1 := srv.manifest(ctx, t, imageCurl, "latest", mediaDockerManifest)
 	m2 := srv.manifest(ctx, t, imageCurlJq, "latest", mediaDockerManifest)
 	shared, fresh := splitLayers(m1, m2)
-	t.Logf("%s: %d of %d layers shared with %s (%d of %d bytes)", imageCurlJq, len(shared), len(m2.Layers), imageCurl, sizeOf(m2, shared), m2.size())
 	if len(shared) == 0 {
 		t.Fatalf("%s shares no layer with %s", imageCurlJq, imageCurl)
 	}
 	if len(fresh) == 0 {
 		t.Fatalf("%s has no layer that %s lacks", imageCurlJq, imageCurl)
 	}
+	prefix := m2.layerDigests()[:firstFreshIndex(m2, m1)]
+	rest := m2.layerDigests()[len(prefix):]
+	t.Logf("%s: %d of %d layers (%d of %d bytes) shared with %s; the first %d (%d bytes) are a shared prefix that Docker can reuse",
+		imageCurlJq, len(shared), len(m2.Layers), sizeOf(m2, shared), m2.size(), imageCurl, len(prefix), sizeOf(m2, prefix))
 
 	out := mustRun(ctx, t, "docker", "pull", first)
 	if n := len(dockerProgress(out, "Already exists")); n != 0 {
@@ -279,19 +291,17 @@ func testDockerSharedLayers(t *testing.T, srv *server) {
 	out = mustRun(ctx, t, "docker", "pull", second)
 	t.Logf("docker pull %s:\n%s", second, out)
 
-	// Docker reuses a layer only when the whole chain below it is present,
-	// so "only the new layers" also needs the shared layers listed first.
-	if i := firstFreshIndex(m2, m1); i < len(shared) {
-		t.Errorf("%s lists a layer %s absent from %s at position %d, before %d shared layers: Docker downloads every layer after the first one it lacks; shared layers must come first", imageCurlJq, m2.Layers[i].Digest, imageCurl, i, len(shared)-i)
-	}
 	existed := dockerProgress(out, "Already exists")
-	if want := shortDigests(shared); !slices.Equal(sorted(existed), want) {
-		t.Errorf("docker reported %v as already present, want the shared layers %v", sorted(existed), want)
+	if want := shortDigests(prefix); !slices.Equal(sorted(existed), want) {
+		t.Errorf("docker reported %v as already present, want the shared prefix %v", sorted(existed), want)
 	}
 	fetched := srv.blobsFetchedSince(t, mark)
-	wantFetched := append(slices.Clone(fresh), m2.Config.Digest)
+	wantFetched := append(slices.Clone(rest), m2.Config.Digest)
 	if got := sorted(fetched); !slices.Equal(got, sorted(wantFetched)) {
-		t.Errorf("server sent blobs %v during the second pull, want the config and the new layers %v", got, sorted(wantFetched))
+		t.Errorf("server sent blobs %v during the second pull, want the config and the layers after the shared prefix %v", got, sorted(wantFetched))
+	}
+	if reused, all := sizeOf(m2, prefix), sizeOf(m2, shared); float64(reused) < minDockerReuse*float64(all) {
+		t.Errorf("Docker reused %d of the %d bytes the images share (less than %.0f%%): a layer only %s has comes before shared ones (%v)", reused, all, 100*minDockerReuse, imageCurlJq, fresh)
 	}
 }
 
