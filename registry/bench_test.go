@@ -57,3 +57,23 @@ func BenchmarkBareManifest(b *testing.B) {
 		h.ServeHTTP(w, req)
 	}
 }
+
+// BenchmarkCachedManifestNoLog is BenchmarkCachedManifest without the
+// request log, to show what the log line costs.
+func BenchmarkCachedManifestNoLog(b *testing.B) {
+	f := newFixture(b, fakeSource{}, nil, "")
+	srv := httptest.NewServer(f.reg)
+	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
+	if err != nil || resp.StatusCode != 200 {
+		b.Fatal(err, resp.StatusCode)
+	}
+	srv.Close()
+	f.reg.log = slog.New(slog.DiscardHandler)
+	req := httptest.NewRequest("GET", "/v2/shell/curl/manifests/latest", nil)
+	w := &nopResponse{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		f.reg.ServeHTTP(w, req)
+	}
+}

@@ -182,13 +182,21 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	rw := getRecorder(w)
 	r.serve(rw, req)
-	r.log.LogAttrs(req.Context(), slog.LevelInfo, "request",
-		slog.String("method", req.Method),
-		slog.String("path", req.URL.Path),
-		slog.Int("status", rw.status),
-		slog.Int64("bytes", rw.n),
-		slog.Duration("duration", time.Since(start)),
-	)
+	// The record is made by hand, without the caller's PC that
+	// Logger.LogAttrs would look up: this line is logged for every request.
+	ctx := req.Context()
+	if h := r.log.Handler(); h.Enabled(ctx, slog.LevelInfo) {
+		end := time.Now()
+		rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
+		rec.AddAttrs(
+			slog.String("method", req.Method),
+			slog.String("path", req.URL.Path),
+			slog.Int("status", rw.status),
+			slog.Int64("bytes", rw.n),
+			slog.Duration("duration", end.Sub(start)),
+		)
+		h.Handle(ctx, rec)
+	}
 	putRecorder(rw)
 }
 
