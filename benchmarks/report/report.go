@@ -77,14 +77,14 @@ const (
 	ThroughputFile = "throughput.svg"
 )
 
-// Cell aggregates one algorithm at one budget over the seeds of a shape:
+// Ratios aggregates one algorithm at one budget over the seeds of a shape:
 // total pull bytes over total ideal bytes.
-type Cell struct {
+type Ratios struct {
 	Pull, Chain, Ideal int64
 }
 
 // ChainRatio is Chain / Ideal.
-func (c Cell) ChainRatio() float64 {
+func (c Ratios) ChainRatio() float64 {
 	if c.Ideal == 0 {
 		return 0
 	}
@@ -92,7 +92,7 @@ func (c Cell) ChainRatio() float64 {
 }
 
 // Ratio is Pull / Ideal.
-func (c Cell) Ratio() float64 {
+func (c Ratios) Ratio() float64 {
 	if c.Ideal == 0 {
 		return 0
 	}
@@ -100,14 +100,14 @@ func (c Cell) Ratio() float64 {
 }
 
 // Aggregate sums the results by shape, algorithm and budget.
-func Aggregate(o *sim.Outcome) map[sim.Shape]map[string]map[int]Cell {
-	out := map[sim.Shape]map[string]map[int]Cell{}
+func Aggregate(o *sim.Outcome) map[sim.Shape]map[string]map[int]Ratios {
+	out := map[sim.Shape]map[string]map[int]Ratios{}
 	for _, r := range o.Results {
 		if out[r.Shape] == nil {
-			out[r.Shape] = map[string]map[int]Cell{}
+			out[r.Shape] = map[string]map[int]Ratios{}
 		}
 		if out[r.Shape][r.Algorithm] == nil {
-			out[r.Shape][r.Algorithm] = map[int]Cell{}
+			out[r.Shape][r.Algorithm] = map[int]Ratios{}
 		}
 		c := out[r.Shape][r.Algorithm][r.Budget]
 		c.Pull += r.PullBytes
@@ -198,6 +198,9 @@ func Write(dir string, d *Data) error {
 	return nil
 }
 
+// Cell escapes s for a Markdown table cell: a "|" would end the cell.
+func Cell(s string) string { return strings.ReplaceAll(s, "|", "\\|") }
+
 func mb(b int64) string { return fmt.Sprintf("%.1f", float64(b)/1e6) }
 
 // Markdown renders the report.
@@ -233,7 +236,7 @@ func Markdown(w io.Writer, d *Data) error {
 	if len(d.Throughput) > 0 {
 		p("## Throughput\n\n![throughput](%s)\n\n| measurement | MB/s |\n|---|---:|\n", ThroughputFile)
 		for _, t := range d.Throughput {
-			p("| %s | %.1f |\n", t.Name, t.MBps)
+			p("| %s | %.1f |\n", Cell(t.Name), t.MBps)
 		}
 		p("\n")
 	}
@@ -258,7 +261,7 @@ func writeSharing(b *strings.Builder, d *Data) {
 	p("the ideal downloads every store path once. Each cell sums the seeds of a shape; lower is better,\n")
 	p("the best of each row is bold. Budget = store-path layers per image.\n\n")
 	p("![pull ratio](%s)\n\n", PullRatioFile)
-	ratioTable(b, d, shapes, agg, Cell.Ratio)
+	ratioTable(b, d, shapes, agg, Ratios.Ratio)
 	c := CheckTargets(d.Outcome, d.Ours)
 	p("\n### Targets\n\n")
 	verdict := func(ok bool) string {
@@ -279,7 +282,7 @@ func writeSharing(b *strings.Builder, d *Data) {
 	p("The same pulls under the rule of the Docker engine with its classic image store, which keeps layers by\n")
 	p("chain: it skips the longest prefix of an image's layers that an earlier image also starts with and downloads\n")
 	p("every later layer, even one it already holds under another chain. Layer order counts here.\n\n")
-	ratioTable(b, d, shapes, agg, Cell.ChainRatio)
+	ratioTable(b, d, shapes, agg, Ratios.ChainRatio)
 	p("\n")
 
 	p("## Registry bytes / ideal\n\n")
@@ -330,7 +333,7 @@ func writeSharing(b *strings.Builder, d *Data) {
 
 // ratioTable writes one row per shape and budget and one column per
 // algorithm of the ratio f, the lowest of each row in bold.
-func ratioTable(b *strings.Builder, d *Data, shapes []sim.Shape, agg map[sim.Shape]map[string]map[int]Cell, f func(Cell) float64) {
+func ratioTable(b *strings.Builder, d *Data, shapes []sim.Shape, agg map[sim.Shape]map[string]map[int]Ratios, f func(Ratios) float64) {
 	p := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	p("| workload | budget |")
 	for _, a := range d.Algorithms {

@@ -72,6 +72,7 @@ func TestWrite(t *testing.T) {
 		"has the lowest pull bytes on 2 of 4",
 		"NOT met",
 		"| nixery cold | 250.0 |",
+		"| tar \\| gzip -6 | 30.0 |",
 		"## Real pulls\n\nagree within 0.1%",
 	} {
 		if !strings.Contains(string(md), want) {

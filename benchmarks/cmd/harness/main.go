@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	start := time.Now()
 	d := &report.Data{
-		Command: "go run ./benchmarks/cmd/harness " + strings.Join(args, " "),
+		Command: strings.TrimSpace("go run ./benchmarks/cmd/harness " + strings.Join(args, " ")),
 		Date:    start,
 		Ours:    sim.Ours,
 		Budgets: sim.Budgets,
@@ -214,14 +214,17 @@ type env struct {
 	log       *slog.Logger
 }
 
-// stage is an optional part of the harness (speed, real pulls), registered
-// from its own file with an init function.
+// stage is an optional part of the harness, in a file of its own.
 type stage struct {
 	name string
 	run  func(ctx context.Context, e *env) error
 }
 
-var stages []stage
+// stages run after the simulation, in this order.
+var stages = []stage{
+	{name: "speed", run: runSpeed},     // speed.go
+	{name: "real pulls", run: runPull}, // pull.go
+}
 
 // fromCorpus adapts a corpus to the simulation.
 func fromCorpus(c *corpus.Corpus) *sim.Universe {

@@ -15,10 +15,6 @@ import (
 	"github.com/nixery-go/nixery/layers"
 )
 
-func init() {
-	stages = append(stages, stage{name: "real pulls", run: runPull})
-}
-
 // Images of the first many-small workload pulled for real.
 const (
 	pullImages      = 8

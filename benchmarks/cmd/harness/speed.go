@@ -9,10 +9,6 @@ import (
 	"github.com/nixery-go/nixery/benchmarks/speed"
 )
 
-func init() {
-	stages = append(stages, stage{name: "speed", run: runSpeed})
-}
-
 // Bytes of the corpus assembled by the speed stage.
 const (
 	speedBytes      = 1 << 30
@@ -49,7 +45,7 @@ func runSpeed(ctx context.Context, e *env) error {
 		res.Paths, float64(res.Cold.InputBytes)/1e6, res.Layers)
 	b.WriteString("| contender | MB/s | compressed / NAR | seconds |\n|---|---:|---:|---:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %.1f | %.3f | %.2f |\n", r.name, r.t.BytesPerSec()/1e6, r.t.Ratio(), r.t.Duration.Seconds())
+		fmt.Fprintf(&b, "| %s | %.1f | %.3f | %.2f |\n", report.Cell(r.name), r.t.BytesPerSec()/1e6, r.t.Ratio(), r.t.Duration.Seconds())
 		if r.t != res.Cached { // cached lookups would dwarf the bars
 			e.data.Throughput = append(e.data.Throughput, report.Bar{Name: r.name, MBps: r.t.BytesPerSec() / 1e6})
 		}
