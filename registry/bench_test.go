@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -76,4 +78,35 @@ func BenchmarkCachedManifestNoLog(b *testing.B) {
 		clear(w.h)
 		f.reg.ServeHTTP(w, req)
 	}
+}
+
+// BenchmarkCachedManifestParallel is BenchmarkCachedManifest from many
+// goroutines, logging to a file through a LogBuffer as the server does to
+// standard error.
+func BenchmarkCachedManifestParallel(b *testing.B) {
+	f := newFixture(b, fakeSource{}, nil, "")
+	srv := httptest.NewServer(f.reg)
+	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
+	if err != nil || resp.StatusCode != 200 {
+		b.Fatal(err, resp.StatusCode)
+	}
+	srv.Close()
+	logf, err := os.Create(filepath.Join(b.TempDir(), "log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer logf.Close()
+	logs := NewLogBuffer(logf)
+	defer logs.Close()
+	f.reg.log = slog.New(slog.NewTextHandler(logs, nil))
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest("GET", "/v2/shell/curl/manifests/latest", nil)
+		w := &nopResponse{h: http.Header{}}
+		for pb.Next() {
+			clear(w.h)
+			f.reg.ServeHTTP(w, req)
+		}
+	})
 }

@@ -3,86 +3,112 @@ package registry
 import (
 	"io"
 	"sync"
-	"time"
 )
 
-// LogBuffer batches log lines on their way to w (typically standard
-// error), so that a server logging one line per request does not make one
-// write system call per request. Lines are written when 32 KiB have
-// accumulated, every flush interval, and on Close; a line is never split.
+// LogBuffer moves log output off the request path: Write appends to a
+// buffer and wakes a background writer, which hands everything buffered so
+// far to w in one call. An idle server's lines therefore reach w at once
+// (within a goroutine wake-up), while under load many request lines share
+// one write system call instead of each request making its own ("group
+// commit"). Lines keep their order and are never split. If w falls more
+// than 1 MiB behind, Write waits for it.
+//
+// `nixery serve` logs to standard error through a LogBuffer.
 type LogBuffer struct {
-	mu   sync.Mutex
-	w    io.Writer
-	buf  []byte
+	w io.Writer
+
+	writeMu sync.Mutex // held while writing to w, so batches keep their order
+	spare   []byte     // a drained buffer to reuse; guarded by writeMu
+
+	mu     sync.Mutex
+	buf    []byte
+	closed bool
+
+	kick chan struct{} // capacity 1: "there is something to write"
 	stop chan struct{}
 	done chan struct{}
 }
 
-const logBufferSize = 32 << 10
+const logBufferMax = 1 << 20
 
-// NewLogBuffer returns a LogBuffer writing to w at least every interval
-// (100 ms when interval is zero).
-func NewLogBuffer(w io.Writer, interval time.Duration) *LogBuffer {
-	if interval <= 0 {
-		interval = 100 * time.Millisecond
+// NewLogBuffer returns a LogBuffer writing to w. Close it to flush and stop
+// its goroutine.
+func NewLogBuffer(w io.Writer) *LogBuffer {
+	b := &LogBuffer{
+		w:    w,
+		kick: make(chan struct{}, 1),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
-	b := &LogBuffer{w: w, buf: make([]byte, 0, logBufferSize), stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(b.done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				b.Flush()
-			case <-b.stop:
-				b.Flush()
-				return
-			}
-		}
-	}()
+	go b.run()
 	return b
 }
 
-// Write buffers p, which slog hands over as whole lines.
-func (b *LogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.buf)+len(p) > logBufferSize {
-		if err := b.flushLocked(); err != nil {
-			return 0, err
+func (b *LogBuffer) run() {
+	defer close(b.done)
+	for {
+		select {
+		case <-b.kick:
+			b.flush()
+		case <-b.stop:
+			b.flush()
+			return
 		}
 	}
-	if len(p) > logBufferSize {
+}
+
+// Write buffers p (slog hands over whole lines) and wakes the writer.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.writeMu.Lock()
+		defer b.writeMu.Unlock()
 		return b.w.Write(p)
 	}
 	b.buf = append(b.buf, p...)
+	full := len(b.buf) > logBufferMax
+	b.mu.Unlock()
+	if full {
+		if err := b.flush(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	select {
+	case b.kick <- struct{}{}:
+	default: // a wake-up is pending already and will write p too
+	}
 	return len(p), nil
 }
 
-// Flush writes what is buffered.
-func (b *LogBuffer) Flush() error {
+// flush writes everything buffered.
+func (b *LogBuffer) flush() error {
+	b.writeMu.Lock()
+	defer b.writeMu.Unlock()
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.flushLocked()
-}
-
-func (b *LogBuffer) flushLocked() error {
-	if len(b.buf) == 0 {
-		return nil
+	out := b.buf
+	b.buf = b.spare[:0]
+	b.mu.Unlock()
+	var err error
+	if len(out) > 0 {
+		_, err = b.w.Write(out)
 	}
-	_, err := b.w.Write(b.buf)
-	b.buf = b.buf[:0]
+	b.spare = out
 	return err
 }
 
-// Close flushes and stops the background writer.
+// Close writes what is buffered and stops the background writer. Later
+// writes go straight to w.
 func (b *LogBuffer) Close() error {
-	select {
-	case <-b.stop:
-	default:
-		close(b.stop)
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
 	}
+	b.closed = true
+	b.mu.Unlock()
+	close(b.stop)
 	<-b.done
 	return nil
 }

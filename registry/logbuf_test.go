@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -21,36 +22,59 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return c.buf.Write(p)
 }
 
+func (c *countingWriter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.buf.String()
+}
+
 func TestLogBuffer(t *testing.T) {
 	var w countingWriter
-	b := NewLogBuffer(&w, time.Hour)
-	line := strings.Repeat("x", 99) + "\n"
-	for range 1000 { // 100 kB: three or four flushes, no line split
-		b.Write([]byte(line))
+	b := NewLogBuffer(&w)
+	// Many writers: every line arrives whole, each writer's in order.
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				fmt.Fprintf(b, "g%d line %d %s\n", g, i, strings.Repeat("x", 80))
+			}
+		}()
 	}
+	wg.Wait()
 	b.Close()
-	if w.buf.String() != strings.Repeat(line, 1000) {
-		t.Fatal("lines lost or reordered")
+	next := map[string]int{}
+	lines := strings.Split(strings.TrimSuffix(w.String(), "\n"), "\n")
+	if len(lines) != 16000 {
+		t.Fatalf("%d lines, want 16000", len(lines))
 	}
-	if w.writes < 3 || w.writes > 5 {
-		t.Errorf("%d writes for 100 kB", w.writes)
+	for _, l := range lines {
+		var g string
+		var i int
+		if _, err := fmt.Sscanf(l, "%s line %d", &g, &i); err != nil || next[g] != i || len(l) != len(g)+len(" line ")+len(fmt.Sprint(i))+81 {
+			t.Fatalf("line %q out of order or torn (want %s line %d)", l, g, next[g])
+		}
+		next[g]++
 	}
-	// The ticker flushes.
+	t.Logf("16000 lines in %d writes", w.writes)
+
+	// An idle buffer writes a line at once, without waiting for more.
 	var w2 countingWriter
-	b2 := NewLogBuffer(&w2, 10*time.Millisecond)
+	b2 := NewLogBuffer(&w2)
 	defer b2.Close()
 	b2.Write([]byte("hello\n"))
 	deadline := time.Now().Add(5 * time.Second)
-	for {
-		w2.mu.Lock()
-		s := w2.buf.String()
-		w2.mu.Unlock()
-		if s == "hello\n" {
-			break
-		}
+	for w2.String() != "hello\n" {
 		if time.Now().After(deadline) {
-			t.Fatal("not flushed by the ticker")
+			t.Fatal("an idle line was not written")
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+	// After Close, writes go straight through.
+	b2.Close()
+	b2.Write([]byte("late\n"))
+	if w2.String() != "hello\nlate\n" {
+		t.Errorf("after Close: %q", w2.String())
 	}
 }

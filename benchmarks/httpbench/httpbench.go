@@ -15,8 +15,8 @@
 // filesystem blob store, layer assembler and grouping; only Nix is replaced,
 // by a realiser that returns one store path made in a temporary directory,
 // because what is measured is serving, not building. The registry logs one
-// line per request to a file, as `nixery serve` does to its standard error
-// (each line written at once, or batched with [Options.LogBuffer]).
+// line per request to a file through a [registry.LogBuffer], as `nixery
+// serve` does to its standard error.
 //
 // wrk reports through a Lua done() hook, so no text is scraped: requests,
 // bytes, errors and latency percentiles come out as JSON.
@@ -61,10 +61,6 @@ type Options struct {
 	Dir string
 	// Wrk is the wrk binary; "" means "wrk" from PATH.
 	Wrk string
-	// LogBuffer, when positive, batches the registry's request log lines
-	// for up to that long, as `nixery serve -log-buffer` does; zero writes
-	// each line at once, the server's default.
-	LogBuffer time.Duration
 	// Rounds is how many times each server is loaded, alternating
 	// baseline and registry so that both see the same machine; 0 means 2.
 	// The runs of each side are added up; percentiles are averaged.
@@ -193,12 +189,8 @@ func newBench(ctx context.Context, opts Options) (*bench, error) {
 	if err != nil {
 		return fail(err)
 	}
-	var logs io.Writer = logf
-	closeLogs := func() {}
-	if opts.LogBuffer > 0 {
-		lb := registry.NewLogBuffer(logf, opts.LogBuffer)
-		logs, closeLogs = lb, func() { lb.Close() }
-	}
+	logs := registry.NewLogBuffer(logf) // as `nixery serve` logs to stderr
+	closeLogs := func() { logs.Close() }
 	reg, err := registry.New(registry.Config{
 		Realiser: fakeRealiser{storePath},
 		Source:   pinned{},

@@ -55,7 +55,6 @@ type serveConfig struct {
 	maxBuilds      int
 	maxLayers      int
 	logFormat      string
-	logBuffer      time.Duration
 }
 
 // parseServe reads flags over environment defaults.
@@ -85,7 +84,6 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*s
 	maxBuilds := fs.String("max-builds", env("NIXERY_MAX_BUILDS", "2"), "bound on concurrent Nix builds [NIXERY_MAX_BUILDS]")
 	maxLayers := fs.String("max-layers", env("NIXERY_MAX_LAYERS", strconv.Itoa(layers.DefaultBudget)), "bound on the layers of an image, customisation layer included [NIXERY_MAX_LAYERS]")
 	fs.StringVar(&c.logFormat, "log-format", env("NIXERY_LOG_FORMAT", "text"), "log `format`: text or json [NIXERY_LOG_FORMAT]")
-	logBuffer := fs.String("log-buffer", env("NIXERY_LOG_BUFFER", "0"), "batch log lines for up to this `duration` (e.g. 100ms) instead of writing each at once [NIXERY_LOG_BUFFER]")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -95,9 +93,6 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*s
 	var err error
 	if c.nixTimeout, err = parseSeconds(*timeout); err != nil || c.nixTimeout <= 0 {
 		return nil, fmt.Errorf("serve: NIX_TIMEOUT / -nix-timeout %q: want a positive number of seconds or a duration such as 90s", *timeout)
-	}
-	if c.logBuffer, err = parseSeconds(*logBuffer); err != nil || c.logBuffer < 0 {
-		return nil, fmt.Errorf("serve: NIXERY_LOG_BUFFER / -log-buffer %q: want a duration such as 100ms", *logBuffer)
 	}
 	if c.maxBuilds, err = strconv.Atoi(*maxBuilds); err != nil || c.maxBuilds < 1 {
 		return nil, fmt.Errorf("serve: NIXERY_MAX_BUILDS / -max-builds %q: want a positive integer", *maxBuilds)
@@ -147,12 +142,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		}
 		return err
 	}
-	var logOut io.Writer = stderr
-	if c.logBuffer > 0 {
-		lb := registry.NewLogBuffer(stderr, c.logBuffer)
-		defer lb.Close()
-		logOut = lb
-	}
+	// Log lines reach stderr at once when the server is idle; under load
+	// a background writer batches them (see registry.LogBuffer).
+	logOut := registry.NewLogBuffer(stderr)
+	defer logOut.Close()
 	var handler slog.Handler
 	if c.logFormat == "json" {
 		handler = slog.NewJSONHandler(logOut, nil)

@@ -1,7 +1,7 @@
 // Command httpbench runs the registry's side-by-side HTTP measurements
 // (see package httpbench) and prints them.
 //
-//	go run ./benchmarks/httpbench/cmd/httpbench [-d 10s] [-c 64] [-blob-size 524288000] [-log-buffer 100ms] [-rounds 2] [-only manifest|blob]
+//	go run ./benchmarks/httpbench/cmd/httpbench [-d 10s] [-c 64] [-blob-size 524288000] [-rounds 2] [-only manifest|blob]
 package main
 
 import (
@@ -20,7 +20,6 @@ func main() {
 	flag.IntVar(&opts.Threads, "t", 0, "wrk threads (default 2)")
 	flag.Int64Var(&opts.BlobSize, "blob-size", 0, "blob size in bytes (default 500 MB)")
 	flag.StringVar(&opts.Dir, "dir", "", "working directory (default: a temporary one)")
-	flag.DurationVar(&opts.LogBuffer, "log-buffer", 0, "batch the registry's log lines for this long (as nixery serve -log-buffer)")
 	flag.IntVar(&opts.Rounds, "rounds", 0, "alternating rounds per server (default 2)")
 	only := flag.String("only", "", "run only \"manifest\" or \"blob\"")
 	flag.Parse()
