@@ -128,12 +128,17 @@ func (a *Assembler) pipeline(ctx context.Context, plans []pathPlan, out io.Write
 		errOnce.Do(func() { firstErr = err })
 		cancel(err)
 	}
+	// Slack between the stages keeps the workers fed while the producer,
+	// hasher or writer wait for a core: 2 chunks per worker waiting to be
+	// compressed, 4 per worker compressed or being compressed ahead of the
+	// writer. The buffer pool covers every chunk that can be in flight, so
+	// memory stays at a few MiB per worker.
 	workers := a.opts.Workers
-	queueCap := 2*workers + 2
-	pool := newBufPool(a.opts.ChunkSize, queueCap+workers+3)
-	events := make(chan event, 2)
+	jobsCap, queueCap := 2*workers, 4*workers+2
+	pool := newBufPool(a.opts.ChunkSize, queueCap+jobsCap+workers+4)
+	events := make(chan event, 4)
 	queue := make(chan item, queueCap)
-	jobs := make(chan *job, workers)
+	jobs := make(chan *job, jobsCap)
 
 	// Producer.
 	wg.Add(1)

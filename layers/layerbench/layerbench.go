@@ -285,16 +285,23 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 
 // Result is one measurement.
 type Result struct {
-	In       int64 // bytes of uncompressed closure tar consumed
-	Out      int64 // compressed bytes produced
-	Duration time.Duration
+	In       int64         // bytes of uncompressed closure tar consumed
+	Out      int64         // compressed bytes produced
+	Duration time.Duration // wall time
+	// CPU is the user+system time of this process (and, for External,
+	// of the compressor) during the measurement. On a machine shared with
+	// other work, CPU/Duration shows how many cores the measurement got.
+	CPU time.Duration
 }
+
+// Cores returns CPU/Duration: the cores the measurement kept busy.
+func (r Result) Cores() float64 { return r.CPU.Seconds() / r.Duration.Seconds() }
 
 // MBps returns the throughput in MB/s (10^6 bytes) of closure tar.
 func (r Result) MBps() float64 { return float64(r.In) / r.Duration.Seconds() / 1e6 }
 
 func (r Result) String() string {
-	return fmt.Sprintf("%d -> %d bytes in %v: %.1f MB/s", r.In, r.Out, r.Duration.Round(time.Millisecond), r.MBps())
+	return fmt.Sprintf("%d -> %d bytes in %v: %.1f MB/s, %.2f cores", r.In, r.Out, r.Duration.Round(time.Millisecond), r.MBps(), r.Cores())
 }
 
 // Cold builds the layer of the whole closure with empty caches in a
@@ -314,17 +321,17 @@ func Cold(ctx context.Context, c *Closure, dir string, opts layers.Options) (Res
 	if err != nil {
 		return Result{}, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	d, err := a.Layer(ctx, c.Paths)
 	if err != nil {
 		return Result{}, err
 	}
-	dur := time.Since(start)
+	dur, cpu := time.Since(start), cpuTime()-cpu0
 	tarSize, err := tarSizeOf(ctx, a, c)
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{In: tarSize, Out: d.Size, Duration: dur}, nil
+	return Result{In: tarSize, Out: d.Size, Duration: dur, CPU: cpu}, nil
 }
 
 // tarSizeOf returns the tar bytes of c's layer from the member cache.
@@ -404,17 +411,17 @@ func (w *Warm) Run(ctx context.Context, i int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	d, err := a.Layer(ctx, paths)
 	if err != nil {
 		return Result{}, err
 	}
-	dur := time.Since(start)
+	dur, cpu := time.Since(start), cpuTime()-cpu0
 	in, out := a.Sizes(stats)
 	if out != d.Size {
 		return Result{}, fmt.Errorf("layerbench: warm layer has %d bytes, its paths' stats say %d", d.Size, out)
 	}
-	return Result{In: in, Out: d.Size, Duration: dur}, nil
+	return Result{In: in, Out: d.Size, Duration: dur, CPU: cpu}, nil
 }
 
 // Close removes the member cache.
@@ -437,7 +444,7 @@ func Bare(ctx context.Context, c *Closure, level int) (Result, error) {
 	}
 	diffID := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(diffID, zw), 1<<20)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	n, err := layers.WriteTar(ctx, bw, c.Root, c.Paths)
 	if err == nil {
 		err = bw.Flush()
@@ -450,7 +457,7 @@ func Bare(ctx context.Context, c *Closure, level int) (Result, error) {
 	}
 	diffID.Sum(nil)
 	digest.Sum(nil)
-	return Result{In: n, Out: out.n, Duration: time.Since(start)}, nil
+	return Result{In: n, Out: out.n, Duration: time.Since(start), CPU: cpuTime() - cpu0}, nil
 }
 
 // External measures the closure's tar piped into an external compressor,
@@ -467,7 +474,7 @@ func External(ctx context.Context, c *Closure, argv ...string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	if err := cmd.Start(); err != nil {
 		return Result{}, err
 	}
@@ -483,7 +490,7 @@ func External(ctx context.Context, c *Closure, argv ...string) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("layerbench: %s: %w", strings.Join(argv, " "), err)
 	}
-	return Result{In: n, Out: out.n, Duration: time.Since(start)}, nil
+	return Result{In: n, Out: out.n, Duration: time.Since(start), CPU: cpuTime() - cpu0}, nil
 }
 
 // StreamLayer measures go-containerregistry's stream.Layer (tar ->
@@ -502,7 +509,7 @@ func StreamLayer(ctx context.Context, c *Closure, level int) (Result, error) {
 		}
 		pw.CloseWithError(err)
 	}()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	l := stream.NewLayer(pr, stream.WithCompressionLevel(level))
 	rc, err := l.Compressed()
 	if err != nil {
@@ -518,5 +525,5 @@ func StreamLayer(ctx context.Context, c *Closure, level int) (Result, error) {
 	if _, err := l.Digest(); err != nil {
 		return Result{}, err
 	}
-	return Result{In: n, Out: out.n, Duration: time.Since(start)}, nil
+	return Result{In: n, Out: out.n, Duration: time.Since(start), CPU: cpuTime() - cpu0}, nil
 }
