@@ -10,8 +10,9 @@
 //     same file (500 MB by default). Target: at least 0.8x the throughput.
 //
 // Both servers run in this process, each on its own 127.0.0.1 listener, and
-// wrk loads them one after the other with the same settings (64 connections,
-// 2 threads by default). The registry is the real handler with the real
+// wrk loads them in turn with the same settings (64 connections for
+// manifests, 4 for the blob, 2 threads; two alternating rounds of 10 s per
+// server by default). The registry is the real handler with the real
 // filesystem blob store, layer assembler and grouping; only Nix is replaced,
 // by a realiser that returns one store path made in a temporary directory,
 // because what is measured is serving, not building. The registry logs one
@@ -48,8 +49,11 @@ import (
 
 // Options configure a measurement. The zero value gives the defaults.
 type Options struct {
-	// Connections is wrk's -c; 0 means 64.
+	// Connections is wrk's -c for [Manifest]; 0 means 64.
 	Connections int
+	// BlobConnections is wrk's -c for [Blob]; 0 means 4, since every
+	// response is hundreds of megabytes.
+	BlobConnections int
 	// Threads is wrk's -t; 0 means 2.
 	Threads int
 	// Duration of each wrk run; 0 means 10 s.
@@ -74,8 +78,8 @@ func (o *Options) defaults() {
 	if o.Threads <= 0 {
 		o.Threads = 2
 	}
-	if o.Threads > o.Connections {
-		o.Threads = o.Connections
+	if o.BlobConnections <= 0 {
+		o.BlobConnections = 4
 	}
 	if o.Duration <= 0 {
 		o.Duration = 10 * time.Second
@@ -261,7 +265,9 @@ func Manifest(ctx context.Context, opts Options) (Result, error) {
 }
 
 // Blob measures a blob GET of opts.BlobSize random bytes from the registry
-// against http.ServeFile on the same file of the blob store.
+// against http.ServeFile on the same file of the blob store, with
+// opts.BlobConnections connections. Throughput counts every byte read,
+// including those of responses still under way when wrk stops.
 func Blob(ctx context.Context, opts Options) (Result, error) {
 	opts.defaults()
 	b, err := newBench(ctx, opts)
@@ -299,6 +305,7 @@ func Blob(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Name: "blob", Body: opts.BlobSize}
+	opts.Connections = opts.BlobConnections
 	res.Registry, res.Baseline, err = sideBySide(ctx, opts, regURL+blobPath, bareURL+blobPath)
 	return res, err
 }
@@ -361,8 +368,9 @@ func wrk(ctx context.Context, opts Options, url string) (Run, error) {
 	}
 	defer os.Remove(script)
 	secs := max(1, int(opts.Duration.Round(time.Second)/time.Second))
+	threads := min(opts.Threads, opts.Connections)
 	cmd := exec.CommandContext(ctx, opts.Wrk,
-		"-c", strconv.Itoa(opts.Connections), "-t", strconv.Itoa(opts.Threads),
+		"-c", strconv.Itoa(opts.Connections), "-t", strconv.Itoa(threads),
 		"-d", strconv.Itoa(secs)+"s", "--timeout", "60s", "-s", script, url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -390,7 +398,7 @@ func parseWrk(out []byte) (Run, error) {
 	if err := json.Unmarshal(line, &s); err != nil {
 		return Run{}, fmt.Errorf("httpbench: wrk summary %q: %v", line, err)
 	}
-	if s.DurationUS <= 0 || s.Requests <= 0 {
+	if s.DurationUS <= 0 || s.Requests <= 0 && s.Bytes <= 0 {
 		return Run{}, fmt.Errorf("httpbench: wrk completed no requests: %s", line)
 	}
 	d := time.Duration(s.DurationUS) * time.Microsecond

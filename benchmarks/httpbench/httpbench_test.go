@@ -19,7 +19,7 @@ func TestParseWrk(t *testing.T) {
 	}
 	for _, bad := range []string{
 		"no summary",
-		`HTTPBENCH {"requests":0,"duration_us":1000000}`,
+		`HTTPBENCH {"requests":0,"duration_us":1000000,"bytes":0}`,
 		`HTTPBENCH {"requests":10,"duration_us":1000000,"errors":3}`,
 		`HTTPBENCH {broken`,
 	} {
@@ -48,7 +48,7 @@ func TestShortRuns(t *testing.T) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		t.Fatalf("this test needs wrk (apt-get install wrk): %v", err)
 	}
-	opts := Options{Duration: time.Second, Connections: 4, Rounds: 1, BlobSize: 1 << 20}
+	opts := Options{Duration: time.Second, Connections: 4, BlobConnections: 2, Rounds: 1, BlobSize: 1 << 20}
 	m, err := Manifest(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,8 @@ import (
 func main() {
 	var opts httpbench.Options
 	flag.DurationVar(&opts.Duration, "d", 0, "duration of each wrk run (default 10s)")
-	flag.IntVar(&opts.Connections, "c", 0, "wrk connections (default 64)")
+	flag.IntVar(&opts.Connections, "c", 0, "wrk connections for the manifest (default 64)")
+	flag.IntVar(&opts.BlobConnections, "blob-c", 0, "wrk connections for the blob (default 4)")
 	flag.IntVar(&opts.Threads, "t", 0, "wrk threads (default 2)")
 	flag.Int64Var(&opts.BlobSize, "blob-size", 0, "blob size in bytes (default 500 MB)")
 	flag.StringVar(&opts.Dir, "dir", "", "working directory (default: a temporary one)")
