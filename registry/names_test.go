@@ -1,9 +1,14 @@
 package registry
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nixery-go/nixery/nix"
@@ -93,13 +98,50 @@ func FuzzParseName(f *testing.F) {
 	})
 }
 
-func FuzzRoute(f *testing.F) {
-	for _, s := range []string{"/v2/", "/v2/a/manifests/latest", "/v2/a/blobs/sha256:00", "/v2/a/blobs/uploads/", "/v2/x/tags/list", "/v2//manifests/"} {
-		f.Add(s)
+// FuzzHandler sends arbitrary paths and methods to the handler: it must
+// never panic, every error must be the spec's JSON, and whatever reaches the
+// realiser must be valid attribute names.
+func FuzzHandler(f *testing.F) {
+	for _, s := range []string{"/v2/", "/v2/hello/manifests/latest", "/v2/a/blobs/sha256:00", "/v2/a/blobs/uploads/",
+		"/v2/x/tags/list?n=3", "/v2//manifests/", "/v2/${x}/manifests/latest", "/v2/a/../b/manifests/latest"} {
+		f.Add("GET", s)
 	}
-	f.Fuzz(func(t *testing.T, p string) {
-		if _, err := parseDigest(p); err == nil && len(p) != 71 {
-			t.Fatalf("parseDigest accepted %q", p)
+	f.Add("DELETE", "/v2/hello/manifests/latest")
+	fx := newFixture(f, fakeSource{}, nil, "")
+	real := &checkingRealiser{inner: fx.real}
+	fx.reg.cfg.Realiser = real
+	f.Fuzz(func(t *testing.T, method, target string) {
+		req, err := http.NewRequest(method, "http://registry.test"+target, nil)
+		if err != nil || req.URL.Host != "registry.test" {
+			return
+		}
+		w := httptest.NewRecorder()
+		fx.reg.ServeHTTP(w, req)
+		if w.Code >= 400 && method != http.MethodHead {
+			var body struct {
+				Errors []struct{ Code, Message string } `json:"errors"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code == "" {
+				t.Fatalf("%s %q: status %d with body %q", method, target, w.Code, w.Body.Bytes())
+			}
+		}
+		if bad := real.bad.Load(); bad != nil {
+			t.Fatalf("%s %q: the realiser got %q", method, target, *bad)
 		}
 	})
+}
+
+// checkingRealiser records a package name that nix.ValidateName refuses.
+type checkingRealiser struct {
+	inner Realiser
+	bad   atomic.Pointer[string]
+}
+
+func (c *checkingRealiser) Realise(ctx context.Context, req Request) (*Realised, error) {
+	for _, p := range req.Packages {
+		if nix.ValidateName(p) != nil {
+			c.bad.Store(&p)
+		}
+	}
+	return c.inner.Realise(ctx, req)
 }
