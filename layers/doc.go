@@ -67,7 +67,7 @@
 // [Assembler.Format]: FormatVersion, level, chunk size, compressor and Go
 // versions). A layer whose store paths are all in the member cache is
 // assembled without compressing anything: the cached members are streamed
-// into the blob, checked against their recorded sha256, while the tar is
+// into the blob, checked against their recorded CRC-32C, while the tar is
 // regenerated from the store only to hash the DiffID.
 //
 // The layer cache maps the sha256 of the format and the sorted store paths

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -378,7 +379,7 @@ func (a *Assembler) write(ctx context.Context, plans []pathPlan, queue <-chan it
 }
 
 // copyMembers copies the members of a member cache entry to out (if not
-// nil), checking them against the entry's sha256. A damaged or missing entry
+// nil), checking them against the entry's checksum. A damaged or missing entry
 // is removed and reported as errRetry.
 func (a *Assembler) copyMembers(name string, out io.Writer, buf []byte) (PathStats, error) {
 	f, h, err := openMember(name)
@@ -397,14 +398,14 @@ func (a *Assembler) copyMembers(name string, out io.Writer, buf []byte) (PathSta
 	if out == nil {
 		return st, nil
 	}
-	sum := sha256.New()
+	sum := crc32.New(castagnoli)
 	n, err := io.CopyBuffer(io.MultiWriter(out, sum), io.LimitReader(onlyReader{f}, h.compSize), buf)
 	if err != nil {
 		return PathStats{}, err
 	}
-	if n != h.compSize || !bytes.Equal(sum.Sum(nil), h.sum[:]) {
+	if n != h.compSize || sum.Sum32() != h.crc {
 		os.Remove(name)
-		return PathStats{}, fmt.Errorf("%w: %s: members do not match their sha256", errRetry, name)
+		return PathStats{}, fmt.Errorf("%w: %s: members do not match their checksum", errRetry, name)
 	}
 	return st, nil
 }
