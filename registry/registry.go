@@ -182,6 +182,10 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	rw := getRecorder(w)
 	r.serve(rw, req)
+	// Send the response before formatting its log line, so that the
+	// client does not wait for the log (net/http would flush only when
+	// ServeHTTP returns; this is the same write, made earlier).
+	rw.Flush()
 	// The record is made by hand, without the caller's PC that
 	// Logger.LogAttrs would look up: this line is logged for every request.
 	ctx := req.Context()

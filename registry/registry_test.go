@@ -719,7 +719,13 @@ func TestRequestLog(t *testing.T) {
 	srv := httptest.NewServer(f.reg)
 	defer srv.Close()
 	do(t, srv, "GET", "/v2/hello/manifests/latest", nil)
-	logs := f.logs.String()
+	// The line is logged just after the response is sent.
+	var logs string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if logs = f.logs.String(); strings.Contains(logs, "msg=request") {
+			break
+		}
+	}
 	for _, want := range []string{
 		"msg=request method=GET path=/v2/hello/manifests/latest status=200 bytes=",
 		"msg=build image=hello tag=latest packages=\"[cacert hello iana-etc]\" system=x86_64-linux paths=4 layers=5 layer_cache_hits=0 bytes=",
