@@ -24,7 +24,9 @@
 //
 // The tag list names "latest" for every well-formed name without running Nix
 // (existence is checked when the manifest is asked for); git package sources
-// also accept refs and commits as tags, which cannot be listed.
+// also accept refs and commits as tags, which cannot be listed. Sources with
+// a single version are wrapped in [LatestOnly], so that any other tag is
+// MANIFEST_UNKNOWN.
 //
 // # Image names
 //
@@ -87,12 +89,20 @@
 //
 // # Logs
 //
-// The handler logs through log/slog, one line per request:
+// The handler logs through log/slog, one line per request, written just
+// after the response has been sent:
 //
 //	level=INFO msg=request method=GET path=/v2/shell/manifests/latest status=200 bytes=1234 duration=85µs
 //
-// and one per build:
+// one per build (layer_cache_hits counts layers this process had built
+// before; the layer assembler logs a "layer built" line for each layer it
+// actually builds):
 //
-//	level=INFO msg=build image=shell tag=latest packages=[...] system=x86_64-linux paths=24 layers=12
-//	    layer_cache_hits=3 bytes=31457280 nix_duration=2.1s duration=3.4s docker_digest=sha256:... oci_digest=sha256:...
+//	level=INFO msg=build image=shell tag=latest packages="[bashInteractive ...]" system=x86_64-linux paths=24
+//	    layers=12 layer_cache_hits=3 bytes=31457280 nix_duration=2.1s duration=3.4s docker_digest=sha256:... oci_digest=sha256:...
+//
+// and, for a failed build, "build failed" with the error and, when Nix
+// failed, "nix log" with Nix's output. A cached manifest costs one map
+// lookup and no allocation; to keep the log's write system calls off the
+// request path, write the log through a [LogBuffer].
 package registry
