@@ -46,9 +46,22 @@ package layers
 // small paths join their main referrer or, when that referrer is large, the
 // rest layer, so large layers are never changed by small decisions.
 //
-// Layers are returned most shared first: by the highest popularity in the
-// layer, then by size (larger first), then by first store path; the rest
-// layer comes last. Each layer's paths are sorted. Sizes are NAR sizes.
+// # Order
+//
+// The order of layers does not change which layers a client must fetch, but
+// the Docker engine with its classic image store keeps layers by chain (a
+// layer together with every layer below it), so it reuses only the longest
+// prefix of an image's layers that an image it pulled before starts with. If
+// layer i is present in another image with probability p(i), independently,
+// the expected bytes of the common prefix, the sum over k of bytes(k) times
+// the product of p(j) for j <= k, is largest when layers are sorted by
+// bytes(i)*p(i)/(1-p(i)), descending (swapping two neighbours shows it).
+// Group estimates p(i) as pop/top, where pop is the highest popularity in
+// the layer and top the highest in the image, which gives the key
+// bytes*(pop+1)/(top-pop+1): large layers that every image holds (glibc)
+// first, large and small image-specific ones later, and the rest layer
+// last. Equal keys go to the lower first store path. Each layer's paths are
+// sorted. Sizes are NAR sizes.
 //
 // # Worked example
 //
@@ -66,7 +79,9 @@ package layers
 // zlib -> openssl (pop 150 beats libcurl's 12), glibc -> zlib. Only nghttp2's
 // edge is free (13 = 12+1: nghttp2 is used by libcurl alone), so the groups
 // are {curl}, {libcurl, nghttp2}, {openssl}, {zlib} and {glibc}. With the
-// default budget these are the five layers, glibc first.
+// default budget these are the five layers, in the order glibc
+// (30M*901/1), openssl (6M*151/751 = 1.2M), zlib (0.1M*301/601 = 0.05M),
+// {libcurl, nghttp2} (1.2M*14/888 = 0.02M) and curl (0.5M*3/899).
 //
 // With a budget of 4, the cheapest moves are: zlib to the rest, 0.1M (into
 // openssl it would cost 0.1M*(1-151/300) + 6M/20 = 0.35M); curl to the rest,
@@ -93,13 +108,15 @@ import (
 const DefaultBudget = 100
 
 // Group partitions the store paths of g into at most budget layers, aiming
-// for cross-image reuse of layers as explained in the package documentation.
+// for cross-image reuse of layers as explained under "Grouping" and "Order"
+// at the top of group.go.
 // pop is the package set's popularity ([closure.Compute] on the whole set);
 // a nil map is allowed. A budget below 1 means [DefaultBudget].
 //
 // Every path of g is in exactly one layer. Each layer is sorted, layers are
-// ordered most shared first, and the result depends only on g, pop and
-// budget, never on the order in which Nix listed the paths.
+// ordered for the Docker engine's reuse of layer chains (widely shared,
+// large layers first), and the result depends only on g, pop and budget,
+// never on the order in which Nix listed the paths.
 func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 	n := g.Len()
 	if n == 0 {
@@ -208,6 +225,7 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 		pop   int64 // highest popularity in the layer
 		bytes int64
 		paths []string // sorted, since paths are
+		key   float64  // ordering key, see Grouping
 	}
 	byRep := make(map[int]*layer, groups)
 	var out []*layer
@@ -222,16 +240,21 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 		l.pop = max(l.pop, p[i])
 		l.paths = append(l.paths, paths[i].Path)
 	}
+	// Order: the expected bytes a Docker engine reuses, rest last.
+	var top int64 // the image's highest popularity
+	for _, l := range out {
+		top = max(top, l.pop)
+	}
+	for _, l := range out {
+		l.key = float64(l.bytes) * float64(l.pop+1) / float64(top-l.pop+1)
+	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.rest != b.rest {
 			return b.rest
 		}
-		if a.pop != b.pop {
-			return a.pop > b.pop
-		}
-		if a.bytes != b.bytes {
-			return a.bytes > b.bytes
+		if a.key != b.key {
+			return a.key > b.key
 		}
 		return a.paths[0] < b.paths[0]
 	})

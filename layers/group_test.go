@@ -64,8 +64,8 @@ func TestGroupExample(t *testing.T) {
 		budget int
 		want   [][]string
 	}{
-		{DefaultBudget, [][]string{{"glibc"}, {"zlib"}, {"openssl"}, {"libcurl", "nghttp2"}, {"curl"}}},
-		{5, [][]string{{"glibc"}, {"zlib"}, {"openssl"}, {"libcurl", "nghttp2"}, {"curl"}}},
+		{DefaultBudget, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl", "nghttp2"}, {"curl"}}},
+		{5, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl", "nghttp2"}, {"curl"}}},
 		{4, [][]string{{"glibc"}, {"openssl"}, {"libcurl", "nghttp2"}, {"curl", "zlib"}}},
 		{3, [][]string{{"glibc"}, {"openssl"}, {"curl", "libcurl", "nghttp2", "zlib"}}},
 		{2, [][]string{{"glibc"}, {"curl", "libcurl", "nghttp2", "openssl", "zlib"}}},
