@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -141,11 +142,22 @@ func newTestAssembler(t testing.TB, root string, opts Options) (*Assembler, *FSS
 		t.Fatal(err)
 	}
 	opts.Root = root
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(testLog{t}, nil))
+	}
 	a, err := NewAssembler(store, t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return a, store
+}
+
+// testLog sends log lines to t.Log, shown for failed tests and with -v.
+type testLog struct{ t testing.TB }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 // readBlob returns the bytes of a blob.
