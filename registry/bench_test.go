@@ -23,7 +23,7 @@ func (n *nopResponse) WriteHeader(int)             {}
 // io.Discard) as in production.
 func BenchmarkCachedManifest(b *testing.B) {
 	f := newFixture(b, fakeSource{}, nil, "")
-	f.reg.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	f.reg.log = slog.New(slog.NewTextHandler(io.Discard, nil)) // before any request
 	srv := httptest.NewServer(f.reg)
 	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
 	if err != nil || resp.StatusCode != 200 {
@@ -64,13 +64,13 @@ func BenchmarkBareManifest(b *testing.B) {
 // request log, to show what the log line costs.
 func BenchmarkCachedManifestNoLog(b *testing.B) {
 	f := newFixture(b, fakeSource{}, nil, "")
+	f.reg.log = slog.New(slog.DiscardHandler) // before any request
 	srv := httptest.NewServer(f.reg)
 	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
 	if err != nil || resp.StatusCode != 200 {
 		b.Fatal(err, resp.StatusCode)
 	}
 	srv.Close()
-	f.reg.log = slog.New(slog.DiscardHandler)
 	req := httptest.NewRequest("GET", "/v2/shell/curl/manifests/latest", nil)
 	w := &nopResponse{h: http.Header{}}
 	b.ReportAllocs()
@@ -85,12 +85,6 @@ func BenchmarkCachedManifestNoLog(b *testing.B) {
 // standard error.
 func BenchmarkCachedManifestParallel(b *testing.B) {
 	f := newFixture(b, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
-	if err != nil || resp.StatusCode != 200 {
-		b.Fatal(err, resp.StatusCode)
-	}
-	srv.Close()
 	logf, err := os.Create(filepath.Join(b.TempDir(), "log"))
 	if err != nil {
 		b.Fatal(err)
@@ -98,7 +92,13 @@ func BenchmarkCachedManifestParallel(b *testing.B) {
 	defer logf.Close()
 	logs := NewLogBuffer(logf)
 	defer logs.Close()
-	f.reg.log = slog.New(slog.NewTextHandler(logs, nil))
+	f.reg.log = slog.New(slog.NewTextHandler(logs, nil)) // before any request
+	srv := httptest.NewServer(f.reg)
+	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
+	if err != nil || resp.StatusCode != 200 {
+		b.Fatal(err, resp.StatusCode)
+	}
+	srv.Close()
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {

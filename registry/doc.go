@@ -89,8 +89,8 @@
 //
 // # Logs
 //
-// The handler logs through log/slog, one line per request, written just
-// after the response has been sent:
+// The handler logs through log/slog, one line per request, formatted by a
+// goroutine of its own after the response has been sent:
 //
 //	level=INFO msg=request method=GET path=/v2/shell/manifests/latest status=200 bytes=1234 duration=85µs
 //
@@ -103,6 +103,7 @@
 //
 // and, for a failed build, "build failed" with the error and, when Nix
 // failed, "nix log" with Nix's output. A cached manifest costs one map
-// lookup and no allocation; to keep the log's write system calls off the
-// request path, write the log through a [LogBuffer].
+// lookup, no allocation and a channel send for its log line; to keep the
+// log's write system calls off the request path too, write the log through
+// a [LogBuffer].
 package registry

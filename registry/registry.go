@@ -115,6 +115,8 @@ type Registry struct {
 	known       sync.Map // layer group key -> layers.Descriptor, this process
 
 	stats struct{ nixRuns, layerBuilds atomic.Int64 }
+
+	requests chan requestEntry // to requestLogger
 }
 
 // maxHot bounds the number of request paths remembered for the fast path.
@@ -155,6 +157,8 @@ func New(cfg Config) (*Registry, error) {
 	if err := r.loadIndex(); err != nil {
 		return nil, err
 	}
+	r.requests = make(chan requestEntry, 4096)
+	go r.requestLogger()
 	return r, nil
 }
 
@@ -182,26 +186,67 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	rw := getRecorder(w)
 	r.serve(rw, req)
-	// Send the response before formatting its log line, so that the
-	// client does not wait for the log (net/http would flush only when
-	// ServeHTTP returns; this is the same write, made earlier).
-	rw.Flush()
-	// The record is made by hand, without the caller's PC that
-	// Logger.LogAttrs would look up: this line is logged for every request.
-	ctx := req.Context()
-	if h := r.log.Handler(); h.Enabled(ctx, slog.LevelInfo) {
-		end := time.Now()
-		rec := slog.NewRecord(end, slog.LevelInfo, "request", 0)
-		rec.AddAttrs(
-			slog.String("method", req.Method),
-			slog.String("path", req.URL.Path),
-			slog.Int("status", rw.status),
-			slog.Int64("bytes", rw.n),
-			slog.Duration("duration", end.Sub(start)),
-		)
-		h.Handle(ctx, rec)
-	}
+	end := time.Now()
+	e := requestEntry{end, req.Method, req.URL.Path, rw.status, rw.n, end.Sub(start)}
 	putRecorder(rw)
+	// The line is formatted by the request logger goroutine, off the
+	// request path; only when it falls behind (or after Close) is it
+	// formatted here.
+	if r.ctx.Err() == nil {
+		select {
+		case r.requests <- e:
+			return
+		default:
+		}
+	}
+	r.logRequest(e)
+}
+
+// requestEntry is one request's log line, before formatting.
+type requestEntry struct {
+	end          time.Time
+	method, path string
+	status       int
+	bytes        int64
+	duration     time.Duration
+}
+
+// logRequest writes e's line. The record is made by hand, without the
+// caller's PC that Logger.LogAttrs would look up.
+func (r *Registry) logRequest(e requestEntry) {
+	h := r.log.Handler()
+	if !h.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	rec := slog.NewRecord(e.end, slog.LevelInfo, "request", 0)
+	rec.AddAttrs(
+		slog.String("method", e.method),
+		slog.String("path", e.path),
+		slog.Int("status", e.status),
+		slog.Int64("bytes", e.bytes),
+		slog.Duration("duration", e.duration),
+	)
+	h.Handle(context.Background(), rec)
+}
+
+// requestLogger formats request lines until Close, then drains what is
+// left.
+func (r *Registry) requestLogger() {
+	for {
+		select {
+		case e := <-r.requests:
+			r.logRequest(e)
+		case <-r.ctx.Done():
+			for {
+				select {
+				case e := <-r.requests:
+					r.logRequest(e)
+				case <-time.After(100 * time.Millisecond):
+					return
+				}
+			}
+		}
+	}
 }
 
 func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
