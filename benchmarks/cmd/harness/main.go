@@ -7,7 +7,8 @@
 // measures the compressed size of every store path the workloads use,
 // simulates the layer-sharing workloads for every layering algorithm and
 // budget (benchmarks/sim), and writes results.md and SVG plots to DIR
-// (default benchmarks/results/latest). -synthetic uses a seeded synthetic
+// (default benchmarks/results/latest, with -quick benchmarks/results/quick,
+// so that CI never overwrites the committed full results). -synthetic uses a seeded synthetic
 // package set instead of the corpus and needs no Nix.
 package main
 
@@ -56,7 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs.BoolVar(&o.quick, "quick", false, "small corpus and fewer images (CI; under 2 minutes)")
 	fs.BoolVar(&o.synthetic, "synthetic", false, "use a synthetic package set instead of the Debian corpus (no Nix needed)")
-	fs.StringVar(&o.out, "out", filepath.Join("benchmarks", "results", "latest"), "directory for results.md and the SVG plots")
+	fs.StringVar(&o.out, "out", "", "directory for results.md and the SVG plots (default benchmarks/results/latest, with -quick benchmarks/results/quick)")
 	fs.StringVar(&o.workDir, "workdir", "", "corpus work directory (default: nixery-bench-corpus[-quick] in the user cache directory)")
 	fs.StringVar(&o.cacheDir, "cache", "", "layer member cache, kept across runs (default: nixery-bench-members in the user cache directory)")
 	fs.IntVar(&o.images, "images", 0, "images per workload (default 60, quick 50)")
@@ -68,6 +69,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.out == "" {
+		o.out = filepath.Join("benchmarks", "results", "latest")
+		if o.quick {
+			o.out = filepath.Join("benchmarks", "results", "quick")
+		}
 	}
 	if o.images == 0 {
 		o.images = 60

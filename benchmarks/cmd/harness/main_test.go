@@ -103,7 +103,11 @@ func TestFlags(t *testing.T) {
 		}
 	}
 	o, err := parseFlags([]string{"-quick"}, io.Discard)
-	if err != nil || o.images != 50 || o.seeds != 3 || o.out != filepath.Join("benchmarks", "results", "latest") {
+	if err != nil || o.images != 50 || o.seeds != 3 || o.out != filepath.Join("benchmarks", "results", "quick") {
 		t.Errorf("parseFlags(-quick) = %+v, %v", o, err)
+	}
+	o, err = parseFlags(nil, io.Discard)
+	if err != nil || o.images != 60 || o.out != filepath.Join("benchmarks", "results", "latest") || !o.speed || !o.pull {
+		t.Errorf("parseFlags() = %+v, %v", o, err)
 	}
 }
