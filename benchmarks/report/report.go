@@ -8,7 +8,8 @@
 //     shape and budget, the check of the project's targets, registry bytes,
 //     per-workload details, and any extra sections (speed, real pulls);
 //   - pull-ratio.svg: pull ratio against budget, one line per algorithm, one
-//     panel per workload shape;
+//     panel per workload shape; docker-ratio.svg the same under the Docker
+//     engine's chain rule;
 //   - throughput.svg, when throughput figures are given: one bar per
 //     measurement.
 package report
@@ -74,6 +75,7 @@ type Timing struct {
 const (
 	MarkdownFile   = "results.md"
 	PullRatioFile  = "pull-ratio.svg"
+	DockerFile     = "docker-ratio.svg"
 	ThroughputFile = "throughput.svg"
 )
 
@@ -188,6 +190,9 @@ func Write(dir string, d *Data) error {
 	if err := os.WriteFile(filepath.Join(dir, PullRatioFile), []byte(PullRatioSVG(d)), 0o644); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(dir, DockerFile), []byte(DockerRatioSVG(d)), 0o644); err != nil {
+		return err
+	}
 	tp := filepath.Join(dir, ThroughputFile)
 	if len(d.Throughput) > 0 {
 		return os.WriteFile(tp, []byte(ThroughputSVG(d.Throughput)), 0o644)
@@ -282,6 +287,7 @@ func writeSharing(b *strings.Builder, d *Data) {
 	p("The same pulls under the rule of the Docker engine with its classic image store, which keeps layers by\n")
 	p("chain: it skips the longest prefix of an image's layers that an earlier image also starts with and downloads\n")
 	p("every later layer, even one it already holds under another chain. Layer order counts here.\n\n")
+	p("![Docker pull ratio](%s)\n\n", DockerFile)
 	ratioTable(b, d, shapes, agg, Ratios.ChainRatio)
 	p("\n")
 

@@ -79,7 +79,7 @@ func TestWrite(t *testing.T) {
 			t.Errorf("results.md lacks %q:\n%s", want, md)
 		}
 	}
-	for _, f := range []string{PullRatioFile, ThroughputFile} {
+	for _, f := range []string{PullRatioFile, DockerFile, ThroughputFile} {
 		data, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)

@@ -14,6 +14,15 @@ var palette = []string{"#7f7f7f", "#1f77b4", "#2ca02c", "#ff7f0e", "#d62728", "#
 // PullRatioSVG plots pull ratio (log scale) against budget, one panel per
 // workload shape and one line per algorithm.
 func PullRatioSVG(d *Data) string {
+	return ratioSVG(d, Ratios.Ratio, "Pull bytes / ideal (log scale, lower is better)")
+}
+
+// DockerRatioSVG is [PullRatioSVG] for the Docker engine's chain rule.
+func DockerRatioSVG(d *Data) string {
+	return ratioSVG(d, Ratios.ChainRatio, "Docker engine (classic store) pull bytes / ideal (log scale, lower is better)")
+}
+
+func ratioSVG(d *Data, f func(Ratios) float64, title string) string {
 	agg := Aggregate(d.Outcome)
 	var shapes []sim.Shape
 	for _, s := range sim.Shapes {
@@ -29,7 +38,7 @@ func PullRatioSVG(d *Data) string {
 	for _, s := range shapes {
 		for _, a := range d.Algorithms {
 			for _, b := range d.Budgets {
-				hi = math.Max(hi, agg[s][a][b].Ratio())
+				hi = math.Max(hi, f(agg[s][a][b]))
 			}
 		}
 	}
@@ -45,7 +54,7 @@ func PullRatioSVG(d *Data) string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
-	p(`<text x="%.0f" y="18" font-size="14" font-weight="bold">Pull bytes / ideal (log scale, lower is better)</text>`+"\n", ml)
+	p(`<text x="%.0f" y="18" font-size="14" font-weight="bold">%s</text>`+"\n", ml, html.EscapeString(title))
 	for si, s := range shapes {
 		x0 := ml + float64(si)*(pw+gap)
 		x := func(i int) float64 {
@@ -74,7 +83,7 @@ func PullRatioSVG(d *Data) string {
 			}
 			var pts []string
 			for i, bu := range d.Budgets {
-				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(agg[s][a][bu].Ratio())))
+				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(i), y(f(agg[s][a][bu]))))
 			}
 			p(`<polyline points="%s" fill="none" stroke="%s" stroke-width="%.1f"/>`+"\n", strings.Join(pts, " "), c, w)
 			for _, pt := range pts {

@@ -56,6 +56,7 @@ func TestQuickSyntheticRun(t *testing.T) {
 		t.Errorf("%d summary rows, want %d", rows, want)
 	}
 	checkSVG(t, filepath.Join(out, report.PullRatioFile), "polyline", len(sim.Shapes)*len(sim.Algorithms()))
+	checkSVG(t, filepath.Join(out, report.DockerFile), "polyline", len(sim.Shapes)*len(sim.Algorithms()))
 	if _, err := os.Stat(filepath.Join(out, report.ThroughputFile)); !os.IsNotExist(err) {
 		t.Errorf("throughput.svg written without throughput figures: %v", err)
 	}
