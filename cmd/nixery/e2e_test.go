@@ -197,6 +197,7 @@ func testUnknownPackages(t *testing.T, srv *server) {
 	}
 	// Names that look like Nix are still only data: attribute names that the
 	// package set does not have.
+	mark := srv.logOffset(t)
 	for _, name := range []string{"builtins.readFile", "builtins.currentSystem", "import", "with", "abort"} {
 		resp := srv.do(ctx, t, http.MethodGet, "/v2/"+name+"/manifests/latest", nil)
 		e := resp.registryError(t)
@@ -204,13 +205,24 @@ func testUnknownPackages(t *testing.T, srv *server) {
 			t.Errorf("GET %s: status %d, %s %q; want 404 MANIFEST_UNKNOWN naming it", name, resp.status, e.Code, e.Message)
 		}
 	}
+	// The check above means something only if Nix looked the names up.
+	if srv.nixRunsSince(t, mark) == 0 {
+		t.Errorf("no Nix run logged for the Nix-looking names: the test cannot tell data from code")
+	}
 }
 
 // testHostileNames sends names that are not package names at all: a clear
-// 400 NAME_INVALID, directly (no redirect to some other name).
+// 400 NAME_INVALID, directly (no redirect to some other name), and Nix is
+// never run for them.
 func testHostileNames(t *testing.T, srv *server) {
 	ctx, cancel := context.WithTimeout(t.Context(), commandTimeout)
 	defer cancel()
+	mark := srv.logOffset(t)
+	defer func() {
+		if n := srv.nixRunsSince(t, mark); n != 0 {
+			t.Errorf("the server ran Nix %d times for hostile names", n)
+		}
+	}()
 	for _, tc := range []struct{ what, path string }{
 		{"Nix interpolation", `/v2/%24%7Bbuiltins.readFile%20%22%2Fetc%2Fpasswd%22%7D/manifests/latest`},
 		{"Nix string", `/v2/curl/a%22b/manifests/latest`},
@@ -299,8 +311,8 @@ func testDockerSharedLayers(t *testing.T, srv *server) {
 	if want := shortDigests(prefix); !slices.Equal(sorted(existed), want) {
 		t.Errorf("docker reported %v as already present, want the shared prefix %v", sorted(existed), want)
 	}
-	fetched := srv.blobsFetchedSince(t, mark)
 	wantFetched := append(slices.Clone(rest), m2.Config.Digest)
+	fetched := srv.blobsFetchedSince(t, mark, wantFetched)
 	if got := sorted(fetched); !slices.Equal(got, sorted(wantFetched)) {
 		t.Errorf("server sent blobs %v during the second pull, want the config and the layers after the shared prefix %v", got, sorted(wantFetched))
 	}
@@ -552,8 +564,8 @@ func testPodman(t *testing.T, srv *server) {
 	_, fresh := splitLayers(m1, m2)
 	mark := srv.logOffset(t)
 	mustRun(ctx, t, podman("pull", "--tls-verify=false", srv.ref(imageCurlJq))...)
-	fetched := srv.blobsFetchedSince(t, mark)
 	wantFetched := append(slices.Clone(fresh), m2.Config.Digest)
+	fetched := srv.blobsFetchedSince(t, mark, wantFetched)
 	if !slices.Equal(sorted(fetched), sorted(wantFetched)) {
 		t.Errorf("server sent blobs %v during podman's second pull, want the config and the new layers %v", sorted(fetched), sorted(wantFetched))
 	}
@@ -792,26 +804,44 @@ var blobDigest = regexp.MustCompile(`/blobs/(sha256:[0-9a-f]{64})`)
 
 // blobsFetchedSince returns the blobs the server was asked to GET after
 // the log offset mark, each once.
-func (s *server) blobsFetchedSince(t *testing.T, mark int) []string {
+//
+// A request is logged when its response is done, which may be a moment
+// after the client has finished: it waits up to five seconds for every blob
+// in want to show up, then a little longer for any it did not expect.
+func (s *server) blobsFetchedSince(t *testing.T, mark int, want []string) []string {
 	t.Helper()
-	// Request lines are logged when the response is done; give the last
-	// one a moment to reach the file.
-	time.Sleep(200 * time.Millisecond)
-	var got []string
-	for _, line := range strings.Split(s.log(t)[mark:], "\n") {
-		if strings.Contains(line, "HEAD") {
-			continue
-		}
-		for _, m := range blobDigest.FindAllStringSubmatch(line, -1) {
-			if !slices.Contains(got, m[1]) {
-				got = append(got, m[1])
+	read := func() []string {
+		var got []string
+		for _, line := range strings.Split(s.log(t)[mark:], "\n") {
+			if strings.Contains(line, "HEAD") {
+				continue
+			}
+			for _, m := range blobDigest.FindAllStringSubmatch(line, -1) {
+				if !slices.Contains(got, m[1]) {
+					got = append(got, m[1])
+				}
 			}
 		}
+		return got
 	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		got := read()
+		if !slices.ContainsFunc(want, func(d string) bool { return !slices.Contains(got, d) }) {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	got := read()
 	if len(got) == 0 {
 		t.Errorf("the server log shows no blob requests since the mark; it must log one line per request with its path")
 	}
 	return got
+}
+
+// nixRunsSince counts the Nix processes the server logged after the log
+// offset mark.
+func (s *server) nixRunsSince(t *testing.T, mark int) int {
+	return strings.Count(s.log(t)[mark:], `msg="nix command"`)
 }
 
 // response is an HTTP response read in full.
