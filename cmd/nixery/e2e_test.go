@@ -41,9 +41,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-// The images the end-to-end test pulls. The second shares all packages of
-// the first but jq, so a client that has the first must download only the
-// layers that hold jq's closure (and the customisation layer).
+// The images the end-to-end test pulls. The second has every package of
+// the first and jq, so a client that has the first and shares blobs by
+// digest (podman) must download only the layers that hold jq's closure and
+// the customisation layer; for Docker see testDockerSharedLayers.
 const (
 	imageCurl   = "shell/curl"
 	imageCurlJq = "shell/curl/jq"
