@@ -281,7 +281,11 @@ func TestServeRealNix(t *testing.T) {
 	}
 	dir := t.TempDir()
 	addr, log, stop := svStart(t, dir)
-	if first, _, _ := strings.Cut(log.String(), "\n"); !strings.Contains(first, "nixery serving bundled package set") || !strings.Contains(first, "addr="+addr) {
+	var first string
+	for deadline := time.Now().Add(5 * time.Second); first == "" && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		first, _, _ = strings.Cut(log.String(), "\n") // the log goes through a LogBuffer
+	}
+	if !strings.Contains(first, "nixery serving bundled package set") || !strings.Contains(first, "addr="+addr) {
 		t.Errorf("first log line does not say what is served where: %s", first)
 	}
 
