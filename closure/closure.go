@@ -288,9 +288,12 @@ func (g *Graph) Closure(paths ...string) []string {
 // closure returns the sorted indices reachable from start (inclusive).
 func (g *Graph) closure(start []int) []int {
 	seen := make([]bool, len(g.paths))
-	stack := append([]int(nil), start...)
+	var stack []int
 	for _, i := range start {
-		seen[i] = true
+		if !seen[i] {
+			seen[i] = true
+			stack = append(stack, i)
+		}
 	}
 	var out []int
 	for len(stack) > 0 {

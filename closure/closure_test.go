@@ -62,6 +62,12 @@ func TestGraphExample(t *testing.T) {
 	if got := len(g.Closure(sp("openssl-3.0"))); got != 2 {
 		t.Errorf("Closure(openssl) has %d paths, want 2", got)
 	}
+	if got := g.Closure(sp("zlib-1.2"), sp("zlib-1.2")); len(got) != 2 {
+		t.Errorf("Closure(zlib, zlib) = %v, want zlib and glibc once each", got)
+	}
+	if _, err := g.Subgraph(sp("zlib-1.2"), sp("zlib-1.2")); err != nil {
+		t.Errorf("Subgraph(zlib, zlib): %v", err)
+	}
 	sub, err := g.Subgraph(sp("libcurl-8.0"))
 	if err != nil || sub.Len() != 4 {
 		t.Fatalf("Subgraph(libcurl) = %v paths, %v", sub.Len(), err)
