@@ -325,13 +325,15 @@ func testDockerSharedLayers(t *testing.T, srv *server) {
 }
 
 // testDockerRun runs programs from the image in the Docker engine, with no
-// network.
+// network. The first run is the README's: docker run pulls the image itself,
+// named by localhost.
 func testDockerRun(t *testing.T, srv *server) {
 	ctx, cancel := context.WithTimeout(t.Context(), pullTimeout)
 	defer cancel()
-	ref := srv.ref(imageCurl)
+	_, port, _ := net.SplitHostPort(srv.addr)
+	ref := "localhost:" + port + "/" + imageCurl
+	removeStaleImages(ctx, t, imageCurl)
 	t.Cleanup(func() { dockerRemove(t, ref) })
-	mustRun(ctx, t, "docker", "pull", ref)
 
 	out := mustRun(ctx, t, "docker", "run", "--rm", "--network", "none", ref, "curl", "--version")
 	if !regexp.MustCompile(`(?m)^curl \d+\.\d+\.\d+ `).MatchString(out) {
