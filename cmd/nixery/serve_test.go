@@ -309,15 +309,16 @@ func TestServeRealNix(t *testing.T) {
 	}
 
 	// Images share the layers of the libraries they have in common, by
-	// digest. (The bundled git is built without openssl; openssh has it.)
-	_, gitPaths, _ := svLayerPaths(t, svImage(t, addr, "git"))
+	// digest: curl and git (through the ssh it runs) share glibc, openssl
+	// and zlib.
+	_, gitPaths, _ := svLayerPaths(t, svImage(t, addr, "shell/git"))
 	_, sshPaths, _ := svLayerPaths(t, svImage(t, addr, "openssh"))
 	for _, c := range []struct {
 		lib   string
 		other map[string][]string
 		name  string
 	}{
-		{"glibc", gitPaths, "git"}, {"zlib", gitPaths, "git"}, {"pcre2", gitPaths, "git"},
+		{"glibc", gitPaths, "git"}, {"openssl", gitPaths, "git"}, {"zlib", gitPaths, "git"}, {"pcre2", gitPaths, "git"},
 		{"glibc", sshPaths, "openssh"}, {"openssl", sshPaths, "openssh"}, {"zlib", sshPaths, "openssh"},
 	} {
 		a, b := layerOf(curlPaths, c.lib), layerOf(c.other, c.lib)

@@ -237,7 +237,12 @@ let
     pname = "git"; version = "2.39.5"; libs = [ pcre2 zlib ];
     debs = [ "git" ];
     copy = [ "bin /usr/bin/git" "share/git-core /usr/share/git-core/templates" ];
-    wrap = { "bin/git" = { GIT_TEMPLATE_DIR = "@out@/share/git-core/templates"; }; };
+    # As in nixpkgs (sshSupport), git runs the set's ssh for ssh:// remotes,
+    # so openssh and its openssl are in git's closure.
+    wrap = { "bin/git" = {
+      GIT_TEMPLATE_DIR = "@out@/share/git-core/templates";
+      GIT_SSH = "${openssh}/bin/ssh";
+    }; };
   };
   cacert = mk {
     pname = "nss-cacert"; version = "20250419";
