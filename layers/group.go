@@ -14,37 +14,52 @@ package layers
 // the package set whose closure holds it, that is, the number of its
 // ancestors. For a path P referenced by Q, pop(P) >= pop(Q)+1, and equality
 // means every ancestor of P is Q or an ancestor of Q: whenever P is in an
-// image and was not asked for directly, Q is there too. Putting P in Q's layer
-// then costs no sharing at all, in any image.
+// image and was not asked for directly, Q is there too. Images that ask for P
+// itself are the exception, and they are common for the packages users name:
+// a path is never put into its referrer's layer for free.
 //
-// Group works in three steps:
+// How often does an image hold P without Q? Images get P because they ask
+// for P itself or for one of its pop(P) ancestors; counting each such request
+// once, pop(P)+1 kinds of image hold P, and of those, the pop(Q)+1 that ask
+// for Q or an ancestor of Q also hold Q when Q references P. The share of
+// images holding P but not Q is then (pop(P)-pop(Q))/(pop(P)+1): never zero,
+// since any image may ask for P alone, and larger for P's own requests the
+// less popular P is.
+//
+// Group works in two steps:
 //
 //  1. Parents. Each path's parent is the path referencing it (in the image)
 //     with the highest popularity, ties to the lower store path: the
 //     referrer most likely to come along with it.
-//  2. Atoms. A path joins its parent's group when pop(P) <= pop(parent)+1:
-//     the two always travel together. Paths missing from the popularity map
-//     count 0, so they stay with their referrers. This happens whatever the
-//     budget, so that every image lays out the same paths the same way: the
-//     atom of a path is the same in every image holding the top of its chain
-//     of such parents, and images that share a sub-closure share its layers.
-//  3. Merges. While there are more groups than the budget, the group whose
-//     merge is expected to duplicate the fewest bytes is merged. A group G
-//     headed by H (the member whose parent is outside G) can go two ways:
-//     into the group of H's parent Q, at an expected cost of
-//     bytes(G)*(1-(pop(Q)+1)/pop(H)) + bytes(group of Q)/20 (the share of
-//     images holding H that lack Q, times G's bytes, which then travel in a
-//     second layer; plus a twentieth of the receiving group's bytes, for the
-//     risk that another image decides differently and the receiving layer,
-//     changed, must be downloaded again), or into the image's rest layer, at
-//     bytes(G) (the rest is specific to the image, so its bytes are counted
-//     as downloaded again). Groups without a parent (the image's top-level
-//     paths) can only go to the rest. The first group sent to the rest
-//     starts it. Equal costs go to the lower head store path.
+//  2. Merges. Every path starts as a group of its own. While there are more
+//     groups than the budget, the group whose merge is expected to duplicate
+//     the fewest bytes is merged. A group G headed by H (the member whose
+//     parent is outside G) can go two ways: into the group of H's parent Q,
+//     at an expected cost of bytes(G)*(pop(H)-pop(Q))/(pop(H)+1) +
+//     bytes(group of Q)/40 (the share of images holding H that lack Q,
+//     times G's bytes, which then travel in a second layer; plus a fortieth
+//     of the receiving group's bytes, for the risk that another image
+//     decides differently and the receiving layer, changed, must be
+//     downloaded again), or into a rest layer, at bytes(G) (a rest is
+//     specific to the image, so its bytes are counted as downloaded again).
+//     There are two rest layers: one for groups headed by the image's
+//     top-level paths (no parent: the packages asked for, which differ
+//     from image to image) and one for all others (shared dependencies,
+//     which images have in common far more often), so that the paths an
+//     image asks for do not change the layer of the dependencies it shares
+//     with the previous one. Groups whose parent is in a rest can only go
+//     to a rest. The first group sent to a rest starts it; if only the two
+//     rests are left and the budget is 1, they are merged. Equal costs go
+//     to the lower head store path. Paths missing from the popularity map
+//     count 0.
 //
-// The effect: large popular paths (glibc) keep layers of their own longest;
-// small paths join their main referrer or, when that referrer is large, the
-// rest layer, so large layers are never changed by small decisions.
+// No path joins another when the image fits the budget, so an image that
+// asks for a path alone gets the same layer for it as an image that holds it
+// through its referrer. Only merges forced by the budget make layers differ
+// between images, and the costs send small, rarely shared paths first: large
+// popular paths (glibc) keep layers of their own longest; small paths join
+// their main referrer or, when that referrer is large, a rest layer, so large
+// layers are never changed by small decisions.
 //
 // # Order
 //
@@ -59,7 +74,7 @@ package layers
 // Group estimates p(i) as pop/top, where pop is the highest popularity in
 // the layer and top the highest in the image, which gives the key
 // bytes*(pop+1)/(top-pop+1): large layers that every image holds (glibc)
-// first, large and small image-specific ones later, and the rest layer
+// first, large and small image-specific ones later, and the rest layers
 // last. Equal keys go to the lower first store path. Each layer's paths are
 // sorted. Sizes are NAR sizes.
 //
@@ -76,22 +91,25 @@ package layers
 //	glibc     900    30M
 //
 // Parents: libcurl -> curl, nghttp2 -> libcurl, openssl -> libcurl,
-// zlib -> openssl (pop 150 beats libcurl's 12), glibc -> zlib. Only nghttp2's
-// edge is free (13 = 12+1: nghttp2 is used by libcurl alone), so the groups
-// are {curl}, {libcurl, nghttp2}, {openssl}, {zlib} and {glibc}. With the
-// default budget these are the five layers, in the order glibc
+// zlib -> openssl (pop 150 beats libcurl's 12), glibc -> zlib. With the
+// default budget every path is a layer of its own, in the order glibc
 // (30M*901/1), openssl (6M*151/751 = 1.2M), zlib (0.1M*301/601 = 0.05M),
-// {libcurl, nghttp2} (1.2M*14/888 = 0.02M) and curl (0.5M*3/899).
+// libcurl (1M*13/889 = 0.015M), nghttp2 (0.2M*14/888 = 0.003M) and curl
+// (0.5M*3/899 = 0.002M).
 //
-// With a budget of 4, the cheapest moves are: zlib to the rest, 0.1M (into
-// openssl it would cost 0.1M*(1-151/300) + 6M/20 = 0.35M); curl to the rest,
-// 0.5M; {libcurl, nghttp2} into curl, 1.2M*(1-3/12) + 0.5M/20 = 0.93M;
-// openssl into libcurl, 6M*(1-13/150) + 1.2M/20 = 5.54M; glibc into zlib,
-// 30M*(1-301/900) + 0.1M/20 = 19.98M. zlib starts the rest and curl joins
-// it: {glibc}, {openssl}, {libcurl, nghttp2}, rest {curl, zlib}. With a
-// budget of 3, libcurl's parent is now in the rest, so {libcurl, nghttp2}
-// moves there too (1.2M): {glibc}, {openssl}, rest {curl, libcurl, nghttp2,
-// zlib}. With 2, openssl follows (6M) and glibc alone stays apart.
+// With a budget of 5, the cheapest move is nghttp2 into libcurl:
+// 0.2M*(13-12)/14 + 1M/40 = 0.04M (curl to the top-level rest would cost
+// 0.5M, zlib to the shared rest 0.1M, libcurl into curl
+// 1M*10/13 + 0.5M/40 = 0.78M, openssl into libcurl 6M*138/151 + 1M/40 =
+// 5.51M, glibc into zlib 30M*600/901 + 0.1M/40 = 19.98M). The layers are
+// {glibc}, {openssl}, {zlib}, {libcurl, nghttp2}, {curl}. With 4, zlib
+// starts the shared rest (0.1M; into openssl it would cost
+// 0.1M*150/301 + 6M/40 = 0.2M) and curl the top-level rest (0.5M), which
+// frees no layer; then {libcurl, nghttp2} joins the shared rest (1.2M: its
+// parent curl is in a rest now): {glibc}, {openssl}, rest {libcurl,
+// nghttp2, zlib}, rest {curl}. With 3, openssl follows (6M): {glibc}, rest
+// {libcurl, nghttp2, openssl, zlib}, rest {curl}. With 2, only glibc is
+// left to move and joins the shared rest; with 1, the two rests merge.
 
 import (
 	"container/heap"
@@ -159,18 +177,13 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 		groups--
 	}
 
-	// Step 2: atoms, whatever the budget.
-	for i, q := range parent {
-		if q >= 0 && p[i] <= p[q]+1 {
-			join(uf.find(q), uf.find(i))
-		}
-	}
-
-	// Step 3: merges, cheapest expected duplication first.
-	rest := -1 // representative of the rest group
+	// Step 2: merges, cheapest expected duplication first. Every path starts
+	// as a group of its own.
+	rest := [2]int{-1, -1} // representatives of the top-level and shared rest groups
+	isRest := func(r int) bool { return r == rest[restTop] || r == rest[restShared] }
 	if groups > budget {
 		// cost returns the expected duplication of the cheapest merge of
-		// group r and whether it goes to the rest group.
+		// group r and whether it goes to a rest group.
 		cost := func(r int) (float64, bool) {
 			toRest := float64(bytes[r])
 			hd := head[r]
@@ -179,10 +192,10 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 				return toRest, true
 			}
 			into := uf.find(q)
-			if into == rest {
+			if isRest(into) {
 				return toRest, true
 			}
-			c := float64(bytes[r])*(1-float64(p[q]+1)/float64(max(p[hd], 1))) + float64(bytes[into])/mergeRisk
+			c := float64(bytes[r])*float64(p[hd]-p[q])/float64(p[hd]+1) + float64(bytes[into])/mergeRisk
 			if c < toRest {
 				return c, false
 			}
@@ -199,23 +212,32 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 		for groups > budget && h.Len() > 0 {
 			it := heap.Pop(h).(mergeItem)
 			r := uf.find(it.head)
-			if head[r] != it.head || r == rest {
-				continue // merged away, or the rest group itself
+			if head[r] != it.head || isRest(r) {
+				continue // merged away, or a rest group itself
 			}
 			c, toRest := cost(r)
 			if c > it.cost { // costs only grow: requeue
 				heap.Push(h, mergeItem{cost: c, head: it.head})
 				continue
 			}
+			k := restShared
+			if parent[it.head] < 0 {
+				k = restTop
+			}
 			switch {
 			case !toRest:
 				join(uf.find(parent[it.head]), r)
-			case rest < 0:
-				rest = r // the first group sent to the rest starts it
+			case rest[k] < 0:
+				rest[k] = r // the first group sent to a rest starts it
 			default:
-				join(rest, r)
-				rest = uf.find(rest)
+				join(rest[k], r)
+				rest[k] = uf.find(rest[k])
 			}
+		}
+		if groups > budget { // only the two rests are left, and the budget is 1
+			join(rest[restShared], rest[restTop])
+			r := uf.find(rest[restShared])
+			rest = [2]int{r, r}
 		}
 	}
 
@@ -233,7 +255,7 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 		r := uf.find(i)
 		l := byRep[r]
 		if l == nil {
-			l = &layer{rest: r == rest, pop: p[i], bytes: bytes[r]}
+			l = &layer{rest: isRest(r), pop: p[i], bytes: bytes[r]}
 			byRep[r] = l
 			out = append(out, l)
 		}
@@ -267,7 +289,14 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 
 // mergeRisk is the inverse of the share of a group's bytes counted as
 // duplicated when another group merges into it (see Grouping).
-const mergeRisk = 20
+const mergeRisk = 40
+
+// The two rest groups: one for the image's top-level paths, one for paths
+// that other paths of the image reference.
+const (
+	restTop = iota
+	restShared
+)
 
 // unionFind is a disjoint-set forest with path halving and union by size.
 type unionFind struct{ up, size []int }

@@ -64,11 +64,12 @@ func TestGroupExample(t *testing.T) {
 		budget int
 		want   [][]string
 	}{
-		{DefaultBudget, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl", "nghttp2"}, {"curl"}}},
+		{DefaultBudget, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl"}, {"nghttp2"}, {"curl"}}},
+		{6, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl"}, {"nghttp2"}, {"curl"}}},
 		{5, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl", "nghttp2"}, {"curl"}}},
-		{4, [][]string{{"glibc"}, {"openssl"}, {"libcurl", "nghttp2"}, {"curl", "zlib"}}},
-		{3, [][]string{{"glibc"}, {"openssl"}, {"curl", "libcurl", "nghttp2", "zlib"}}},
-		{2, [][]string{{"glibc"}, {"curl", "libcurl", "nghttp2", "openssl", "zlib"}}},
+		{4, [][]string{{"glibc"}, {"openssl"}, {"libcurl", "nghttp2", "zlib"}, {"curl"}}},
+		{3, [][]string{{"glibc"}, {"libcurl", "nghttp2", "openssl", "zlib"}, {"curl"}}},
+		{2, [][]string{{"glibc", "libcurl", "nghttp2", "openssl", "zlib"}, {"curl"}}},
 		{1, [][]string{{"curl", "glibc", "libcurl", "nghttp2", "openssl", "zlib"}}},
 	} {
 		if got := names(Group(g, pop, tc.budget)); !reflect.DeepEqual(got, tc.want) {
@@ -82,9 +83,13 @@ func TestGroupEmptyAndNilPopularity(t *testing.T) {
 		t.Errorf("Group(empty) = %v, want nil", got)
 	}
 	g, _ := exampleGraph(t)
-	// Without popularity every edge is free: one atom per top-level path.
-	if got, want := names(Group(g, nil, 0)), [][]string{{"curl", "glibc", "libcurl", "nghttp2", "openssl", "zlib"}}; !reflect.DeepEqual(got, want) {
+	// Without popularity every path counts 0: within the budget each is a
+	// layer of its own, largest first; with a budget of 1 all share one.
+	if got, want := names(Group(g, nil, 0)), [][]string{{"glibc"}, {"openssl"}, {"libcurl"}, {"curl"}, {"nghttp2"}, {"zlib"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Group(nil popularity) = %v, want %v", got, want)
+	}
+	if got, want := names(Group(g, nil, 1)), [][]string{{"curl", "glibc", "libcurl", "nghttp2", "openssl", "zlib"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Group(nil popularity, 1) = %v, want %v", got, want)
 	}
 }
 
@@ -276,10 +281,96 @@ func isSubset(l, sorted []string) bool {
 // popular path keeps a layer of its own and lands first.
 func TestGroupBudgetKeepsPopularApart(t *testing.T) {
 	g, pop := exampleGraph(t)
-	for budget := 2; budget <= 5; budget++ {
+	for budget := 3; budget <= 5; budget++ {
 		got := Group(g, pop, budget)
 		if len(got[0]) != 1 || !strings.HasSuffix(got[0][0], "-glibc") {
 			t.Errorf("budget %d: first layer %v, want glibc alone", budget, names(got[:1]))
 		}
+	}
+}
+
+// TestGroupRequestedPathAlone checks that a path gets the same layer whether
+// an image asks for it alone or holds it through its only referrer: within
+// the budget no path joins another for free, even when pop(P) = pop(Q)+1.
+func TestGroupRequestedPathAlone(t *testing.T) {
+	const M = 1 << 20
+	s := storePath
+	global, err := closure.New([]closure.Path{
+		{Path: s("app"), NarSize: M / 2, References: []string{s("libbig"), s("glibc")}},
+		{Path: s("libbig"), NarSize: 100 * M, References: []string{s("glibc")}},
+		{Path: s("glibc"), NarSize: 30 * M},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pop := closure.Compute(global) // app 0, libbig 1, glibc 2
+	layerOf := func(root string) []string {
+		img, err := global.Subgraph(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range Group(img, pop, 10) {
+			if slices.Contains(l, s("libbig")) {
+				return l
+			}
+		}
+		t.Fatalf("no layer holds libbig in the image of %s", root)
+		return nil
+	}
+	if a, b := layerOf(s("app")), layerOf(s("libbig")); !reflect.DeepEqual(a, b) {
+		t.Errorf("libbig's layer: %v through app, %v asked for alone", names([][]string{a}), names([][]string{b}))
+	}
+}
+
+// TestGroupSharedRestIgnoresRequests checks the two rest layers: two images
+// that share a shell and differ in one small package asked for, under a
+// budget that forces merges, lay the shell's closure out identically; only
+// the layer holding the package differs.
+func TestGroupSharedRestIgnoresRequests(t *testing.T) {
+	const K = 1 << 10
+	s := storePath
+	libs := []string{s("l1"), s("l2"), s("l3"), s("l4"), s("l5"), s("l6")}
+	ps := []closure.Path{
+		{Path: s("glibc"), NarSize: 30000 * K},
+		{Path: s("bash"), NarSize: 3000 * K, References: append(slices.Clone(libs), s("glibc"))},
+		{Path: s("x"), NarSize: 200 * K, References: []string{s("l1"), s("glibc")}},
+		{Path: s("y"), NarSize: 300 * K, References: []string{s("l2"), s("glibc")}},
+	}
+	for i, l := range libs {
+		ps = append(ps, closure.Path{Path: l, NarSize: int64(50+10*i) * K, References: []string{s("glibc")}})
+	}
+	// Other packages of the set use the libraries: they are popular.
+	for i := 0; i < 20; i++ {
+		ps = append(ps, closure.Path{Path: s(fmt.Sprintf("user%d", i)), NarSize: K, References: libs})
+	}
+	global, err := closure.New(ps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pop := closure.Compute(global)
+	const budget = 5 // 9 paths per image
+	layout := func(pkg string) (shared [][]string, own []string) {
+		img, err := global.Subgraph(s("bash"), s(pkg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls := Group(img, pop, budget)
+		checkPartition(t, img, ls, budget)
+		for _, l := range ls {
+			if slices.Contains(l, s(pkg)) {
+				own = l
+			} else {
+				shared = append(shared, l)
+			}
+		}
+		return shared, own
+	}
+	sx, ox := layout("x")
+	sy, oy := layout("y")
+	if !reflect.DeepEqual(sx, sy) {
+		t.Errorf("the shell's layers differ:\nwith x: %v\nwith y: %v", names(sx), names(sy))
+	}
+	if len(ox) != 1 || len(oy) != 1 {
+		t.Errorf("the package asked for shares its layer: %v, %v", names([][]string{ox}), names([][]string{oy}))
 	}
 }
