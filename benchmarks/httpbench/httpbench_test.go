@@ -3,44 +3,15 @@ package httpbench
 import (
 	"context"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixery-go/nixery/benchmarks/speed"
 )
 
-func TestParseWrk(t *testing.T) {
-	out := []byte("Running 1s test @ http://127.0.0.1:1/\n  2 threads and 64 connections\n" +
-		`HTTPBENCH {"requests":1000,"duration_us":2000000,"bytes":500000,"errors":0,"p50_us":1500,"p90_us":3000,"p99_us":9000}` + "\n")
-	r, err := parseWrk(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.Requests != 1000 || r.RequestsPerSec != 500 || r.BytesPerSec != 250000 || r.P50 != 1500*time.Microsecond || r.P99 != 9*time.Millisecond {
-		t.Errorf("%+v", r)
-	}
-	for _, bad := range []string{
-		"no summary",
-		`HTTPBENCH {"requests":0,"duration_us":1000000,"bytes":0}`,
-		`HTTPBENCH {"requests":10,"duration_us":1000000,"errors":3}`,
-		`HTTPBENCH {broken`,
-	} {
-		if _, err := parseWrk([]byte(bad)); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
-func TestCombine(t *testing.T) {
-	c := combine([]Run{
-		{Requests: 100, Bytes: 1000, Duration: time.Second, P50: 2 * time.Millisecond},
-		{Requests: 300, Bytes: 3000, Duration: time.Second, P50: 4 * time.Millisecond},
-	})
-	if c.RequestsPerSec != 200 || c.BytesPerSec != 2000 || c.P50 != 3*time.Millisecond {
-		t.Errorf("%+v", c)
-	}
-}
-
 // TestShortRuns runs both measurements for a second each, with a small
-// blob: it checks the plumbing (servers, wrk, parsing), not the speed.
+// blob: it checks the plumbing (registry, baselines, wrk), not the speed.
 func TestShortRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs wrk; skipped with -short")
@@ -53,16 +24,39 @@ func TestShortRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Registry.Requests == 0 || m.Baseline.Requests == 0 || m.Body < 200 {
-		t.Errorf("manifest: %+v", m)
+	if m.Name != "manifest" || m.Bytes < 200 {
+		t.Errorf("manifest: %q, %d-byte body", m.Name, m.Bytes)
 	}
+	checkSides(t, m, opts.Connections)
 	b, err := Blob(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Every response is the whole blob: bytes read cover the bodies.
-	if b.Registry.Bytes < b.Registry.Requests*opts.BlobSize || b.Baseline.Bytes < b.Baseline.Requests*opts.BlobSize {
-		t.Errorf("blob: %+v", b)
+	if b.Name != "blob" || b.Bytes != opts.BlobSize {
+		t.Errorf("blob: %q, %d-byte body", b.Name, b.Bytes)
 	}
-	t.Logf("\n%s%s", m, b)
+	checkSides(t, b, opts.BlobConnections)
+	// Every response is the whole blob: bytes read cover the bodies,
+	// give or take wrk's rounding of its rates.
+	for _, r := range []*speed.WrkResult{b.Server, b.Baseline} {
+		if r.BytesPerSec < 0.95*r.RequestsPerSec*float64(opts.BlobSize) {
+			t.Errorf("blob: %.0f bytes/s read at %.2f requests/s of %d bytes", r.BytesPerSec, r.RequestsPerSec, opts.BlobSize)
+		}
+	}
+	s := m.String() + b.String()
+	if !strings.HasPrefix(s, "manifest (") || !strings.Contains(s, "\nblob (1048576-byte body):\n  registry ") {
+		t.Errorf("String:\n%s", s)
+	}
+	t.Logf("\n%s", s)
+}
+
+// checkSides checks both sides of r, measured with conns connections in
+// one round of a second.
+func checkSides(t *testing.T, r Result, conns int) {
+	t.Helper()
+	for _, x := range []*speed.WrkResult{r.Server, r.Baseline} {
+		if x.Requests == 0 || x.Connections != conns || x.Duration != time.Second || x.P50 <= 0 || x.P99 < x.P50 || x.NonSuccess+x.SocketErrors != 0 {
+			t.Errorf("%s: implausible figures %+v", r.Name, *x)
+		}
+	}
 }

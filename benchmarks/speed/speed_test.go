@@ -6,15 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/nixery-go/nixery/closure"
 )
@@ -33,70 +28,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestParseWrk(t *testing.T) {
-	data, err := os.ReadFile("testdata/wrk-200.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := ParseWrk(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := WrkResult{
-		Requests: 104775, RequestsPerSec: 52170.55, BytesPerSec: 55.67 * (1 << 20),
-		P50: 1060 * time.Microsecond, P75: 2310 * time.Microsecond,
-		P90: 3920 * time.Microsecond, P99: 7290 * time.Microsecond,
-	}
-	if *r != want {
-		t.Errorf("ParseWrk =\n%+v\nwant\n%+v", *r, want)
-	}
-
-	data, err = os.ReadFile("testdata/wrk-errors.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r, err = ParseWrk(data); err != nil {
-		t.Fatal(err)
-	}
-	if r.NonSuccess != 50722 || r.SocketErrors != 5 || r.P50 != 129*time.Microsecond || r.P90 != 2150*time.Microsecond {
-		t.Errorf("ParseWrk(errors) = %+v", *r)
-	}
-
-	for _, bad := range []string{
-		"",
-		strings.Replace(string(data), "     50%  129.00us\n", "", 1),
-		strings.Replace(string(data), "129.00us", "129.00xs", 1),
-		strings.Replace(string(data), "49.43MB", "49.43QB", 1),
-		strings.Replace(string(data), "Requests/sec:  46028.27", "", 1),
-	} {
-		if _, err := ParseWrk([]byte(bad)); !errors.Is(err, ErrWrkOutput) {
-			t.Errorf("ParseWrk(%.40q...) error = %v, want ErrWrkOutput", bad, err)
-		}
-	}
-}
-
-func FuzzParseWrk(f *testing.F) {
-	for _, name := range []string{"testdata/wrk-200.txt", "testdata/wrk-errors.txt"} {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(data)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		r, err := ParseWrk(data)
-		if err != nil {
-			if !errors.Is(err, ErrWrkOutput) {
-				t.Fatalf("error does not wrap ErrWrkOutput: %v", err)
-			}
-			return
-		}
-		if r.P50 < 0 || r.BytesPerSec < 0 {
-			t.Fatalf("negative figures: %+v", r)
-		}
-	})
-}
-
 func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	if testing.Short() {
@@ -105,78 +36,6 @@ func requireTools(t *testing.T, tools ...string) {
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("%s not found: this test needs it (run .ci/setup)", tool)
-		}
-	}
-}
-
-// TestManifestLatency runs real wrk against a handler serving a manifest
-// and against the bare baseline.
-func TestManifestLatency(t *testing.T) {
-	requireTools(t, "wrk")
-	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`)
-	var hits, badAccept atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Accept") != "application/vnd.docker.distribution.manifest.v2+json" {
-			badAccept.Add(1)
-			http.Error(w, "want a Docker Accept header", http.StatusNotAcceptable)
-			return
-		}
-		hits.Add(1)
-		w.Header().Set("Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
-		w.Header().Set("Docker-Content-Digest", "sha256:0000")
-		w.Write(body)
-	}))
-	defer srv.Close()
-	c, err := ManifestLatency(context.Background(), WrkOptions{
-		URL:      srv.URL + "/v2/shell/manifests/latest",
-		Duration: time.Second,
-		Header:   http.Header{"Accept": {"application/vnd.docker.distribution.manifest.v2+json"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Bytes != int64(len(body)) {
-		t.Errorf("Bytes = %d, want %d", c.Bytes, len(body))
-	}
-	for _, r := range []*WrkResult{c.Server, c.Baseline} {
-		if r.Requests < 100 || r.RequestsPerSec <= 0 || r.P50 <= 0 || r.P99 < r.P50 || r.Connections != 64 {
-			t.Errorf("implausible result %+v", *r)
-		}
-	}
-	if badAccept.Load() > 0 || hits.Load() < c.Server.Requests {
-		t.Errorf("server saw %d requests (%d without the Accept header), wrk reported %d", hits.Load(), badAccept.Load(), c.Server.Requests)
-	}
-	if c.RequestsRatio() <= 0 || c.MedianRatio() <= 0 {
-		t.Errorf("ratios %v %v", c.RequestsRatio(), c.MedianRatio())
-	}
-
-	// A failing server is an error, not a figure.
-	bad := httptest.NewServer(http.NotFoundHandler())
-	defer bad.Close()
-	if _, err := ManifestLatency(context.Background(), WrkOptions{URL: bad.URL, Duration: time.Second}); err == nil {
-		t.Error("ManifestLatency of a 404 succeeded")
-	}
-}
-
-func TestBlobThroughput(t *testing.T) {
-	requireTools(t, "wrk")
-	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
-	}))
-	defer srv.Close()
-	c, err := BlobThroughput(context.Background(), WrkOptions{URL: srv.URL + "/blob", Duration: time.Second}, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Bytes != int64(len(blob)) {
-		t.Errorf("Bytes = %d, want %d", c.Bytes, len(blob))
-	}
-	// Each response is 16 MiB, so bytes per second is at least
-	// requests per second times that, give or take wrk's rounding.
-	for _, r := range []*WrkResult{c.Server, c.Baseline} {
-		if r.Requests == 0 || r.BytesPerSec < 0.9*r.RequestsPerSec*float64(len(blob)) || r.Connections != 4 {
-			t.Errorf("implausible result %+v", *r)
 		}
 	}
 }
