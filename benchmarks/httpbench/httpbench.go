@@ -14,10 +14,12 @@
 // manifests, 4 for the blob, 2 threads; a warm-up of 1 s per server, then
 // two alternating rounds of 10 s per server by default). Running wrk,
 // parsing its report and the side-by-side rounds are package speed's:
-// [speed.ManifestLatency] for the manifest, [speed.Compare] for the blob. The registry is the real handler with the real
-// filesystem blob store, layer assembler and grouping; only Nix is replaced,
-// by a realiser that returns one store path made in a temporary directory,
-// because what is measured is serving, not building. The registry logs one
+// [speed.ManifestLatency] for the manifest, [speed.Compare] for the blob.
+//
+// The registry is the real handler with the real filesystem blob store,
+// layer assembler and grouping; only Nix is replaced, by a realiser that
+// returns one store path made in a temporary directory, because what is
+// measured is serving, not building. The registry logs one
 // line per request to a file through a [registry.LogBuffer], as `nixery
 // serve` does to its standard error.
 package httpbench
@@ -61,8 +63,9 @@ type Options struct {
 	// new temporary directory, removed afterwards.
 	Dir string
 	// Rounds is how many times each server is loaded, alternating which
-	// goes first; 0 means 2. The runs of each side are added up;
-	// percentiles are averaged.
+	// goes first; 0 means 2. The runs of each side are combined as
+	// [speed.Compare] does: counts added up, rates and percentiles
+	// averaged.
 	Rounds int
 }
 
@@ -136,7 +139,6 @@ type bench struct {
 	store    *layers.FSStore
 	reg      *registry.Registry
 	manifest string // path of the cached manifest
-	layer    v1.Hash
 	cleanup  func()
 }
 
