@@ -333,8 +333,8 @@ func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 	ps := []closure.Path{
 		{Path: s("glibc"), NarSize: 30000 * K},
 		{Path: s("bash"), NarSize: 3000 * K, References: append(slices.Clone(libs), s("glibc"))},
-		{Path: s("x"), NarSize: 200 * K, References: []string{s("l1"), s("glibc")}},
-		{Path: s("y"), NarSize: 300 * K, References: []string{s("l2"), s("glibc")}},
+		{Path: s("x"), NarSize: 20 * K, References: []string{s("l1"), s("glibc")}},
+		{Path: s("y"), NarSize: 30 * K, References: []string{s("l2"), s("glibc")}},
 	}
 	for i, l := range libs {
 		ps = append(ps, closure.Path{Path: l, NarSize: int64(50+10*i) * K, References: []string{s("glibc")}})
