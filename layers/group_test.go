@@ -64,9 +64,9 @@ func TestGroupExample(t *testing.T) {
 		budget int
 		want   [][]string
 	}{
-		{DefaultBudget, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl"}, {"nghttp2"}, {"curl"}}},
-		{6, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl"}, {"nghttp2"}, {"curl"}}},
-		{5, [][]string{{"glibc"}, {"openssl"}, {"zlib"}, {"libcurl", "nghttp2"}, {"curl"}}},
+		{DefaultBudget, [][]string{{"glibc"}, {"openssl"}, {"libcurl"}, {"curl"}, {"zlib"}, {"nghttp2"}}},
+		{6, [][]string{{"glibc"}, {"openssl"}, {"libcurl"}, {"curl"}, {"zlib"}, {"nghttp2"}}},
+		{5, [][]string{{"glibc"}, {"openssl"}, {"libcurl", "nghttp2"}, {"curl"}, {"zlib"}}},
 		{4, [][]string{{"glibc"}, {"openssl"}, {"libcurl", "nghttp2", "zlib"}, {"curl"}}},
 		{3, [][]string{{"glibc"}, {"libcurl", "nghttp2", "openssl", "zlib"}, {"curl"}}},
 		{2, [][]string{{"glibc", "libcurl", "nghttp2", "openssl", "zlib"}, {"curl"}}},
