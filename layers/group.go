@@ -118,7 +118,6 @@ package layers
 // left to move and joins the shared rest; with 1, the two rests merge.
 
 import (
-	"container/heap"
 	"math"
 	"sort"
 
@@ -215,16 +214,16 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 				h.items = append(h.items, mergeItem{cost: c, head: head[r]})
 			}
 		}
-		heap.Init(h)
+		h.init()
 		for groups > budget && h.Len() > 0 {
-			it := heap.Pop(h).(mergeItem)
+			it := h.pop()
 			r := uf.find(it.head)
 			if head[r] != it.head || isRest(r) {
 				continue // merged away, or a rest group itself
 			}
 			c, toRest := cost(r)
 			if c > it.cost { // costs only grow: requeue
-				heap.Push(h, mergeItem{cost: c, head: it.head})
+				h.push(mergeItem{cost: c, head: it.head})
 				continue
 			}
 			k := restShared
@@ -345,22 +344,63 @@ type mergeItem struct {
 	head int
 }
 
-// mergeHeap orders candidate merges by cost, then head index (that is, store
-// path), so equal costs resolve the same way everywhere.
+// mergeHeap is a binary min-heap of candidate merges ordered by cost, then
+// head index (that is, store path), so equal costs resolve the same way
+// everywhere. It is typed rather than a container/heap, which would box
+// every item.
 type mergeHeap struct{ items []mergeItem }
 
 func (h *mergeHeap) Len() int { return len(h.items) }
-func (h *mergeHeap) Less(i, j int) bool {
+
+func (h *mergeHeap) less(i, j int) bool {
 	a, b := h.items[i], h.items[j]
 	if a.cost != b.cost {
 		return a.cost < b.cost
 	}
 	return a.head < b.head
 }
-func (h *mergeHeap) Swap(i, j int) { h.items[i], h.items[j] = h.items[j], h.items[i] }
-func (h *mergeHeap) Push(x any)    { h.items = append(h.items, x.(mergeItem)) }
-func (h *mergeHeap) Pop() any {
-	x := h.items[len(h.items)-1]
-	h.items = h.items[:len(h.items)-1]
-	return x
+
+// init establishes the heap order over items.
+func (h *mergeHeap) init() {
+	for i := len(h.items)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *mergeHeap) push(it mergeItem) {
+	h.items = append(h.items, it)
+	for i := len(h.items) - 1; i > 0; {
+		up := (i - 1) / 2
+		if !h.less(i, up) {
+			break
+		}
+		h.items[i], h.items[up] = h.items[up], h.items[i]
+		i = up
+	}
+}
+
+func (h *mergeHeap) pop() mergeItem {
+	it := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	h.items = h.items[:last]
+	h.down(0)
+	return it
+}
+
+func (h *mergeHeap) down(i int) {
+	for n := len(h.items); ; {
+		m := i
+		if l := 2*i + 1; l < n && h.less(l, m) {
+			m = l
+		}
+		if r := 2*i + 2; r < n && h.less(r, m) {
+			m = r
+		}
+		if m == i {
+			return
+		}
+		h.items[i], h.items[m] = h.items[m], h.items[i]
+		i = m
+	}
 }

@@ -374,3 +374,21 @@ func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 		t.Errorf("the package asked for shares its layer: %v, %v", names([][]string{ox}), names([][]string{oy}))
 	}
 }
+
+// BenchmarkGroup groups an image of 300 paths, the size of the benchmark
+// corpus's larger images: a whole random package set.
+func BenchmarkGroup(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 1))
+	img, err := closure.New(randomPaths(r, 300), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pop := closure.Compute(img)
+	for _, budget := range []int{10, 100} {
+		b.Run(fmt.Sprintf("budget%d", budget), func(b *testing.B) {
+			for b.Loop() {
+				Group(img, pop, budget)
+			}
+		})
+	}
+}
