@@ -56,8 +56,12 @@
 // goroutines (GOMAXPROCS by default), so even one large store path keeps
 // every core busy, and written in order. The blob's digest and size and the
 // DiffID (the sha256 of the uncompressed tar) come out of the same pass that
-// writes the blob. The pipeline is described at [Assembler.Layer] and in
-// pipeline.go; its memory is bounded by a few chunks per worker.
+// writes the blob. Four stages run at once: a producer walks the store and
+// cuts the tar into chunks, a hasher feeds them to the DiffID hash and hands
+// them to the workers, the workers compress, and a writer takes compressed
+// chunks and cached members in layer order into the blob and the member
+// cache. Bounded channels and a bounded pool of chunk buffers link them, so
+// memory stays at a few MiB per worker whatever the size of the layer.
 //
 // # Caches
 //
