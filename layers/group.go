@@ -59,7 +59,7 @@ package layers
 // between images, and the costs send small, rarely shared paths first: large
 // popular paths (glibc) keep layers of their own longest; small paths join
 // their main referrer or, when that referrer is large, a rest layer, so large
-// layers are never changed by small decisions.
+// layers are rarely changed by small decisions.
 //
 // # Order
 //
@@ -108,14 +108,14 @@ package layers
 // 1M*10/13 + 0.5M/40 = 0.78M, openssl into libcurl 6M*138/151 + 1M/40 =
 // 5.51M, glibc into zlib 30M*600/901 + 0.1M/40 = 19.98M). The layers are
 // {glibc}, {openssl}, {libcurl, nghttp2} (its key uses nghttp2's pop 13:
-// 0.43M), {curl}, {zlib}. With 4, zlib
-// starts the shared rest (0.1M; into openssl it would cost
-// 0.1M*150/301 + 6M/40 = 0.2M) and curl the top-level rest (0.5M), which
-// frees no layer; then {libcurl, nghttp2} joins the shared rest (1.2M: its
-// parent curl is in a rest now): {glibc}, {openssl}, rest {libcurl,
-// nghttp2, zlib}, rest {curl}. With 3, openssl follows (6M): {glibc}, rest
-// {libcurl, nghttp2, openssl, zlib}, rest {curl}. With 2, only glibc is
-// left to move and joins the shared rest; with 1, the two rests merge.
+// 0.43M), {curl}, {zlib}. With 4, zlib starts the shared rest (0.1M; into
+// openssl it would cost 0.1M*150/301 + 6M/40 = 0.2M) and curl the top-level
+// rest (0.5M), which frees no layer; then {libcurl, nghttp2} joins the
+// shared rest (1.2M: its parent curl is in a rest now): {glibc}, {openssl},
+// rest {libcurl, nghttp2, zlib}, rest {curl}. With 3, openssl follows (6M):
+// {glibc}, rest {libcurl, nghttp2, openssl, zlib}, rest {curl}. With 2,
+// only glibc is left to move and joins the shared rest; with 1, the two
+// rests merge. Budgets that small leave no choice worth making.
 
 import (
 	"math"
