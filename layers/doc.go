@@ -87,7 +87,7 @@
 // ones later, the rest layers last. Equal keys go to the lower first store
 // path. Each layer's paths are sorted. Sizes are NAR sizes.
 //
-// # Worked example
+// # Grouping, a worked example
 //
 // An image holding curl, with popularities from the package set and NAR sizes:
 //
