@@ -18,26 +18,41 @@ func (n *nopResponse) Header() http.Header         { return n.h }
 func (n *nopResponse) Write(p []byte) (int, error) { return len(p), nil }
 func (n *nopResponse) WriteHeader(int)             {}
 
+// buildCached builds the shell/curl image through a real server, so that
+// the benchmarks after it measure the cached path.
+func buildCached(b *testing.B, h http.Handler) {
+	b.Helper()
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b.Fatal(resp.Status)
+	}
+}
+
+// serveLoop serves GET /v2/shell/curl/manifests/latest with h, b.N times.
+func serveLoop(b *testing.B, h http.Handler) {
+	req := httptest.NewRequest("GET", "/v2/shell/curl/manifests/latest", nil)
+	w := &nopResponse{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		h.ServeHTTP(w, req)
+	}
+}
+
 // BenchmarkCachedManifest is the hot path: GET of a manifest by tag for a
 // pinned image that is cached, with the request log line formatted (to
 // io.Discard) as in production.
 func BenchmarkCachedManifest(b *testing.B) {
 	f := newFixture(b, fakeSource{}, nil, "")
 	f.reg.log = slog.New(slog.NewTextHandler(io.Discard, nil)) // before any request
-	srv := httptest.NewServer(f.reg)
-	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
-	if err != nil || resp.StatusCode != 200 {
-		b.Fatal(err, resp.StatusCode)
-	}
-	srv.Close()
-	req := httptest.NewRequest("GET", "/v2/shell/curl/manifests/latest", nil)
-	w := &nopResponse{h: http.Header{}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		clear(w.h)
-		f.reg.ServeHTTP(w, req)
-	}
+	buildCached(b, f.reg)
+	serveLoop(b, f.reg)
 }
 
 // BenchmarkBareManifest is the same bytes from a bare handler, for
@@ -51,13 +66,7 @@ func BenchmarkBareManifest(b *testing.B) {
 		hd.Set("Docker-Content-Digest", "sha256:0000000000000000000000000000000000000000000000000000000000000000")
 		w.Write(body)
 	})
-	req := httptest.NewRequest("GET", "/v2/shell/curl/manifests/latest", nil)
-	w := &nopResponse{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		clear(w.h)
-		h.ServeHTTP(w, req)
-	}
+	serveLoop(b, h)
 }
 
 // BenchmarkCachedManifestNoLog is BenchmarkCachedManifest without the
@@ -65,19 +74,8 @@ func BenchmarkBareManifest(b *testing.B) {
 func BenchmarkCachedManifestNoLog(b *testing.B) {
 	f := newFixture(b, fakeSource{}, nil, "")
 	f.reg.log = slog.New(slog.DiscardHandler) // before any request
-	srv := httptest.NewServer(f.reg)
-	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
-	if err != nil || resp.StatusCode != 200 {
-		b.Fatal(err, resp.StatusCode)
-	}
-	srv.Close()
-	req := httptest.NewRequest("GET", "/v2/shell/curl/manifests/latest", nil)
-	w := &nopResponse{h: http.Header{}}
-	b.ReportAllocs()
-	for b.Loop() {
-		clear(w.h)
-		f.reg.ServeHTTP(w, req)
-	}
+	buildCached(b, f.reg)
+	serveLoop(b, f.reg)
 }
 
 // BenchmarkCachedManifestParallel is BenchmarkCachedManifest from many
@@ -93,12 +91,7 @@ func BenchmarkCachedManifestParallel(b *testing.B) {
 	logs := NewLogBuffer(logf)
 	defer logs.Close()
 	f.reg.log = slog.New(slog.NewTextHandler(logs, nil)) // before any request
-	srv := httptest.NewServer(f.reg)
-	resp, err := http.Get(srv.URL + "/v2/shell/curl/manifests/latest")
-	if err != nil || resp.StatusCode != 200 {
-		b.Fatal(err, resp.StatusCode)
-	}
-	srv.Close()
+	buildCached(b, f.reg)
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	b.RunParallel(func(pb *testing.PB) {
