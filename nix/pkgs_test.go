@@ -95,20 +95,20 @@ func chrootRoot(t *testing.T, paths []string) string {
 		t.Fatalf("mknod /dev/null (the test needs root): %v", err)
 	}
 	for _, p := range paths {
-		if out, err := exec.Command("cp", "-al", p, store+"/").CombinedOutput(); err != nil {
+		// Hard links where the file system allows them, copies otherwise.
+		if err := exec.Command("cp", "-al", p, store+"/").Run(); err != nil {
 			if out, err := exec.Command("cp", "-a", p, store+"/").CombinedOutput(); err != nil {
 				t.Fatalf("copying %s: %v\n%s", p, err, out)
 			}
-			_ = out
 		}
 	}
 	return root
 }
 
-// TestBundledProgramsRunInTheirClosure builds every top-level package of
-// the bundled set and runs its programs in a chroot holding nothing but
-// the package's runtime closure, as a container built from it would.
-func TestBundledProgramsRunInTheirClosure(t *testing.T) {
+// chrootBundled is the set-up of the chroot tests: Nix, root, and the
+// bundled set extracted for the test.
+func chrootBundled(t *testing.T) (*BundledSource, string) {
+	t.Helper()
 	requireNix(t)
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root for chroot")
@@ -118,6 +118,14 @@ func TestBundledProgramsRunInTheirClosure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return src, dir
+}
+
+// TestBundledProgramsRunInTheirClosure builds every top-level package of
+// the bundled set and runs its programs in a chroot holding nothing but
+// the package's runtime closure, as a container built from it would.
+func TestBundledProgramsRunInTheirClosure(t *testing.T) {
+	src, dir := chrootBundled(t)
 	names := topLevelPackages(t, dir)
 	if len(names) < 25 {
 		t.Errorf("the bundled set has %d top-level packages, want >= 25", len(names))
@@ -250,15 +258,7 @@ func TestBundledTerminfo(t *testing.T) {
 // every ELF file of the package (programs, libraries, Python and Perl
 // extension modules), without running them: none may be missing.
 func TestBundledELFsResolveInTheirClosure(t *testing.T) {
-	requireNix(t)
-	if os.Geteuid() != 0 {
-		t.Fatal("this test needs root for chroot")
-	}
-	src := testBundled(t)
-	dir, err := src.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, dir := chrootBundled(t)
 	b, _ := countingBuilder(t, src, Options{Timeout: 10 * 60e9})
 	res := build(t, b, Request{Packages: topLevelPackages(t, dir)})
 	var loader string
