@@ -1,0 +1,68 @@
+package testutil_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/nixery-go/nixery/internal/testutil"
+)
+
+func TestGetManifest(t *testing.T) {
+	img, err := random.Image(100, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := img.RawManifest()
+	digest, _ := img.Digest()
+	want, _ := img.Manifest()
+	var accepted string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/x/manifests/latest":
+			accepted = r.Header.Get("Accept")
+			w.Header().Set("Content-Type", string(want.MediaType))
+			w.Write(raw)
+		case "/v2/x/manifests/garbage":
+			w.Write([]byte("{not json"))
+		default:
+			http.Error(w, `{"errors":[{"code":"MANIFEST_UNKNOWN"}]}`, http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+
+	m, err := testutil.GetManifest(t.Context(), srv.Client(), srv.URL+"/v2/x/manifests/latest", "application/vnd.oci.image.manifest.v1+json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accepted != "application/vnd.oci.image.manifest.v1+json" {
+		t.Errorf("Accept sent: %q", accepted)
+	}
+	if m.Digest != digest || string(m.Raw) != string(raw) || m.Header.Get("Content-Type") != string(want.MediaType) {
+		t.Errorf("digest %s (want %s), %d raw bytes, Content-Type %q", m.Digest, digest, len(m.Raw), m.Header.Get("Content-Type"))
+	}
+	if len(m.Layers) != 3 || m.Config.Digest != want.Config.Digest {
+		t.Errorf("parsed %+v, want %+v", m.Manifest, want)
+	}
+	var size int64
+	for i, l := range want.Layers {
+		size += l.Size
+		if m.LayerDigests()[i] != l.Digest.String() {
+			t.Errorf("LayerDigests()[%d] = %s, want %s", i, m.LayerDigests()[i], l.Digest)
+		}
+	}
+	if m.LayerBytes() != size {
+		t.Errorf("LayerBytes = %d, want %d", m.LayerBytes(), size)
+	}
+
+	if _, err := testutil.GetManifest(t.Context(), srv.Client(), srv.URL+"/v2/x/manifests/missing", ""); err == nil ||
+		!strings.Contains(err.Error(), "status 404") || !strings.Contains(err.Error(), "MANIFEST_UNKNOWN") {
+		t.Errorf("404: %v", err)
+	}
+	if _, err := testutil.GetManifest(t.Context(), srv.Client(), srv.URL+"/v2/x/manifests/garbage", ""); err == nil {
+		t.Error("a body that is not JSON was accepted")
+	}
+}
