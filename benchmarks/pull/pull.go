@@ -1,25 +1,25 @@
 package pull
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nixery-go/nixery/benchmarks/speed"
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // Options configure [Run].
@@ -63,17 +63,12 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Descriptor is a blob listed in a manifest.
+// Descriptor is a layer as [Models] sees it: its digest (in a
+// simulation, a stand-in for it: equal digests are equal blobs) and its
+// size in bytes.
 type Descriptor struct {
-	Digest string `json:"digest"`
-	Size   int64  `json:"size"`
-}
-
-// Manifest is the part of an image manifest a pull needs.
-type Manifest struct {
-	MediaType string       `json:"mediaType"`
-	Config    Descriptor   `json:"config"`
-	Layers    []Descriptor `json:"layers"`
+	Digest string
+	Size   int64
 }
 
 // Image is the outcome of pulling one image.
@@ -84,7 +79,7 @@ type Image struct {
 	Ref      string
 	// Manifest is the manifest Docker received, ManifestDigest its
 	// sha256 digest.
-	Manifest       Manifest
+	Manifest       v1.Manifest
 	ManifestDigest string
 	// Requests are the requests Docker sent during the pull.
 	Requests []Request
@@ -141,7 +136,7 @@ func (r *Result) StorePathLayerBytes() int64 {
 		n += img.LayerBytes
 		last := img.Manifest.Layers[len(img.Manifest.Layers)-1]
 		for _, q := range img.Requests {
-			if q.Method == http.MethodGet && q.Digest() == last.Digest {
+			if q.Method == http.MethodGet && q.Digest() == last.Digest.String() {
 				n -= q.Bytes
 			}
 		}
@@ -201,7 +196,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	bin := opts.Binary
 	if bin == "" {
-		if bin, err = buildBinary(ctx, opts.ModuleDir, work); err != nil {
+		if bin, err = testutil.BuildNixery(ctx, opts.ModuleDir, work); err != nil {
 			return nil, err
 		}
 		log.Info("built nixery", "binary", bin)
@@ -229,7 +224,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		res.Engine = opts.DockerHost
 	}
 	defer func() {
-		u, serr := srv.stop()
+		u, serr := stopServer(srv)
 		if res != nil {
 			res.Server = u
 		}
@@ -238,7 +233,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		}
 	}()
 
-	px, err := newProxy("http://" + srv.addr)
+	px, err := newProxy("http://" + srv.Addr)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +254,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		t0 := time.Now()
 		out, err := eng.docker(ctx, "pull", ref)
 		if err != nil {
-			return nil, fmt.Errorf("pull: image %d: %w\nserver log: %s", i, err, srv.logPath)
+			return nil, fmt.Errorf("pull: image %d: %w\nserver log: %s", i, err, srv.LogPath)
 		}
 		refs = append(refs, ref)
 		img := Image{Packages: pkgs, Ref: ref, Duration: time.Since(t0), Requests: px.since(mark)}
@@ -277,7 +272,7 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	res.Duration = time.Since(start)
 	model(res.Images)
 	if opts.Load.Duration > 0 {
-		if err := res.load(ctx, srv.addr, opts.Load, work); err != nil {
+		if err := res.load(ctx, srv.Addr, opts.Load, work); err != nil {
 			return nil, err
 		}
 	}
@@ -299,12 +294,12 @@ func (res *Result) load(ctx context.Context, addr string, o speed.WrkOptions, wo
 	// (NIXERY_PKGS_PATH never is) runs Nix on every request, as upstream
 	// Nixery does, so only the digest URL measures the cached path.
 	m.URL = "http://" + addr + "/v2/" + ImageName(last.Packages) + "/manifests/" + last.ManifestDigest
-	m.Header = http.Header{"Accept": {last.Manifest.MediaType}}
+	m.Header = http.Header{"Accept": {string(last.Manifest.MediaType)}}
 	var err error
 	if res.Manifest, err = speed.ManifestLatency(ctx, m); err != nil {
 		return err
 	}
-	var big Descriptor
+	var big v1.Descriptor
 	var name string
 	for _, img := range res.Images {
 		for _, l := range img.Manifest.Layers {
@@ -315,7 +310,7 @@ func (res *Result) load(ctx context.Context, addr string, o speed.WrkOptions, wo
 	}
 	b := o
 	b.Connections = 0
-	b.URL = "http://" + addr + "/v2/" + name + "/blobs/" + big.Digest
+	b.URL = "http://" + addr + "/v2/" + name + "/blobs/" + big.Digest.String()
 	res.Blob, err = speed.BlobThroughput(ctx, b, work)
 	return err
 }
@@ -329,12 +324,12 @@ func (img *Image) account() error {
 	var found bool
 	for _, r := range img.Requests {
 		if r.Kind() == "manifest" && r.Method == http.MethodGet && r.Body != nil {
-			var m Manifest
-			if err := json.Unmarshal(r.Body, &m); err != nil {
+			m, err := v1.ParseManifest(bytes.NewReader(r.Body))
+			if err != nil {
 				return fmt.Errorf("manifest %s: %w", r.Path, err)
 			}
 			if !found || len(m.Layers) > 0 {
-				img.Manifest, found = m, true
+				img.Manifest, found = *m, true
 				img.ManifestDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(r.Body))
 			}
 		}
@@ -353,7 +348,7 @@ func (img *Image) account() error {
 			if r.Status != http.StatusOK && r.Status != http.StatusPartialContent {
 				return fmt.Errorf("GET %s: status %d", r.Path, r.Status)
 			}
-			if r.Digest() == img.Manifest.Config.Digest {
+			if r.Digest() == img.Manifest.Config.Digest.String() {
 				img.ConfigBytes += r.Bytes
 			} else {
 				img.LayerBytes += r.Bytes
@@ -368,7 +363,9 @@ func (img *Image) account() error {
 func model(images []Image) {
 	lists := make([][]Descriptor, len(images))
 	for i, img := range images {
-		lists[i] = img.Manifest.Layers
+		for _, l := range img.Manifest.Layers {
+			lists[i] = append(lists[i], Descriptor{Digest: l.Digest.String(), Size: l.Size})
+		}
 	}
 	perBlob, chain := Models(lists)
 	for i := range images {
@@ -416,42 +413,17 @@ func Models(images [][]Descriptor) (perBlob, chain []int64) {
 	return perBlob, chain
 }
 
-// server is a running `nixery serve`.
-type server struct {
-	addr    string
-	logPath string
-	cmd     *exec.Cmd
-	done    chan error
-}
-
 // nixConfig makes Nix work offline as single-user root; a NIX_CONFIG
 // already set is kept after it, so the caller's settings win.
 const nixConfig = "substituters =\nbuild-users-group =\nsandbox = false\nexperimental-features = nix-command\n"
 
-func startServer(ctx context.Context, bin, work string, opts Options, log *slog.Logger) (*server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+// startServer serves opts.PkgsPath with bin, its storage and log in work,
+// with testutil's launcher.
+func startServer(ctx context.Context, bin, work string, opts Options, log *slog.Logger) (*testutil.Nixery, error) {
+	env := []string{
+		"NIXERY_PKGS_PATH=" + opts.PkgsPath,
+		"NIX_CONFIG=" + nixConfig + os.Getenv("NIX_CONFIG"),
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	env := []string{}
-	for _, e := range os.Environ() {
-		k, _, _ := strings.Cut(e, "=")
-		if strings.HasPrefix(k, "NIXERY_") || k == "PORT" || k == "STORAGE_PATH" || k == "NIX_TIMEOUT" || k == "NIX_POPULARITY_URL" || k == "NIX_CONFIG" {
-			continue
-		}
-		env = append(env, e)
-	}
-	env = append(env,
-		"PORT="+strconv.Itoa(port),
-		"NIXERY_LISTEN=127.0.0.1:"+strconv.Itoa(port),
-		"NIXERY_PKGS_PATH="+opts.PkgsPath,
-		"NIXERY_STORAGE_BACKEND=filesystem",
-		"STORAGE_PATH="+filepath.Join(work, "storage"),
-		"NIX_TIMEOUT=600",
-		"NIX_CONFIG="+nixConfig+os.Getenv("NIX_CONFIG"),
-	)
 	if opts.Popularity != nil {
 		data, err := json.Marshal(opts.Popularity)
 		if err != nil {
@@ -463,106 +435,25 @@ func startServer(ctx context.Context, bin, work string, opts Options, log *slog.
 		}
 		env = append(env, "NIX_POPULARITY_URL="+name)
 	}
-	env = append(env, opts.Env...)
-	logPath := filepath.Join(work, "server.log")
-	logf, err := os.Create(logPath)
+	srv, err := testutil.StartNixery(ctx, testutil.NixeryOptions{
+		Binary:       bin,
+		Dir:          work,
+		Env:          append(env, opts.Env...),
+		StartTimeout: 60 * time.Second,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pull: %w", err)
 	}
-	s := &server{addr: "127.0.0.1:" + strconv.Itoa(port), logPath: logPath, done: make(chan error, 1)}
-	s.cmd = exec.Command(bin, "serve")
-	s.cmd.Env = env
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("pull: starting nixery serve: %w", err)
-	}
-	go func() { s.done <- s.cmd.Wait(); logf.Close() }()
-	log.Info("nixery serve starting", "addr", s.addr, "pkgs", opts.PkgsPath, "log", logPath)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case err := <-s.done:
-			s.done <- err
-			return nil, fmt.Errorf("pull: nixery serve exited at start: %v (see %s)", err, logPath)
-		default:
-		}
-		resp, err := http.Get("http://" + s.addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			s.stop()
-			return nil, fmt.Errorf("pull: nixery serve did not answer /v2/ within 60 s (see %s)", logPath)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	log.Info("nixery serve started", "addr", srv.Addr, "pkgs", opts.PkgsPath, "log", srv.LogPath)
+	return srv, nil
 }
 
-// stop sends SIGTERM, waits (SIGKILL after 30 s) and returns the server's
-// resource use.
-func (s *server) stop() (speed.Usage, error) {
-	var err error
-	select {
-	case err = <-s.done:
-		err = fmt.Errorf("pull: nixery serve exited during the run: %v (see %s)", err, s.logPath)
-	default:
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case werr := <-s.done:
-			if werr != nil {
-				err = fmt.Errorf("pull: nixery serve did not shut down cleanly: %v (see %s)", werr, s.logPath)
-			}
-		case <-time.After(30 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.done
-			err = fmt.Errorf("pull: nixery serve did not stop within 30 s of SIGTERM")
-		}
-	}
-	u, uerr := speed.UsageOf(s.cmd.ProcessState)
+// stopServer stops the server and returns its resource use.
+func stopServer(srv *testutil.Nixery) (speed.Usage, error) {
+	err := srv.Stop()
+	u, uerr := speed.UsageOf(srv.ProcessState())
 	if err == nil {
 		err = uerr
 	}
 	return u, err
-}
-
-// buildBinary builds cmd/nixery into work.
-func buildBinary(ctx context.Context, moduleDir, work string) (string, error) {
-	if moduleDir == "" {
-		var err error
-		if moduleDir, err = findModule(); err != nil {
-			return "", err
-		}
-	}
-	bin := filepath.Join(work, "nixery")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/nixery")
-	cmd.Dir = moduleDir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("pull: go build ./cmd/nixery: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// findModule returns the nearest directory at or above the working
-// directory whose go.mod declares the nixery module.
-func findModule() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(data), "module github.com/nixery-go/nixery\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("pull: cannot find the nixery module above the working directory; set Options.ModuleDir or Options.Binary")
-		}
-		dir = parent
-	}
 }

@@ -9,16 +9,18 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func TestModel(t *testing.T) {
-	d := func(name string, size int64) Descriptor { return Descriptor{Digest: "sha256:" + name, Size: size} }
+	d := func(name string, size int64) v1.Descriptor { return v1.Descriptor{Digest: digestOf(name), Size: size} }
 	A, B, C, D := d("a", 1000), d("b", 200), d("c", 30), d("d", 4)
 	images := []Image{
-		{Manifest: Manifest{Layers: []Descriptor{A, B, C}}},
-		{Manifest: Manifest{Layers: []Descriptor{A, B, D}}},
-		{Manifest: Manifest{Layers: []Descriptor{A, D}}},
-		{Manifest: Manifest{Layers: []Descriptor{B, A}}},
+		{Manifest: v1.Manifest{Layers: []v1.Descriptor{A, B, C}}},
+		{Manifest: v1.Manifest{Layers: []v1.Descriptor{A, B, D}}},
+		{Manifest: v1.Manifest{Layers: []v1.Descriptor{A, D}}},
+		{Manifest: v1.Manifest{Layers: []v1.Descriptor{B, A}}},
 	}
 	model(images)
 	var got []string
@@ -58,18 +60,19 @@ func TestImageName(t *testing.T) {
 func TestProxyAccount(t *testing.T) {
 	layer := strings.Repeat("L", 5000)
 	config := `{"rootfs":{}}`
-	manifest := `{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"digest":"sha256:c","size":12},"layers":[{"digest":"sha256:l","size":5000}]}`
+	layerD, configD := digestOf(layer), digestOf(config)
+	manifest := fmt.Sprintf(`{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"digest":%q,"size":12},"layers":[{"digest":%q,"size":5000}]}`, configD, layerD)
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/manifests/latest"):
 			io.WriteString(w, manifest)
-		case strings.HasSuffix(r.URL.Path, "/blobs/sha256:l"):
+		case strings.HasSuffix(r.URL.Path, "/blobs/"+layerD.String()):
 			if r.Method == http.MethodHead {
 				w.Header().Set("Content-Length", "5000")
 				return
 			}
 			io.WriteString(w, layer)
-		case strings.HasSuffix(r.URL.Path, "/blobs/sha256:c"):
+		case strings.HasSuffix(r.URL.Path, "/blobs/"+configD.String()):
 			io.WriteString(w, config)
 		default:
 			http.NotFound(w, r)
@@ -83,8 +86,8 @@ func TestProxyAccount(t *testing.T) {
 	defer px.close()
 	mark := px.mark()
 	for _, req := range []struct{ method, path string }{
-		{"GET", "/v2/x/manifests/latest"}, {"HEAD", "/v2/x/blobs/sha256:l"},
-		{"GET", "/v2/x/blobs/sha256:c"}, {"GET", "/v2/x/blobs/sha256:l"},
+		{"GET", "/v2/x/manifests/latest"}, {"HEAD", "/v2/x/blobs/" + layerD.String()},
+		{"GET", "/v2/x/blobs/" + configD.String()}, {"GET", "/v2/x/blobs/" + layerD.String()},
 	} {
 		r, _ := http.NewRequestWithContext(context.Background(), req.method, "http://"+px.addr()+req.path, nil)
 		resp, err := http.DefaultClient.Do(r)
@@ -104,14 +107,14 @@ func TestProxyAccount(t *testing.T) {
 	if img.LayerBytes != 5000 || img.ConfigBytes != int64(len(config)) || img.ManifestBytes != int64(len(manifest)) || img.LayersFetched != 1 {
 		t.Errorf("accounted %+v", img)
 	}
-	if img.Manifest.Config.Digest != "sha256:c" || len(img.Manifest.Layers) != 1 {
+	if img.Manifest.Config.Digest != configD || len(img.Manifest.Layers) != 1 || img.Manifest.Layers[0].Digest != layerD {
 		t.Errorf("manifest %+v", img.Manifest)
 	}
 
 	// A failed blob GET is an error, not bytes.
 	bad := Image{Requests: []Request{
 		{Method: "GET", Path: "/v2/x/manifests/latest", Status: 200, Body: []byte(manifest), Bytes: 10},
-		{Method: "GET", Path: "/v2/x/blobs/sha256:l", Status: 404, Bytes: 10},
+		{Method: "GET", Path: "/v2/x/blobs/" + layerD.String(), Status: 404, Bytes: 10},
 	}}
 	if err := bad.account(); err == nil {
 		t.Error("account accepted a 404 blob")
@@ -122,17 +125,27 @@ func TestProxyAccount(t *testing.T) {
 }
 
 func TestStorePathLayerBytes(t *testing.T) {
-	m := Manifest{Layers: []Descriptor{{"sha256:a", 100}, {"sha256:custom", 7}}}
+	a, custom := digestOf("a"), digestOf("custom")
+	m := v1.Manifest{Layers: []v1.Descriptor{{Digest: a, Size: 100}, {Digest: custom, Size: 7}}}
 	res := &Result{Images: []Image{{
 		Manifest:   m,
 		LayerBytes: 107,
 		Requests: []Request{
-			{Method: "GET", Path: "/v2/x/blobs/sha256:a", Bytes: 100},
-			{Method: "HEAD", Path: "/v2/x/blobs/sha256:custom"},
-			{Method: "GET", Path: "/v2/x/blobs/sha256:custom", Bytes: 7},
+			{Method: "GET", Path: "/v2/x/blobs/" + a.String(), Bytes: 100},
+			{Method: "HEAD", Path: "/v2/x/blobs/" + custom.String()},
+			{Method: "GET", Path: "/v2/x/blobs/" + custom.String(), Bytes: 7},
 		},
 	}}}
 	if got := res.StorePathLayerBytes(); got != 100 {
 		t.Errorf("StorePathLayerBytes = %d, want 100", got)
 	}
+}
+
+// digestOf is the sha256 digest of s.
+func digestOf(s string) v1.Hash {
+	h, _, err := v1.SHA256(strings.NewReader(s))
+	if err != nil {
+		panic(err)
+	}
+	return h
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -12,24 +11,12 @@ import (
 
 	"github.com/nixery-go/nixery/benchmarks/corpus"
 	"github.com/nixery-go/nixery/benchmarks/speed"
+	"github.com/nixery-go/nixery/internal/testutil"
 )
-
-func requireDocker(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("starts a Docker engine; skipped in -short mode")
-	}
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Fatal("docker client not found: this test needs it (run .ci/setup-clients)")
-	}
-	if _, err := os.Stat(Dockerd); err != nil {
-		t.Fatalf("%s not found: this test needs it (run .ci/setup-clients)", Dockerd)
-	}
-}
 
 // TestPrivateEngine starts and stops a private dockerd.
 func TestPrivateEngine(t *testing.T) {
-	requireDocker(t)
+	testutil.RequireTools(t, "docker", Dockerd)
 	ctx := context.Background()
 	e, err := startEngine(ctx, t.TempDir(), slog.Default())
 	if err != nil {
@@ -59,10 +46,7 @@ func TestPrivateEngine(t *testing.T) {
 // three images with a private Docker engine and checks the bytes Docker
 // downloaded against the manifests served.
 func TestRunQuickCorpus(t *testing.T) {
-	requireDocker(t)
-	if _, err := exec.LookPath("nix-build"); err != nil {
-		t.Fatal("nix-build not found: this test needs Nix (run .ci/setup)")
-	}
+	testutil.RequireTools(t, "docker", Dockerd, "nix-build")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	c, err := corpus.Build(ctx, corpus.Options{Quick: true, WorkDir: t.TempDir()})
@@ -88,7 +72,7 @@ func TestRunQuickCorpus(t *testing.T) {
 		t.Logf("%s: %d layers, %d fetched, %d already present, %d layer bytes (per-blob model %d, chain model %d), %v",
 			img.Ref, len(img.Manifest.Layers), img.LayersFetched, img.AlreadyExists, img.LayerBytes, img.PerBlobBytes, img.ChainBytes, img.Duration)
 		for k, l := range img.Manifest.Layers {
-			t.Logf("  layer %2d %s %10d bytes", k, l.Digest[7:19], l.Size)
+			t.Logf("  layer %2d %s %10d bytes", k, l.Digest.Hex[:12], l.Size)
 		}
 		if img.LayerBytes != img.ChainBytes {
 			t.Errorf("image %d: Docker downloaded %d layer bytes, the chain model says %d", i, img.LayerBytes, img.ChainBytes)
