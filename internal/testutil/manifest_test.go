@@ -1,21 +1,25 @@
 package testutil_test
 
 import (
+	"archive/tar"
+	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/v1/random"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 func TestGetManifest(t *testing.T) {
-	img, err := random.Image(100, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := threeLayers(t)
 	raw, _ := img.RawManifest()
 	digest, _ := img.Digest()
 	want, _ := img.Manifest()
@@ -65,4 +69,27 @@ func TestGetManifest(t *testing.T) {
 	if _, err := testutil.GetManifest(t.Context(), srv.Client(), srv.URL+"/v2/x/manifests/garbage", ""); err == nil {
 		t.Error("a body that is not JSON was accepted")
 	}
+}
+
+// threeLayers is an OCI image of three small layers.
+func threeLayers(t *testing.T) v1.Image {
+	var ls []v1.Layer
+	for i := range 3 {
+		var b bytes.Buffer
+		tw := tar.NewWriter(&b)
+		body := strings.Repeat("x", 100*(i+1))
+		tw.WriteHeader(&tar.Header{Name: "f", Mode: 0o444, Size: int64(len(body)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(body))
+		tw.Close()
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b.Bytes())), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+	}
+	img, err := mutate.AppendLayers(mutate.MediaType(empty.Image, types.OCIManifestSchema1), ls...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
