@@ -6,20 +6,14 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-func sp(name string) string {
-	h := strings.Repeat(string(name[0]), 32)
-	if strings.ContainsAny(h[:1], "eout") {
-		h = strings.Repeat("0", 32)
-	}
-	return StoreDir + "/" + h + "-" + name
-}
+	"github.com/nixery-go/nixery/internal/testutil"
+)
 
 // example is the graph from the package documentation.
 func example(t testing.TB) *Graph {
 	t.Helper()
-	glibc, zlib, openssl, libcurl, curl := sp("glibc-2.36"), sp("zlib-1.2"), sp("openssl-3.0"), sp("libcurl-8.0"), sp("curl-8.0")
+	glibc, zlib, openssl, libcurl, curl := testutil.StorePath("glibc-2.36"), testutil.StorePath("zlib-1.2"), testutil.StorePath("openssl-3.0"), testutil.StorePath("libcurl-8.0"), testutil.StorePath("curl-8.0")
 	g, err := New([]Path{
 		{Path: curl, NarSize: 100, References: []string{libcurl, openssl, zlib, glibc}},
 		{Path: libcurl, NarSize: 50, References: []string{openssl, zlib, glibc}},
@@ -35,7 +29,7 @@ func example(t testing.TB) *Graph {
 
 func TestGraphExample(t *testing.T) {
 	g := example(t)
-	if got, want := g.Roots(), []string{sp("curl-8.0")}; !reflect.DeepEqual(got, want) {
+	if got, want := g.Roots(), []string{testutil.StorePath("curl-8.0")}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Roots = %v, want %v", got, want)
 	}
 	topo := g.TopoOrder()
@@ -50,25 +44,25 @@ func TestGraphExample(t *testing.T) {
 			}
 		}
 	}
-	if topo[0] != sp("glibc-2.36") || topo[len(topo)-1] != sp("curl-8.0") {
+	if topo[0] != testutil.StorePath("glibc-2.36") || topo[len(topo)-1] != testutil.StorePath("curl-8.0") {
 		t.Errorf("TopoOrder = %v", topo)
 	}
-	if got := g.ClosureSize(sp("libcurl-8.0")); got != 1090 {
+	if got := g.ClosureSize(testutil.StorePath("libcurl-8.0")); got != 1090 {
 		t.Errorf("ClosureSize(libcurl) = %d, want 1090", got)
 	}
-	if got := g.ClosureSize(sp("glibc-2.36")); got != 1000 {
+	if got := g.ClosureSize(testutil.StorePath("glibc-2.36")); got != 1000 {
 		t.Errorf("ClosureSize(glibc) = %d, want 1000", got)
 	}
-	if got := len(g.Closure(sp("openssl-3.0"))); got != 2 {
+	if got := len(g.Closure(testutil.StorePath("openssl-3.0"))); got != 2 {
 		t.Errorf("Closure(openssl) has %d paths, want 2", got)
 	}
-	if got := g.Closure(sp("zlib-1.2"), sp("zlib-1.2")); len(got) != 2 {
+	if got := g.Closure(testutil.StorePath("zlib-1.2"), testutil.StorePath("zlib-1.2")); len(got) != 2 {
 		t.Errorf("Closure(zlib, zlib) = %v, want zlib and glibc once each", got)
 	}
-	if _, err := g.Subgraph(sp("zlib-1.2"), sp("zlib-1.2")); err != nil {
+	if _, err := g.Subgraph(testutil.StorePath("zlib-1.2"), testutil.StorePath("zlib-1.2")); err != nil {
 		t.Errorf("Subgraph(zlib, zlib): %v", err)
 	}
-	sub, err := g.Subgraph(sp("libcurl-8.0"))
+	sub, err := g.Subgraph(testutil.StorePath("libcurl-8.0"))
 	if err != nil || sub.Len() != 4 {
 		t.Fatalf("Subgraph(libcurl) = %v paths, %v", sub.Len(), err)
 	}
@@ -79,7 +73,7 @@ func TestGraphExample(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	a, b := sp("a-1"), sp("b-1")
+	a, b := testutil.StorePath("a-1"), testutil.StorePath("b-1")
 	for _, tc := range []struct {
 		name  string
 		paths []Path
@@ -156,10 +150,10 @@ func TestLoadPopularity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := p.Of(sp("glibc-2.27")); !ok || v != 302401 {
+	if v, ok := p.Of(testutil.StorePath("glibc-2.27")); !ok || v != 302401 {
 		t.Errorf("Of(glibc) = %d, %v", v, ok)
 	}
-	if _, ok := p.Of(sp("missing-1")); ok {
+	if _, ok := p.Of(testutil.StorePath("missing-1")); ok {
 		t.Error("missing name found")
 	}
 	for _, bad := range []string{`[]`, `{"a": -1}`, `{"a": 1} {}`, `{"a": "x"}`} {

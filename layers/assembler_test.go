@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // testChunk is a small chunk size so that the test store paths span several
@@ -21,8 +23,8 @@ const testChunk = 64 << 10
 
 func TestLayerContents(t *testing.T) {
 	s := newFakeStore(t)
-	a, store := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
-	paths := s.all()
+	a, store := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
+	paths := s.All()
 	d, err := a.Layer(context.Background(), paths)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +36,7 @@ func TestLayerContents(t *testing.T) {
 	if got := fmt.Sprintf("%x", sha256.Sum256(blob)); got != d.Digest.Hex {
 		t.Errorf("blob sha256 %s, digest %s", got, d.Digest)
 	}
-	raw := gunzip(t, blob)
+	raw := testutil.Gunzip(t, blob)
 	if got := fmt.Sprintf("%x", sha256.Sum256(raw)); got != d.DiffID.Hex {
 		t.Errorf("tar sha256 %s, DiffID %s", got, d.DiffID)
 	}
@@ -52,40 +54,40 @@ func TestLayerContents(t *testing.T) {
 	}
 	// WriteTar writes the same tar.
 	var tarBuf bytes.Buffer
-	if n, err := WriteTar(context.Background(), &tarBuf, s.root, append([]string{paths[len(paths)-1]}, paths...)); err != nil || n != int64(len(raw)) || !bytes.Equal(tarBuf.Bytes(), raw) {
+	if n, err := WriteTar(context.Background(), &tarBuf, s.Root, append([]string{paths[len(paths)-1]}, paths...)); err != nil || n != int64(len(raw)) || !bytes.Equal(tarBuf.Bytes(), raw) {
 		t.Errorf("WriteTar wrote %d bytes (%v) that differ from the layer's %d", n, err, len(raw))
 	}
-	entries := readTar(t, raw)
+	entries := testutil.ReadTar(t, bytes.NewReader(raw))
 	got := describeTar(t, entries)
-	want := expectEntries(t, s.root, paths)
+	want := expectEntries(t, s.Root, paths)
 	diffLines(t, "layer entries", got, want)
 	// Spot checks that do not depend on expectEntries.
-	tree := s.path("tree-1.0")[1:]
+	tree := s.Path("tree-1.0")[1:]
 	order := []string{"nix/", "nix/store/", tree + "/", tree + "/a/", tree + "/a/x", tree + "/a-b", tree + "/bin/"}
 	var names []string
 	for _, e := range entries {
-		names = append(names, e.hdr.Name)
+		names = append(names, e.Header.Name)
 	}
 	for i := 1; i < len(order); i++ {
 		if slices.Index(names, order[i-1]) >= slices.Index(names, order[i]) || slices.Index(names, order[i]) < 0 {
 			t.Errorf("%s should come right before %s in %q", order[i-1], order[i], names)
 		}
 	}
-	byName := map[string]tarEntry{}
+	byName := map[string]testutil.TarEntry{}
 	for _, e := range entries {
-		byName[e.hdr.Name] = e
+		byName[e.Header.Name] = e
 	}
-	if e := byName[tree+"/lib/hardlink.txt"]; e.hdr == nil || e.hdr.Typeflag != '0' || len(e.body) != 35000 {
-		t.Errorf("hard link not written as a regular file with its contents: %+v", e.hdr)
+	if e := byName[tree+"/lib/hardlink.txt"]; e.Header == nil || e.Header.Typeflag != '0' || len(e.Body) != 35000 {
+		t.Errorf("hard link not written as a regular file with its contents: %+v", e.Header)
 	}
-	if e := byName[tree+"/bin/tool"]; e.hdr == nil || e.hdr.Mode != 0o555 {
-		t.Errorf("executable: %+v", e.hdr)
+	if e := byName[tree+"/bin/tool"]; e.Header == nil || e.Header.Mode != 0o555 {
+		t.Errorf("executable: %+v", e.Header)
 	}
-	if e := byName[tree+"/lib/data.txt"]; e.hdr == nil || e.hdr.Mode != 0o444 {
-		t.Errorf("0644 file: %+v", e.hdr)
+	if e := byName[tree+"/lib/data.txt"]; e.Header == nil || e.Header.Mode != 0o444 {
+		t.Errorf("0644 file: %+v", e.Header)
 	}
-	if e := byName[s.path("link-3.0")[1:]]; e.hdr == nil || e.hdr.Linkname != s.path("tree-1.0") {
-		t.Errorf("symlink store path: %+v", e.hdr)
+	if e := byName[s.Path("link-3.0")[1:]]; e.Header == nil || e.Header.Linkname != s.Path("tree-1.0") {
+		t.Errorf("symlink store path: %+v", e.Header)
 	}
 	// The sizes predicted from path stats are exact.
 	var stats []PathStats
@@ -104,11 +106,11 @@ func TestLayerContents(t *testing.T) {
 
 func TestLayerDeterministic(t *testing.T) {
 	s := newFakeStore(t)
-	paths := s.all()
+	paths := s.All()
 	reversed := slices.Clone(paths)
 	slices.Reverse(reversed)
-	a1, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk, Workers: 1})
-	a2, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk, Workers: 5})
+	a1, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk, Workers: 1})
+	a2, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk, Workers: 5})
 	d1, err := a1.Layer(context.Background(), paths)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +122,7 @@ func TestLayerDeterministic(t *testing.T) {
 	if d1 != d2 {
 		t.Errorf("two fresh caches gave %+v and %+v", d1, d2)
 	}
-	a3, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk, Level: 1})
+	a3, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk, Level: 1})
 	d3, err := a3.Layer(context.Background(), paths)
 	if err != nil {
 		t.Fatal(err)
@@ -133,16 +135,16 @@ func TestLayerDeterministic(t *testing.T) {
 func TestColdWarm(t *testing.T) {
 	s := newFakeStore(t)
 	ctx := context.Background()
-	tree, big, file, link := s.path("tree-1.0"), s.path("big-4.0"), s.path("file-2.0"), s.path("link-3.0")
+	tree, big, file, link := s.Path("tree-1.0"), s.Path("big-4.0"), s.Path("file-2.0"), s.Path("link-3.0")
 
-	cold, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+	cold, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 	want, err := cold.Layer(ctx, []string{tree, big, file, link})
 	if err != nil {
 		t.Fatal(err)
 	}
 	coldChunks := cold.compressed.Load()
 
-	a, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+	a, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 	if _, err := a.Layer(ctx, []string{big, file}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +174,7 @@ func TestColdWarm(t *testing.T) {
 	if n := a.compressed.Load(); n != before {
 		t.Errorf("a cached layer compressed %d chunks", n-before)
 	}
-	restarted, err := NewAssembler(a.store, filepath.Dir(a.layerDir), Options{ChunkSize: testChunk, Root: s.root})
+	restarted, err := NewAssembler(a.store, filepath.Dir(a.layerDir), Options{ChunkSize: testChunk, Root: s.Root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,8 +192,8 @@ func TestColdWarm(t *testing.T) {
 func TestDamagedCacheEntries(t *testing.T) {
 	s := newFakeStore(t)
 	ctx := context.Background()
-	paths := []string{s.path("tree-1.0"), s.path("big-4.0")}
-	ref, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+	paths := []string{s.Path("tree-1.0"), s.Path("big-4.0")}
+	ref, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 	want, err := ref.Layer(ctx, paths)
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +214,7 @@ func TestDamagedCacheEntries(t *testing.T) {
 	}
 	for what, f := range damage {
 		t.Run("member/"+what, func(t *testing.T) {
-			a, store := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+			a, store := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 			if _, err := a.PathStats(ctx, paths[1]); err != nil {
 				t.Fatal(err)
 			}
@@ -224,13 +226,13 @@ func TestDamagedCacheEntries(t *testing.T) {
 			if d != want {
 				t.Errorf("layer from a damaged member cache: %+v, want %+v", d, want)
 			}
-			if fmt.Sprintf("%x", sha256.Sum256(gunzip(t, readBlob(t, store, d.Digest)))) != want.DiffID.Hex {
+			if fmt.Sprintf("%x", sha256.Sum256(testutil.Gunzip(t, readBlob(t, store, d.Digest)))) != want.DiffID.Hex {
 				t.Error("blob does not decompress to the DiffID")
 			}
 		})
 	}
 	t.Run("layer entry", func(t *testing.T) {
-		a, store := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+		a, store := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 		if _, err := a.Layer(ctx, paths); err != nil {
 			t.Fatal(err)
 		}
@@ -269,17 +271,17 @@ func mustRead(t *testing.T, name string) string {
 func TestConcurrentBuildsOnce(t *testing.T) {
 	s := newFakeStore(t)
 	ctx := context.Background()
-	tree, big, file, link := s.path("tree-1.0"), s.path("big-4.0"), s.path("file-2.0"), s.path("link-3.0")
+	tree, big, file, link := s.Path("tree-1.0"), s.Path("big-4.0"), s.Path("file-2.0"), s.Path("link-3.0")
 	chunks := map[string]int64{}
-	for _, p := range s.all() {
-		a, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+	for _, p := range s.All() {
+		a, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 		if _, err := a.PathStats(ctx, p); err != nil {
 			t.Fatal(err)
 		}
 		chunks[p] = a.compressed.Load()
 	}
 
-	a, _ := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+	a, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 	var wg sync.WaitGroup
 	results := make([]Descriptor, 8)
 	errs := make([]error, 8)
@@ -321,21 +323,21 @@ func TestConcurrentBuildsOnce(t *testing.T) {
 
 func TestLayerErrors(t *testing.T) {
 	s := newFakeStore(t)
-	a, store := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
+	a, store := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
 	ctx := context.Background()
 	for _, paths := range [][]string{
 		nil,
 		{"/nix/store/../etc"},
 		{"/etc/passwd"},
-		{s.path("tree-1.0") + "/bin"},
+		{s.Path("tree-1.0") + "/bin"},
 		{"/nix/store/" + strings.Repeat("e", 32) + "-x"}, // 'e' is not in Nix's base32
 	} {
 		if d, err := a.Layer(ctx, paths); err == nil {
 			t.Errorf("Layer(%q) = %+v, want an error", paths, d)
 		}
 	}
-	missing := fakeStorePath("missing-1.0")
-	if _, err := a.Layer(ctx, []string{s.path("tree-1.0"), missing}); !errors.Is(err, os.ErrNotExist) {
+	missing := testutil.StorePath("missing-1.0")
+	if _, err := a.Layer(ctx, []string{s.Path("tree-1.0"), missing}); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing store path: %v", err)
 	}
 	// Nothing was left behind: no blob, no layer entry, no temporary file.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // Environment of the child process of TestCrashSafety.
@@ -50,7 +52,7 @@ func crashChild(path string) {
 // builds the right layer.
 func TestCrashSafety(t *testing.T) {
 	root := t.TempDir()
-	path := fakeStorePath("crash-1.0")
+	path := testutil.StorePath("crash-1.0")
 	dir := filepath.Join(root, path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -142,7 +144,7 @@ func TestCrashSafety(t *testing.T) {
 	if d != want {
 		t.Errorf("rebuild after the crash: %+v, fresh build %+v", d, want)
 	}
-	if got := fmt.Sprintf("%x", sha256.Sum256(gunzip(t, readBlob(t, store, d.Digest)))); got != d.DiffID.Hex {
+	if got := fmt.Sprintf("%x", sha256.Sum256(testutil.Gunzip(t, readBlob(t, store, d.Digest)))); got != d.DiffID.Hex {
 		t.Errorf("rebuilt blob decompresses to sha256:%s, DiffID %s", got, d.DiffID)
 	}
 }

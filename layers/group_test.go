@@ -10,28 +10,15 @@ import (
 	"testing"
 
 	"github.com/nixery-go/nixery/closure"
-)
 
-// storePath returns a valid store path for name, with a hash derived from it.
-func storePath(name string) string {
-	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
-	h := make([]byte, 32)
-	x := uint64(14695981039346656037)
-	for _, c := range []byte(name) {
-		x = (x ^ uint64(c)) * 1099511628211
-	}
-	for i := range h {
-		x = x*6364136223846793005 + 1442695040888963407
-		h[i] = alphabet[x>>59]
-	}
-	return closure.StoreDir + "/" + string(h) + "-" + name
-}
+	"github.com/nixery-go/nixery/internal/testutil"
+)
 
 // exampleGraph is the worked example of the package documentation.
 func exampleGraph(t testing.TB) (*closure.Graph, closure.Popularity) {
 	t.Helper()
 	const M = 1 << 20
-	s := storePath
+	s := testutil.StorePath
 	g, err := closure.New([]closure.Path{
 		{Path: s("curl"), NarSize: M / 2, References: []string{s("libcurl"), s("glibc")}},
 		{Path: s("libcurl"), NarSize: M, References: []string{s("openssl"), s("zlib"), s("nghttp2"), s("glibc")}},
@@ -98,7 +85,7 @@ func TestGroupEmptyAndNilPopularity(t *testing.T) {
 func randomPaths(r *rand.Rand, n int) []closure.Path {
 	paths := make([]closure.Path, n)
 	for i := range paths {
-		paths[i].Path = storePath(fmt.Sprintf("p%d-1.0", i))
+		paths[i].Path = testutil.StorePath(fmt.Sprintf("p%d-1.0", i))
 		paths[i].NarSize = int64(r.ExpFloat64() * 1e6)
 		if r.IntN(10) == 0 {
 			paths[i].NarSize = 0
@@ -294,7 +281,7 @@ func TestGroupBudgetKeepsPopularApart(t *testing.T) {
 // the budget no path joins another for free, even when pop(P) = pop(Q)+1.
 func TestGroupRequestedPathAlone(t *testing.T) {
 	const M = 1 << 20
-	s := storePath
+	s := testutil.StorePath
 	global, err := closure.New([]closure.Path{
 		{Path: s("app"), NarSize: M / 2, References: []string{s("libbig"), s("glibc")}},
 		{Path: s("libbig"), NarSize: 100 * M, References: []string{s("glibc")}},
@@ -328,7 +315,7 @@ func TestGroupRequestedPathAlone(t *testing.T) {
 // the layer holding the package differs.
 func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 	const K = 1 << 10
-	s := storePath
+	s := testutil.StorePath
 	libs := []string{s("l1"), s("l2"), s("l3"), s("l4"), s("l5"), s("l6")}
 	ps := []closure.Path{
 		{Path: s("glibc"), NarSize: 30000 * K},

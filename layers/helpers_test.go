@@ -2,7 +2,6 @@ package layers
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -14,30 +13,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/klauspost/compress/gzip"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
-
-// fakeStorePath returns a valid store path for name, with a hash made from
-// name.
-func fakeStorePath(name string) string {
-	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
-	sum := sha256.Sum256([]byte(name))
-	var h [32]byte
-	for i := range h {
-		h[i] = alphabet[sum[i]%32]
-	}
-	return "/nix/store/" + string(h[:]) + "-" + name
-}
-
-// fakeStore is a Root holding store paths made of host files.
-type fakeStore struct {
-	root  string
-	paths map[string]string // name -> store path
-}
-
-func (s *fakeStore) path(name string) string { return s.paths[name] }
 
 // newFakeStore makes a store below a temporary root with:
 //
@@ -47,67 +28,41 @@ func (s *fakeStore) path(name string) string { return s.paths[name] }
 //	file:   a store path that is a single executable file
 //	link:   a store path that is a symlink to tree
 //	big:    ~3 MiB of host binaries (several chunks at test chunk sizes)
-func newFakeStore(t testing.TB) *fakeStore {
+func newFakeStore(t testing.TB) *testutil.StoreTree {
 	t.Helper()
-	root := t.TempDir()
-	s := &fakeStore{root: root, paths: map[string]string{}}
-	mk := func(name string) string {
-		sp := fakeStorePath(name)
-		s.paths[name] = sp
-		return filepath.Join(root, sp)
+	s := testutil.NewStoreTree(t)
+	tree := s.Add(t, "tree-1.0", fstest.MapFS{
+		"a/x":           {Data: []byte("in a/\n"), Mode: 0o644},
+		"a-b":           {Data: []byte("a-b sorts before a/ by bytes, after it in NAR order\n"), Mode: 0o644},
+		"bin/tool":      {Data: hostBytes(t, "/bin/true", 0), Mode: 0o755},
+		"bin/data-link": {Data: []byte("../lib/data.txt"), Mode: fs.ModeSymlink},
+		"lib/data.txt":  {Data: []byte(strings.Repeat("nixery ", 5000)), Mode: 0o644},
+		"lib/empty":     {Mode: fs.ModeDir},
+		"lib/empty.txt": {Mode: 0o644},
+		"lib/" + strings.Repeat("long-name-", 12) + ".so": {Data: []byte("long name\n"), Mode: 0o644},
+	})
+	lib := filepath.Join(s.Dir("tree-1.0"), "lib")
+	if err := os.Link(filepath.Join(lib, "data.txt"), filepath.Join(lib, "hardlink.txt")); err != nil {
+		t.Fatal(err)
 	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	tree := mk("tree-1.0")
-	must(os.MkdirAll(filepath.Join(tree, "bin"), 0o755))
-	must(os.MkdirAll(filepath.Join(tree, "lib", "empty"), 0o755))
-	must(os.MkdirAll(filepath.Join(tree, "a"), 0o755))
-	must(os.WriteFile(filepath.Join(tree, "a", "x"), []byte("in a/\n"), 0o644))
-	must(os.WriteFile(filepath.Join(tree, "a-b"), []byte("a-b sorts before a/ by bytes, after it in NAR order\n"), 0o644))
-	must(os.WriteFile(filepath.Join(tree, "bin", "tool"), hostBytes(t, "/bin/true", 0), 0o755))
-	must(os.WriteFile(filepath.Join(tree, "lib", "data.txt"), []byte(strings.Repeat("nixery ", 5000)), 0o644))
-	must(os.WriteFile(filepath.Join(tree, "lib", "empty.txt"), nil, 0o644))
-	must(os.Link(filepath.Join(tree, "lib", "data.txt"), filepath.Join(tree, "lib", "hardlink.txt")))
-	must(os.Symlink("../lib/data.txt", filepath.Join(tree, "bin", "data-link")))
-	long := filepath.Join(tree, "lib", strings.Repeat("long-name-", 12)+".so")
-	must(os.WriteFile(long, []byte("long name\n"), 0o644))
-	file := mk("file-2.0")
-	must(os.WriteFile(file, hostBytes(t, "/bin/sh", 0), 0o755))
-	link := mk("link-3.0")
-	must(os.Symlink(s.paths["tree-1.0"], link))
-	big := mk("big-4.0")
-	must(os.MkdirAll(filepath.Join(big, "bin"), 0o755))
-	n := 0
+	s.AddFile(t, "file-2.0", hostBytes(t, "/bin/sh", 0), 0o755)
+	s.AddSymlink(t, "link-3.0", tree)
+	big := fstest.MapFS{}
 	entries, err := os.ReadDir("/usr/bin")
-	must(err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
 	for _, e := range entries {
 		if n > 3<<20 || !e.Type().IsRegular() {
 			continue
 		}
 		b := hostBytes(t, filepath.Join("/usr/bin", e.Name()), 1<<20)
-		must(os.WriteFile(filepath.Join(big, "bin", e.Name()), b, 0o755))
+		big["bin/"+e.Name()] = &fstest.MapFile{Data: b, Mode: 0o755}
 		n += len(b)
 	}
-	for _, d := range []string{tree, big} {
-		filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-			if e.IsDir() {
-				os.Chmod(p, 0o555)
-			}
-			return nil
-		})
-	}
-	t.Cleanup(func() {
-		filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				os.Chmod(p, 0o755)
-			}
-			return nil
-		})
-	})
+	s.Add(t, "big-4.0", big)
+	s.Seal(t)
 	return s
 }
 
@@ -122,15 +77,6 @@ func hostBytes(t testing.TB, name string, max int) []byte {
 		b = b[:max]
 	}
 	return b
-}
-
-func (s *fakeStore) all() []string {
-	var out []string
-	for _, p := range s.paths {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // newTestAssembler returns an Assembler with a fresh blob store and cache
@@ -173,46 +119,6 @@ func readBlob(t testing.TB, s BlobStore, h v1.Hash) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// gunzip decompresses a (multi-member) gzip stream with Go's reader.
-func gunzip(t testing.TB, b []byte) []byte {
-	t.Helper()
-	zr, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// tarEntry is one entry of a layer, with its contents.
-type tarEntry struct {
-	hdr  *tar.Header
-	body []byte
-}
-
-func readTar(t testing.TB, b []byte) []tarEntry {
-	t.Helper()
-	tr := tar.NewReader(bytes.NewReader(b))
-	var out []tarEntry
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, tarEntry{h, body})
-	}
 }
 
 // expectEntries walks store paths below root the way a layer must list them
@@ -262,12 +168,12 @@ func expectEntries(t testing.TB, root string, paths []string) []string {
 
 // describeTar describes tar entries like expectEntries, checking the fixed
 // fields of every header.
-func describeTar(t testing.TB, entries []tarEntry) []string {
+func describeTar(t testing.TB, entries []testutil.TarEntry) []string {
 	t.Helper()
 	var out []string
 	seen := map[string]bool{}
 	for _, e := range entries {
-		h := e.hdr
+		h := e.Header
 		if seen[h.Name] {
 			t.Errorf("duplicate entry %s", h.Name)
 		}
@@ -284,7 +190,7 @@ func describeTar(t testing.TB, entries []tarEntry) []string {
 		case tar.TypeSymlink:
 			out = append(out, fmt.Sprintf("symlink %s %o -> %s", h.Name, h.Mode, h.Linkname))
 		case tar.TypeReg:
-			out = append(out, fmt.Sprintf("file %s %o %x", h.Name, h.Mode, sha256.Sum256(e.body)))
+			out = append(out, fmt.Sprintf("file %s %o %x", h.Name, h.Mode, sha256.Sum256(e.Body)))
 		default:
 			t.Errorf("%s: type %c", h.Name, h.Typeflag)
 		}

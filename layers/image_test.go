@@ -3,7 +3,6 @@ package layers
 import (
 	"archive/tar"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // TestImageValidates makes an image of two store-path layers and a
@@ -22,18 +23,15 @@ import (
 // `crane validate --tarball`, and checks that the flattened image holds
 // exactly the closure and the customisation file.
 func TestImageValidates(t *testing.T) {
-	crane, err := exec.LookPath("crane")
-	if err != nil {
-		t.Fatal("crane is needed (CI installs it with .ci/setup): ", err)
-	}
+	testutil.RequireTools(t, "crane")
 	s := newFakeStore(t)
 	ctx := context.Background()
-	a, store := newTestAssembler(t, s.root, Options{ChunkSize: testChunk})
-	d1, err := a.Layer(ctx, []string{s.path("big-4.0")})
+	a, store := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
+	d1, err := a.Layer(ctx, []string{s.Path("big-4.0")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := a.Layer(ctx, []string{s.path("tree-1.0"), s.path("file-2.0"), s.path("link-3.0")})
+	d2, err := a.Layer(ctx, []string{s.Path("tree-1.0"), s.Path("file-2.0"), s.Path("link-3.0")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,15 +74,15 @@ func TestImageValidates(t *testing.T) {
 	if err := tarball.WriteToFile(file, ref, img); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(crane, "validate", "--tarball", file).CombinedOutput(); err != nil {
+	if out, err := exec.Command("crane", "validate", "--tarball", file).CombinedOutput(); err != nil {
 		t.Fatalf("crane validate --tarball: %v\n%s", err, out)
 	}
 	// The image's files are exactly the closure plus the customisation.
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	entries := readTarReader(t, rc)
+	entries := testutil.ReadTar(t, rc)
 	got := describeTar(t, entries)
-	want := expectEntries(t, s.root, s.all())
+	want := expectEntries(t, s.Root, s.All())
 	want = append(want, "dir etc/ 755", "file etc/motd 444 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03")
 	// mutate.Extract drops the trailing slash of directory names.
 	for i, w := range want {
@@ -95,21 +93,4 @@ func TestImageValidates(t *testing.T) {
 	slices.Sort(got)
 	slices.Sort(want)
 	diffLines(t, "flattened image", got, want)
-}
-
-func readTarReader(t *testing.T, r interface{ Read([]byte) (int, error) }) []tarEntry {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "flat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.ReadFrom(r); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(f.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return readTar(t, b)
 }

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // nixConfig is the configuration Nix needs on a machine without a daemon or
@@ -17,18 +19,12 @@ const nixConfig = "substituters =\nbuild-users-group =\nsandbox = false\nexperim
 // layer of its runtime closure, read from the real /nix/store, against the
 // store: the same files, contents, modes and symlinks.
 func TestRealNixStore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Nix; skipped with -short")
-	}
-	nixBuild, err := exec.LookPath("nix-build")
-	if err != nil {
-		t.Fatal("nix-build is needed (.ci/setup installs it): ", err)
-	}
+	testutil.RequireTools(t, "nix-build", "nix-store")
 	env := os.Environ()
 	if os.Getenv("NIX_CONFIG") == "" {
 		env = append(env, "NIX_CONFIG="+nixConfig)
 	}
-	cmd := exec.Command(nixBuild, "--no-out-link", "testdata/closure.nix")
+	cmd := exec.Command("nix-build", "--no-out-link", "testdata/closure.nix")
 	cmd.Env = env
 	out, err := cmd.Output()
 	if err != nil {
@@ -52,18 +48,18 @@ func TestRealNixStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := readTar(t, gunzip(t, readBlob(t, store, d.Digest)))
+	entries := testutil.ReadLayer(t, readBlob(t, store, d.Digest))
 	diffLines(t, "layer of the real store", describeTar(t, entries), expectEntries(t, "/", paths))
 	// The store's own permission bits, not just the normalised ones.
 	kinds := map[byte]int{}
 	for _, e := range entries[2:] {
-		fi, err := os.Lstat("/" + strings.TrimSuffix(e.hdr.Name, "/"))
+		fi, err := os.Lstat("/" + strings.TrimSuffix(e.Header.Name, "/"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		kinds[e.hdr.Typeflag]++
-		if got, want := e.hdr.Mode, int64(fi.Mode().Perm()); got != want {
-			t.Errorf("%s: mode %o, the store has %o", e.hdr.Name, got, want)
+		kinds[e.Header.Typeflag]++
+		if got, want := e.Header.Mode, int64(fi.Mode().Perm()); got != want {
+			t.Errorf("%s: mode %o, the store has %o", e.Header.Name, got, want)
 		}
 	}
 	if kinds[tar.TypeReg] < 4 || kinds[tar.TypeSymlink] < 2 || kinds[tar.TypeDir] < 4 {
