@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // TestDefaultNixParses checks the repository's default.nix (the
@@ -27,11 +29,7 @@ func TestDefaultNixParses(t *testing.T) {
 // (go mod vendor, then nix hash path) and compares it with default.nix.
 func TestDefaultNixVendorHash(t *testing.T) {
 	requireNix(t)
-	if _, err := exec.LookPath("go"); err != nil {
-		if _, err := os.Stat("/usr/local/go/bin/go"); err != nil {
-			t.Fatal("go not found")
-		}
-	}
+	testutil.RequireTools(t, "go") // go test puts its own go first in PATH
 	data, err := os.ReadFile(filepath.Join("..", "default.nix"))
 	if err != nil {
 		t.Fatal(err)

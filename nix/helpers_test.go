@@ -4,26 +4,20 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // requireNix fails the test when Nix is not installed; only -short skips.
 func requireNix(t testing.TB) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs Nix; skipped with -short")
-	}
-	for _, p := range []string{"nix-instantiate", "nix-store", "nix"} {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Fatalf("%s not found: install Nix with .ci/setup (apt-get install nix-bin)", p)
-		}
-	}
+	testutil.RequireTools(t, "nix-instantiate", "nix-store", "nix")
 }
 
 // testLogger writes the builder's log to the test log.
