@@ -1,7 +1,6 @@
 package testutil
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -371,29 +370,14 @@ func ServeNixery(t testing.TB, o NixeryOptions) *Nixery {
 // failed write to the file is ignored: the copy in memory is the one tests
 // read, and an error here would stop the process's output.
 type logSink struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
+	SyncBuffer
 	file *os.File
 }
 
 func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
+	l.SyncBuffer.Write(p)
 	l.file.Write(p)
 	return len(p), nil
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logSink) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Len()
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
