@@ -4,23 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/testutil"
 )
-
-func requireNixCmd(t *testing.T) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs Nix; skipped with -short")
-	}
-	if _, err := exec.LookPath("nix-instantiate"); err != nil {
-		t.Fatal("Nix is not installed: run .ci/setup")
-	}
-}
 
 // closureEnv is an environment with no package source configured, so the
 // bundled set is used, extracted into a temporary cache directory.
@@ -30,7 +20,7 @@ func closureEnv(t *testing.T, extra map[string]string) func(string) string {
 }
 
 func TestClosureCommand(t *testing.T) {
-	requireNixCmd(t)
+	testutil.RequireTools(t, "nix-instantiate", "nix-store")
 	var stdout, stderr bytes.Buffer
 	err := closureCmd(context.Background(), []string{"--system", "x86_64-linux", "curl"}, closureEnv(t, nil), &stdout, &stderr)
 	if err != nil {
@@ -69,7 +59,7 @@ func TestClosureCommand(t *testing.T) {
 }
 
 func TestClosureCommandErrors(t *testing.T) {
-	requireNixCmd(t)
+	testutil.RequireTools(t, "nix-instantiate", "nix-store")
 	env := closureEnv(t, nil)
 	for _, tc := range []struct {
 		args []string

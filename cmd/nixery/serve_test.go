@@ -4,13 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,6 +20,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -109,29 +109,11 @@ func TestLoadPopularity(t *testing.T) {
 	}
 }
 
-// svLog is a concurrency-safe log sink.
-type svLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *svLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *svLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // svStart runs `nixery serve` in this process on a free loopback port with
 // storage in dir, and stops it (checking a clean shutdown) at cleanup.
-func svStart(t *testing.T, dir string, args ...string) (addr string, log *svLog, stop func()) {
+func svStart(t *testing.T, dir string, args ...string) (addr string, log *testutil.SyncBuffer, stop func()) {
 	t.Helper()
-	log = &svLog{}
+	log = &testutil.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
@@ -228,19 +210,12 @@ func svLayerPaths(t *testing.T, img v1.Image) (digests []string, paths map[strin
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := tar.NewReader(rc)
 		isLast := i == len(ls)-1
 		if isLast {
 			custom = map[string]string{}
 		}
-		for {
-			h, err := tr.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+		for _, e := range testutil.ReadTar(t, rc) {
+			h := e.Header
 			if m := storeDir.FindStringSubmatch(h.Name); m != nil {
 				paths[d.String()] = append(paths[d.String()], m[1])
 			}
@@ -273,12 +248,7 @@ func layerOf(paths map[string][]string, prefix string) string {
 // TestServeRealNix serves the bundled package set with real Nix, real
 // layers and the real blob store, and pulls through go-containerregistry.
 func TestServeRealNix(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Nix; skipped with -short")
-	}
-	if _, err := exec.LookPath("nix-build"); err != nil {
-		t.Fatalf("this test needs Nix (apt-get install nix-bin, then .ci/setup): %v", err)
-	}
+	testutil.RequireTools(t, "nix-build")
 	dir := t.TempDir()
 	addr, log, stop := svStart(t, dir)
 	var first string
@@ -400,11 +370,9 @@ func TestServeRealNix(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Equal(again, manifest) {
 		t.Errorf("after restart, by digest: %d", resp.StatusCode)
 	}
-	resp, byTag := svGet(t, "http://"+addr2+"/v2/shell/curl/manifests/latest", "")
-	var m struct{ Layers []struct{ Digest string } }
-	json.Unmarshal(byTag, &m)
-	if resp.StatusCode != 200 || len(m.Layers) != len(curlDigests) || m.Layers[0].Digest != curlDigests[0] {
-		t.Errorf("after restart, by tag: %d %s", resp.StatusCode, byTag)
+	byTag, err := testutil.GetManifest(t.Context(), http.DefaultClient, "http://"+addr2+"/v2/shell/curl/manifests/latest", "")
+	if err != nil || len(byTag.Layers) != len(curlDigests) || byTag.Layers[0].Digest.String() != curlDigests[0] {
+		t.Errorf("after restart, by tag: %v %+v", err, byTag)
 	}
 	if strings.Contains(log2.String(), "msg=build ") {
 		t.Errorf("after restart a cached image was built again:\n%s", log2)
@@ -416,12 +384,7 @@ func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0")
 // TestServeNixTimeout: a Nix build that exceeds NIX_TIMEOUT is a 503, and
 // the server goes on serving.
 func TestServeNixTimeout(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Nix; skipped with -short")
-	}
-	if _, err := exec.LookPath("nix-build"); err != nil {
-		t.Fatalf("this test needs Nix (apt-get install nix-bin, then .ci/setup): %v", err)
-	}
+	testutil.RequireTools(t, "nix-build")
 	addr, log, _ := svStart(t, t.TempDir(), "-nix-timeout", "0.001")
 	for range 2 {
 		resp, body := svGet(t, "http://"+addr+"/v2/hello/manifests/latest", "")
