@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/layers/layerbench"
 )
@@ -112,10 +113,8 @@ func BenchmarkTarGzip6(b *testing.B) { benchExternal(b, "gzip", "-6") }
 func BenchmarkTarPigz6(b *testing.B) { benchExternal(b, "pigz", "-6", "-p2") }
 
 func benchExternal(b *testing.B, argv ...string) {
+	testutil.RequireTools(b, argv[0])
 	c := benchClosure(b)
-	if _, err := exec.LookPath(argv[0]); err != nil {
-		b.Fatal(err)
-	}
 	for b.Loop() {
 		r, err := layerbench.External(context.Background(), c, argv...)
 		if err != nil {

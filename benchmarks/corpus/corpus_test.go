@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 func readFixture(t *testing.T) []DebPackage {
@@ -213,14 +214,7 @@ func TestNames(t *testing.T) {
 
 func requireNix(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs Nix; skipped in -short mode")
-	}
-	for _, tool := range []string{"nix-build", "nix", "nix-instantiate"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: this test needs Nix (run .ci/setup)", tool)
-		}
-	}
+	testutil.RequireTools(t, "nix-build", "nix", "nix-instantiate")
 }
 
 // TestBuildFixture builds the fixture database with real Nix and checks

@@ -2,23 +2,18 @@ package httpbench
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nixery-go/nixery/benchmarks/speed"
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // TestShortRuns runs both measurements for a second each, with a small
 // blob: it checks the plumbing (registry, baselines, wrk), not the speed.
 func TestShortRuns(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs wrk; skipped with -short")
-	}
-	if _, err := exec.LookPath("wrk"); err != nil {
-		t.Fatalf("this test needs wrk (apt-get install wrk): %v", err)
-	}
+	testutil.RequireTools(t, "wrk")
 	opts := Options{Duration: time.Second, Connections: 4, BlobConnections: 2, Rounds: 1, BlobSize: 1 << 20}
 	m, err := Manifest(context.Background(), opts)
 	if err != nil {

@@ -5,13 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
+	"testing/fstest"
 
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -28,58 +30,31 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func requireTools(t *testing.T, tools ...string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("runs external tools; skipped in -short mode")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: this test needs it (run .ci/setup)", tool)
-		}
-	}
-}
-
-// fakeStore writes n store paths of about size bytes each below root: half
-// text (compressible), half random.
-func fakeStore(t *testing.T, root string, n, size int) []closure.Path {
+// fakeStore writes n store paths of about size bytes each: half text
+// (compressible), half random.
+func fakeStore(t *testing.T, n, size int) (root string, paths []closure.Path) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
-	const b32 = "0123456789abcdfghijklmnpqrsvwxyz"
-	var out []closure.Path
+	s := testutil.NewStoreTree(t)
 	for i := 0; i < n; i++ {
-		h := make([]byte, 32)
-		for j := range h {
-			h[j] = b32[rng.IntN(32)]
-		}
-		p := fmt.Sprintf("/nix/store/%s-pkg%d-1.0", h, i)
-		dir := filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Join(dir, "bin"), 0o755); err != nil {
-			t.Fatal(err)
-		}
 		text := bytes.Repeat([]byte(fmt.Sprintf("line %d of package %d\n", i, i)), size/2/24)
 		random := make([]byte, size/2)
 		for j := range random {
 			random[j] = byte(rng.Uint32())
 		}
-		if err := os.WriteFile(filepath.Join(dir, "share.txt"), text, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "bin", "prog"), random, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink("bin/prog", filepath.Join(dir, "link")); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, closure.Path{Path: p, NarSize: int64(len(text) + len(random) + 1000)})
+		p := s.Add(t, fmt.Sprintf("pkg%d-1.0", i), fstest.MapFS{
+			"share.txt": {Data: text, Mode: 0o644},
+			"bin/prog":  {Data: random, Mode: 0o755},
+			"link":      {Data: []byte("bin/prog"), Mode: fs.ModeSymlink},
+		})
+		paths = append(paths, closure.Path{Path: p, NarSize: int64(len(text) + len(random) + 1000)})
 	}
-	return out
+	return s.Root, paths
 }
 
 func TestAssembly(t *testing.T) {
-	requireTools(t, "tar", "gzip", "pigz")
-	root := t.TempDir()
-	paths := fakeStore(t, root, 12, 1<<20)
+	testutil.RequireTools(t, "tar", "gzip", "pigz")
+	root, paths := fakeStore(t, 12, 1<<20)
 	var lopts = AssemblyOptions{Paths: paths, Layers: 4, TmpDir: t.TempDir(), Baselines: true}
 	lopts.Layer.Root = root
 	res, err := Assembly(context.Background(), lopts)

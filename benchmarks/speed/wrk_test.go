@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 func TestParseWrk(t *testing.T) {
@@ -81,7 +83,7 @@ func FuzzParseWrk(f *testing.F) {
 // TestManifestLatency runs real wrk against a handler serving a manifest
 // and against the bare baseline.
 func TestManifestLatency(t *testing.T) {
-	requireTools(t, "wrk")
+	testutil.RequireTools(t, "wrk")
 	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}`)
 	var hits, badAccept atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +130,7 @@ func TestManifestLatency(t *testing.T) {
 }
 
 func TestBlobThroughput(t *testing.T) {
-	requireTools(t, "wrk")
+	testutil.RequireTools(t, "wrk")
 	blob := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(blob))
@@ -154,7 +156,7 @@ func TestBlobThroughput(t *testing.T) {
 // alternate which side goes first) by watching which handler the requests
 // reach, and that the baseline is asked for the server's path.
 func TestCompare(t *testing.T) {
-	requireTools(t, "wrk")
+	testutil.RequireTools(t, "wrk")
 	const path = "/v2/x/manifests/latest"
 	var (
 		mu       sync.Mutex
@@ -212,7 +214,7 @@ func TestCompare(t *testing.T) {
 
 // TestCompareFailure checks that a failing side is an error, not a figure.
 func TestCompareFailure(t *testing.T) {
-	requireTools(t, "wrk")
+	testutil.RequireTools(t, "wrk")
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
 	defer srv.Close()
 	_, err := Compare(context.Background(), WrkOptions{URL: srv.URL + "/", Connections: 2, Duration: time.Second}, http.NotFoundHandler(), 5)

@@ -35,6 +35,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/stream"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
 )
 
@@ -110,7 +111,7 @@ func FakeClosure(minBytes int64) (*Closure, error) {
 	root := filepath.Join(os.TempDir(), fmt.Sprintf("nixery-layerbench-%x", key.Sum(nil)[:8]))
 	c := &Closure{Root: root, Bytes: total}
 	for _, g := range chosen {
-		c.Paths = append(c.Paths, storePath(g.name))
+		c.Paths = append(c.Paths, testutil.StorePath(g.name))
 	}
 	sort.Strings(c.Paths)
 	if b, err := os.ReadFile(filepath.Join(root, "complete")); err == nil {
@@ -124,7 +125,7 @@ func FakeClosure(minBytes int64) (*Closure, error) {
 	os.RemoveAll(tmp)
 	var bytes int64
 	for _, g := range chosen {
-		dst := filepath.Join(tmp, storePath(g.name))
+		dst := filepath.Join(tmp, testutil.StorePath(g.name))
 		n, err := copyGroup(g, dst)
 		if err != nil {
 			os.RemoveAll(tmp)
@@ -201,17 +202,6 @@ func sanitize(s string) string {
 		}
 		return '_'
 	}, s)
-}
-
-// storePath returns /nix/store/<hash>-<name>, with a hash made from name.
-func storePath(name string) string {
-	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
-	sum := sha256.Sum256([]byte(name))
-	var h [32]byte
-	for i := range h {
-		h[i] = alphabet[sum[i]%32]
-	}
-	return "/nix/store/" + string(h[:]) + "-" + name
 }
 
 // copyGroup copies a group's files to dst, keeping symlinks and hard-linking
