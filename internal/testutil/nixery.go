@@ -214,6 +214,9 @@ func (n *Nixery) waitReady(ctx context.Context, timeout time.Duration) error {
 		case <-n.exited:
 			return fmt.Errorf("testutil: nixery serve exited at start: %v", n.waitErr)
 		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return fmt.Errorf("testutil: waiting for nixery serve to start: %w", ctx.Err())
+			}
 			if n.firstLine == "" {
 				return fmt.Errorf("testutil: nixery serve logged nothing within %v", timeout)
 			}
