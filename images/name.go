@@ -1,26 +1,25 @@
-package registry
+package images
 
 import (
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
 
 	"github.com/nixery-go/nixery/nix"
 )
 
-// Limits on image names. MaxNameLength follows the distribution
-// specification's advice that clients limit a repository name (with its host)
-// to 255 characters; MaxPackages keeps one name from asking Nix for hundreds
-// of packages.
-const (
-	DefaultMaxNameLength = 255
-	DefaultMaxPackages   = 64
-)
+// DefaultMaxPackages bounds the packages of one image unless
+// [Config.MaxPackages] says otherwise, so that one name cannot ask Nix for
+// hundreds of packages.
+const DefaultMaxPackages = 64
 
-// Systems an image name can select.
+// Meta-packages: image name components that are not packages.
 const (
-	SystemAMD64 = "x86_64-linux"
-	SystemARM64 = "aarch64-linux"
+	// MetaShell adds [ShellPackages] and sets the command to bash.
+	MetaShell = "shell"
+	// MetaARM64 builds the image for aarch64-linux.
+	MetaARM64 = "arm64"
 )
 
 // AlwaysIncluded are added to every image: CA certificates (so TLS works and
@@ -30,159 +29,115 @@ var AlwaysIncluded = []string{"cacert", "iana-etc"}
 // ShellPackages are what the meta-package "shell" expands to.
 var ShellPackages = []string{"bashInteractive", "coreutils", "moreutils", "nano"}
 
-// Image is what an image name asks for.
-type Image struct {
-	// Name is the repository name as requested, e.g. "shell/curl".
-	Name string
-	// Packages are the top-level attributes to put in the image, meta
-	// packages expanded, AlwaysIncluded added, sorted and de-duplicated.
-	Packages []string
-	// System is the Nix system to build for.
-	System string
-	// Cmd is the image's default command, set by the "shell" meta-package.
-	Cmd []string
+// NameError reports an image name that names no image: empty, without
+// packages, or over the limits. A component that is not an attribute path
+// is a [*nix.InvalidNameError] instead. Both match fs.ErrInvalid.
+type NameError struct {
+	Name   string
+	Reason string
 }
 
-// ParseName turns a repository name into an [Image]. Each path component is
-// a top-level (or dotted, nested) attribute of the package set, except for
-// the meta-packages: "shell" adds [ShellPackages] and sets Cmd ["bash"];
-// "arm64" selects aarch64-linux. Names are passed through in the case they
-// arrive in: Docker lower-cases names, and package nix resolves
-// "bashinteractive" to "bashInteractive".
-//
-// The name must follow the repository-name grammar of the distribution
-// specification, relaxed to admit upper-case letters (other clients send
-// attribute names as they are):
-//
-//	component ::= [a-zA-Z0-9]+ (("." | "_" | "__" | "-"+) [a-zA-Z0-9]+)*
-//	name      ::= component ("/" component)*
-//
-// and each component must be a valid attribute path ([nix.ValidateName]).
-// Errors are [*Error] values with code NAME_INVALID.
-func ParseName(name string, maxLen, maxPackages int) (*Image, error) {
-	if maxLen <= 0 {
-		maxLen = DefaultMaxNameLength
+func (e *NameError) Error() string {
+	name := e.Name
+	if len(name) > 64 {
+		name = name[:64] + "..."
 	}
+	return fmt.Sprintf("images: invalid image name %q: %s", name, e.Reason)
+}
+
+// Is reports that a NameError is a case of fs.ErrInvalid.
+func (e *NameError) Is(target error) bool { return target == fs.ErrInvalid }
+
+// Request is what an image is made of.
+type Request struct {
+	// Packages are the attributes to put in the image as requested,
+	// meta-packages expanded and [AlwaysIncluded] added, sorted and
+	// de-duplicated. Package nix resolves them (case-insensitively, with
+	// the "_" prefix for names that start with a digit); the image is made
+	// of what they resolve to, so every spelling of a package gives the
+	// same image.
+	Packages []string
+	// System is the Nix system to build for; empty means x86_64-linux.
+	System string
+	// Cmd is the image's default command, set by the "shell"
+	// meta-package.
+	Cmd []string
+	// Tag selects the version of the package set (a git ref or commit);
+	// empty means "latest".
+	Tag string
+}
+
+// ParseName turns an image name such as "shell/curl" into a [Request] for
+// tag "latest". Each "/"-separated component is an attribute path of the
+// package set ("curl", "python3Packages.six"), checked with
+// [nix.ValidateName], or a meta-package: "shell" adds [ShellPackages] and
+// sets Cmd ["bash"]; "arm64" selects aarch64-linux. [AlwaysIncluded] is
+// added and the list sorted and de-duplicated, so "curl/shell" is the same
+// image as "shell/curl". maxPackages bounds the packages; zero means
+// [DefaultMaxPackages].
+//
+// Errors wrap fs.ErrInvalid (a [*nix.InvalidNameError] for a bad
+// component).
+func ParseName(name string, maxPackages int) (*Request, error) {
 	if maxPackages <= 0 {
 		maxPackages = DefaultMaxPackages
 	}
-	invalid := func(format string, args ...any) error {
-		e := newError(CodeNameInvalid, format, args...)
-		e.Detail = map[string]string{"name": truncate(name, 64)}
-		return e
-	}
 	if name == "" {
-		return nil, invalid("empty image name")
-	}
-	if len(name) > maxLen {
-		return nil, invalid("image name is %d characters long, more than the limit of %d", len(name), maxLen)
+		return nil, &NameError{Name: name, Reason: "empty"}
 	}
 	if n := strings.Count(name, "/") + 1; n > maxPackages {
-		return nil, invalid("image name has %d components, more than the limit of %d packages", n, maxPackages)
+		return nil, &NameError{Name: name, Reason: fmt.Sprintf("%d components, more than the limit of %d packages", n, maxPackages)}
 	}
-	img := &Image{Name: name, System: SystemAMD64}
+	req := &Request{Tag: "latest"}
 	var pkgs []string
 	for _, comp := range strings.Split(name, "/") {
-		if err := checkComponent(comp); err != nil {
-			return nil, invalid("invalid component %q: %s", truncate(comp, 64), err)
-		}
 		switch comp {
-		case "shell":
+		case MetaShell:
 			pkgs = append(pkgs, ShellPackages...)
-			img.Cmd = []string{"bash"}
+			req.Cmd = []string{"bash"}
 			continue
-		case "arm64":
-			img.System = SystemARM64
+		case MetaARM64:
+			req.System = SystemARM64
 			continue
 		}
 		if err := nix.ValidateName(comp); err != nil {
-			return nil, invalid("invalid package name %q: %s", truncate(comp, 64), reason(err))
+			return nil, err
 		}
 		pkgs = append(pkgs, comp)
 	}
 	if len(pkgs) == 0 {
-		return nil, invalid("image name %q names no packages", name)
+		return nil, &NameError{Name: name, Reason: "it names no packages"}
 	}
-	pkgs = append(pkgs, AlwaysIncluded...)
-	slices.Sort(pkgs)
-	img.Packages = slices.Compact(pkgs)
-	if len(img.Packages) > maxPackages {
-		return nil, invalid("image has %d packages, more than the limit of %d", len(img.Packages), maxPackages)
-	}
-	return img, nil
+	req.Packages = pkgs
+	return req.normalise(maxPackages)
 }
 
-// checkComponent checks one path component against the (case-relaxed)
-// distribution grammar.
-func checkComponent(c string) error {
-	if c == "" {
-		return fmt.Errorf("empty path component")
+// normalise adds AlwaysIncluded, sorts and de-duplicates the packages and
+// checks the limits; it returns a copy.
+func (r *Request) normalise(maxPackages int) (*Request, error) {
+	if maxPackages <= 0 {
+		maxPackages = DefaultMaxPackages
 	}
-	alnum := func(b byte) bool {
-		return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+	if len(r.Packages) == 0 {
+		return nil, &NameError{Reason: "no packages requested"}
 	}
-	if !alnum(c[0]) || !alnum(c[len(c)-1]) {
-		return fmt.Errorf("must start and end with a letter or digit")
+	n := *r
+	n.Packages = append(slices.Clone(r.Packages), AlwaysIncluded...)
+	slices.Sort(n.Packages)
+	n.Packages = slices.Compact(n.Packages)
+	if len(n.Packages) > maxPackages {
+		return nil, &NameError{Name: strings.Join(r.Packages, "/"), Reason: fmt.Sprintf("%d packages, more than the limit of %d", len(n.Packages), maxPackages)}
 	}
-	for i := 0; i < len(c); i++ {
-		b := c[i]
-		switch {
-		case alnum(b):
-		case b == '.':
-			if !alnum(c[i+1]) {
-				return fmt.Errorf("'.' must be followed by a letter or digit")
-			}
-		case b == '_':
-			if c[i+1] == '_' {
-				i++
-			}
-			if !alnum(c[i+1]) {
-				return fmt.Errorf("'_' or '__' must be followed by a letter or digit")
-			}
-		case b == '-':
-			if c[i+1] != '-' && !alnum(c[i+1]) {
-				return fmt.Errorf("'-' must be followed by '-', a letter or a digit")
-			}
-		default:
-			return fmt.Errorf("character %q is not allowed", b)
+	for _, p := range n.Packages {
+		if err := nix.ValidateName(p); err != nil {
+			return nil, err
 		}
 	}
-	return nil
-}
-
-func reason(err error) string {
-	if e, ok := err.(*nix.InvalidNameError); ok {
-		return e.Reason
+	if n.System == "" {
+		n.System = SystemAMD64
 	}
-	return err.Error()
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+	if n.Tag == "" {
+		n.Tag = "latest"
 	}
-	return s[:n] + "..."
-}
-
-// checkTag checks a tag against the distribution grammar
-// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}. A malformed tag names no manifest, so
-// it is MANIFEST_UNKNOWN (404), as in the reference registry and as the
-// conformance suite expects.
-func checkTag(tag string) error {
-	bad := func() error {
-		e := newError(CodeManifestUnknown, "manifest unknown: %q is not a valid tag", truncate(tag, 64))
-		return e
-	}
-	if tag == "" || len(tag) > 128 {
-		return bad()
-	}
-	for i := 0; i < len(tag); i++ {
-		b := tag[i]
-		ok := b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '_' ||
-			i > 0 && (b == '.' || b == '-')
-		if !ok {
-			return bad()
-		}
-	}
-	return nil
+	return &n, nil
 }
