@@ -21,6 +21,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/atomicfile"
+	"github.com/nixery-go/nixery/internal/flight"
 )
 
 // ErrNoPaths is returned by [Assembler.Layer] for an empty set of store
@@ -78,7 +80,7 @@ type Assembler struct {
 
 	headerMember, trailerMember []byte
 
-	flight flight
+	flight flight.Group[Descriptor] // one build per layer key
 
 	mu     sync.Mutex
 	claims map[string]chan struct{} // member entry name -> closed when built
@@ -131,8 +133,8 @@ func NewAssembler(store BlobStore, cacheDir string, opts Options) (*Assembler, e
 			return nil, fmt.Errorf("layers: cache: %w", err)
 		}
 	}
-	removeStale(a.tmpDir, "member-", staleTemp)
-	removeStale(a.tmpDir, "entry-", staleTemp)
+	atomicfile.RemoveStale(a.tmpDir, "member-", staleTemp)
+	atomicfile.RemoveStale(a.layerDir, atomicfile.TempPrefix, staleTemp)
 	var buf bytes.Buffer
 	if err := c.member(&buf, storeHeaderTar); err != nil {
 		return nil, err
@@ -200,7 +202,10 @@ func (a *Assembler) Layer(ctx context.Context, paths []string) (Descriptor, erro
 	if d, ok := a.cachedLayer(ctx, entry, set); ok {
 		return d, nil
 	}
-	return a.flight.do(ctx, key, func(ctx context.Context) (Descriptor, error) {
+	// A build that has started carries on when its callers give up
+	// (WithoutCancel), so that its result is cached.
+	return a.flight.Do(ctx, key, func(ctx context.Context) (Descriptor, error) {
+		ctx = context.WithoutCancel(ctx)
 		if d, ok := a.cachedLayer(ctx, entry, set); ok {
 			return d, nil
 		}
@@ -208,7 +213,7 @@ func (a *Assembler) Layer(ctx context.Context, paths []string) (Descriptor, erro
 		if err != nil {
 			return Descriptor{}, err
 		}
-		if err := writeLayerEntry(entry, a.tmpDir, a.format, set, d); err != nil {
+		if err := writeLayerEntry(entry, a.format, set, d); err != nil {
 			a.log.Warn("layer cache write failed", "digest", d.Digest, "err", err)
 		}
 		return d, nil
@@ -386,44 +391,4 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// flight runs one build per key at a time (a "singleflight"). The build runs
-// in its own goroutine with a context that is not cancelled with the
-// caller's, so callers may leave while it finishes and caches its result.
-type flight struct {
-	mu    sync.Mutex
-	calls map[string]*flightCall
-}
-
-type flightCall struct {
-	done chan struct{}
-	d    Descriptor
-	err  error
-}
-
-func (f *flight) do(ctx context.Context, key string, fn func(context.Context) (Descriptor, error)) (Descriptor, error) {
-	f.mu.Lock()
-	if f.calls == nil {
-		f.calls = make(map[string]*flightCall)
-	}
-	c, ok := f.calls[key]
-	if !ok {
-		c = &flightCall{done: make(chan struct{})}
-		f.calls[key] = c
-		go func() {
-			c.d, c.err = fn(context.WithoutCancel(ctx))
-			f.mu.Lock()
-			delete(f.calls, key)
-			f.mu.Unlock()
-			close(c.done)
-		}()
-	}
-	f.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.d, c.err
-	case <-ctx.Done():
-		return Descriptor{}, context.Cause(ctx)
-	}
 }

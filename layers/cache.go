@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nixery-go/nixery/internal/atomicfile"
 )
 
 // A member cache entry is one file holding the gzip members of one store
@@ -197,33 +199,13 @@ func readLayerEntry(name, format string, paths []string) (Descriptor, error) {
 	return d, nil
 }
 
-// writeLayerEntry stores a layer cache entry atomically.
-func writeLayerEntry(name, tmpDir, format string, paths []string, d Descriptor) error {
+// writeLayerEntry stores a layer cache entry atomically and durably.
+func writeLayerEntry(name, format string, paths []string, d Descriptor) error {
 	b, err := json.Marshal(layerEntry{Format: format, Paths: paths, Digest: d.Digest.String(), DiffID: d.DiffID.String(), Size: d.Size})
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(name, tmpDir, b)
-}
-
-// writeFileAtomic writes data to a temporary file in tmpDir and renames it
-// to name.
-func writeFileAtomic(name, tmpDir string, data []byte) error {
-	f, err := os.CreateTemp(tmpDir, "entry-*")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), name)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.Write(name, b)
 }
 
 // hashOf returns the sha256 digest in h.

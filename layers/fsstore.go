@@ -10,10 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nixery-go/nixery/internal/atomicfile"
 )
 
 // FSStore is a [BlobStore] in a directory of the local filesystem:
@@ -50,7 +51,7 @@ func NewFSStore(dir string) (*FSStore, error) {
 			return nil, fmt.Errorf("layers: blob store: %w", err)
 		}
 	}
-	removeStale(s.tmpDir(), "blob-", staleTemp)
+	atomicfile.RemoveStale(s.tmpDir(), "blob-", staleTemp)
 	return s, nil
 }
 
@@ -179,7 +180,7 @@ func (w *fsBlobWriter) Commit(h v1.Hash) error {
 		return fmt.Errorf("layers: commit blob: %w", err)
 	}
 	w.done = true
-	syncDir(filepath.Dir(final))
+	atomicfile.SyncDir(filepath.Dir(final))
 	return nil
 }
 
@@ -216,31 +217,4 @@ func Put(ctx context.Context, s BlobStore, data []byte) (v1.Hash, error) {
 		return v1.Hash{}, err
 	}
 	return h, nil
-}
-
-// syncDir fsyncs a directory so that a rename in it is durable. Errors are
-// ignored: the rename itself has happened, and some filesystems refuse to
-// sync directories.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-}
-
-// removeStale removes files in dir whose names start with prefix and that
-// were last modified more than age ago.
-func removeStale(dir, prefix string, age time.Duration) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), prefix) {
-			continue
-		}
-		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > age {
-			os.Remove(filepath.Join(dir, e.Name()))
-		}
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/nixery-go/nixery/internal/testutil"
@@ -53,7 +54,7 @@ func TestImageValidates(t *testing.T) {
 	if again, err := WriteTarLayer(ctx, store, 0, custom); err != nil || again != d3 {
 		t.Errorf("WriteTarLayer is not deterministic: %+v, %+v (%v)", d3, again, err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, V1Layer(ctx, store, d1), V1Layer(ctx, store, d2), V1Layer(ctx, store, d3))
+	img, err := mutate.AppendLayers(empty.Image, V1Layer(ctx, store, d1, types.OCILayer), V1Layer(ctx, store, d2, types.OCILayer), V1Layer(ctx, store, d3, types.OCILayer))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,19 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // ErrBlobUnknown is returned (wrapped) by a [BlobStore] for a digest it does
-// not hold.
-var ErrBlobUnknown = errors.New("layers: blob unknown")
+// not hold. It matches fs.ErrNotExist.
+var ErrBlobUnknown error = blobUnknown{}
+
+type blobUnknown struct{}
+
+func (blobUnknown) Error() string        { return "layers: blob unknown" }
+func (blobUnknown) Is(target error) bool { return target == fs.ErrNotExist }
 
 // ErrDigestMismatch is returned (wrapped) by [BlobWriter.Commit] when the
 // bytes written do not hash to the expected digest; nothing is stored.

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -26,6 +25,10 @@ var resolveExpr string
 // DefaultTimeout bounds one [Builder.Build] unless [Options.Timeout] says
 // otherwise (NIX_TIMEOUT in the server).
 const DefaultTimeout = 60 * time.Second
+
+// DefaultMaxConcurrent is how many Builds run Nix at once unless
+// [Options.MaxConcurrent] says otherwise (NIXERY_MAX_BUILDS in the server).
+const DefaultMaxConcurrent = 2
 
 // DefaultNixConfig is the Nix configuration given to every Nix process
 // unless [Options.NixConfig] says otherwise: single-user, offline, no
@@ -53,7 +56,8 @@ type Options struct {
 	// [ErrTimeout]. Zero means [DefaultTimeout].
 	Timeout time.Duration
 	// MaxConcurrent bounds how many Builds run Nix at once; others wait.
-	// Zero means runtime.NumCPU().
+	// Zero means [DefaultMaxConcurrent]. This is the one bound on Nix runs
+	// of a server.
 	MaxConcurrent int
 	// Logger receives one record per Nix command (with its duration) and
 	// Nix's standard error (Debug on success, Error on failure). Nil
@@ -68,6 +72,14 @@ type Options struct {
 	// GCRootDir, when set, receives an indirect GC root for the outputs of
 	// every Build, so that `nix-collect-garbage` keeps them.
 	GCRootDir string
+	// PopularityURL, when set, is where [Builder.Popularity] reads the
+	// package set's popularity from: a file path, a file:// URL or an
+	// http(s) URL of upstream Nixery's JSON format.
+	PopularityURL string
+	// PopularityDir, when set, keeps the popularity computed for a
+	// listable source (the bundled set), so it is computed once per
+	// machine rather than once per process.
+	PopularityDir string
 }
 
 // Builder realises packages of a [Source] with Nix and reports their
@@ -78,6 +90,7 @@ type Builder struct {
 	env  []string
 	sem  chan struct{}
 	run  runFunc
+	pop  popularityState
 }
 
 // NewBuilder returns a builder for packages of src.
@@ -86,7 +99,7 @@ func NewBuilder(src Source, opts Options) *Builder {
 		opts.Timeout = DefaultTimeout
 	}
 	if opts.MaxConcurrent <= 0 {
-		opts.MaxConcurrent = runtime.NumCPU()
+		opts.MaxConcurrent = DefaultMaxConcurrent
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -110,6 +123,10 @@ func NewBuilder(src Source, opts Options) *Builder {
 
 // Source returns the builder's package source.
 func (b *Builder) Source() Source { return b.src }
+
+// CacheKey returns the cache key of the builder's source for tag; see
+// [Source].
+func (b *Builder) CacheKey(tag string) (string, bool, error) { return b.src.CacheKey(tag) }
 
 // Request asks for packages of one package set.
 type Request struct {
@@ -164,6 +181,11 @@ type resolved struct {
 //
 // The whole Build is bounded by [Options.Timeout].
 func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
+	return b.buildWithin(ctx, req, b.opts.Timeout)
+}
+
+// buildWithin is Build bounded by timeout.
+func (b *Builder) buildWithin(ctx context.Context, req Request, timeout time.Duration) (*Result, error) {
 	if len(req.Packages) == 0 {
 		return nil, errors.New("nix: no packages requested")
 	}
@@ -196,13 +218,13 @@ func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	ctx, cancel := context.WithTimeoutCause(ctx, b.opts.Timeout, ErrTimeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
 
 	res, err := b.build(ctx, imp, system, req.Packages)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return nil, fmt.Errorf("%w after %s (%s)", ErrTimeout, b.opts.Timeout, b.src)
+			return nil, fmt.Errorf("%w after %s (%s)", ErrTimeout, timeout, b.src)
 		}
 		return nil, classify(err, system)
 	}

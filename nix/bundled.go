@@ -63,7 +63,7 @@ var BundledSystems = []string{"x86_64-linux"}
 // BundledSource is the package set embedded in the binary (see nix/pkgs),
 // the default when no other source is configured. It is extracted on first
 // use into a directory named by the SHA-256 of its files, so its cache key
-// is that hash and it is always pinned. The tag is ignored.
+// is that hash and it is always pinned. It has one tag, "latest".
 type BundledSource struct {
 	parent string
 
@@ -97,7 +97,7 @@ func (s *BundledSource) Hash() string {
 
 // CacheKey returns "bundled:" and the hash of the set's files, pinned.
 func (s *BundledSource) CacheKey(tag string) (string, bool, error) {
-	if err := checkTag(tag); err != nil {
+	if err := checkLatest(tag, s); err != nil {
 		return "", false, err
 	}
 	return "bundled:" + s.Hash(), true, nil
@@ -105,14 +105,14 @@ func (s *BundledSource) CacheKey(tag string) (string, bool, error) {
 
 // Import extracts the set if needed and returns its directory.
 func (s *BundledSource) Import(tag string) (Import, error) {
-	if err := checkTag(tag); err != nil {
+	if err := checkLatest(tag, s); err != nil {
 		return Import{}, err
 	}
 	dir, err := s.Dir()
 	if err != nil {
 		return Import{}, err
 	}
-	return Import{Kind: "path", Path: dir, Systems: BundledSystems}, nil
+	return Import{Kind: "path", Path: dir, Systems: BundledSystems, Listable: true}, nil
 }
 
 // Dir extracts the set if needed and returns its directory,

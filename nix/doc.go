@@ -10,13 +10,30 @@
 // per image tag that is "pinned" only when the tag always denotes the same
 // set:
 //
-//	source            configured by        tag selects          pinned
-//	[PathSource]      NIXERY_PKGS_PATH     nothing              never
-//	[ChannelSource]   NIXERY_CHANNEL       nothing              a 40-hex commit or URL carrying one
+//	source            configured by        tags                 pinned
+//	[PathSource]      NIXERY_PKGS_PATH     latest               never
+//	[ChannelSource]   NIXERY_CHANNEL       latest               a 40-hex commit or URL carrying one
 //	[GitSource]       NIXERY_PKGS_REPO     branch or commit     a 40-hex commit tag
-//	[BundledSource]   (the default)        nothing              always (key = hash of its files)
+//	[BundledSource]   (the default)        latest               always (key = hash of its files)
 //
-// [SourceFromEnv] picks one from the environment. The bundled set lives in
+// A source with one version answers any other tag with [ErrUnknownTag], so
+// that no caller has to remember which sources have tags. [NewSource] picks
+// one from a [SourceConfig]; [SourceFromEnv] from the environment.
+//
+// # Popularity
+//
+// [Builder.Popularity] gives the package set's popularity, which weighs
+// how store paths are grouped into layers: from a file or URL in upstream
+// Nixery's format, or, for a source that can list its packages (the bundled
+// set), computed from the set itself and kept on disk with a checksum.
+// Its fingerprint names it in image keys.
+//
+// # Errors
+//
+// Errors say what kind of failure they are by the standard error they match
+// (fs.ErrNotExist for unknown packages and tags, fs.ErrInvalid for bad
+// names, errors.ErrUnsupported for systems, context.DeadlineExceeded for
+// timeouts), so that callers classify them without knowing this package. The bundled set lives in
 // nix/pkgs (embedded with go:embed): about 65 packages copied from the
 // host's Debian 12 binaries, with their ELF interpreter and RUNPATH
 // rewritten to point at each other's store paths. It exists for offline

@@ -1,14 +1,33 @@
 package nix
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 )
 
+// The errors of this package say what kind of failure they are by the
+// standard error they match with [errors.Is], so that a caller (the
+// registry, say) can classify them without knowing this package:
+//
+//	fs.ErrNotExist            [*UnknownPackagesError], [ErrUnknownTag], [ErrInvalidTag]
+//	fs.ErrInvalid             [*InvalidNameError]
+//	errors.ErrUnsupported     [*UnsupportedSystemError]
+//	context.DeadlineExceeded  [ErrTimeout]
+//
+// Everything else ([*BuildError], [ErrNixNotFound]) is a failure of the
+// server, not of the request.
+
 // ErrTimeout is returned (wrapped) when Nix ran longer than the builder's
-// timeout and was stopped.
-var ErrTimeout = errors.New("nix: build timed out")
+// timeout and was stopped. It matches context.DeadlineExceeded.
+var ErrTimeout error = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string        { return "nix: build timed out" }
+func (timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // ErrNixNotFound is returned (wrapped) when the Nix binaries cannot be found.
 var ErrNixNotFound = errors.New("nix: Nix is not installed; install it (on Debian: apt-get install nix-bin, then run .ci/setup)")
@@ -22,6 +41,9 @@ type UnknownPackagesError struct {
 func (e *UnknownPackagesError) Error() string {
 	return "nix: unknown packages: " + strings.Join(e.Names, ", ")
 }
+
+// Is reports that unknown packages are a case of fs.ErrNotExist.
+func (e *UnknownPackagesError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // InvalidNameError reports a package name that does not follow the
 // attribute grammar. Such a name never reaches Nix.
@@ -38,6 +60,9 @@ func (e *InvalidNameError) Error() string {
 	return fmt.Sprintf("nix: invalid package name %q: %s", name, e.Reason)
 }
 
+// Is reports that an invalid name is a case of fs.ErrInvalid.
+func (e *InvalidNameError) Is(target error) bool { return target == fs.ErrInvalid }
+
 // UnsupportedSystemError reports a system the builder cannot build for.
 type UnsupportedSystemError struct {
 	System string
@@ -50,6 +75,9 @@ func (e *UnsupportedSystemError) Error() string {
 	}
 	return fmt.Sprintf("nix: unsupported system %q: %s", e.System, e.Reason)
 }
+
+// Is reports that an unsupported system is a case of errors.ErrUnsupported.
+func (e *UnsupportedSystemError) Is(target error) bool { return target == errors.ErrUnsupported }
 
 // BuildError reports a failed Nix evaluation or build. Log holds the tail of
 // Nix's standard error.

@@ -1,8 +1,8 @@
 package nix
 
 import (
-	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -16,7 +16,10 @@ type Source interface {
 	// CacheKey returns a key naming the package set that tag selects.
 	// pinned reports whether the key always denotes the same package set
 	// (a commit, a tarball URL carrying a commit, the bundled set); only
-	// then may results be cached under it for good.
+	// then may results be cached under it for good. A source with one
+	// version serves only the tag "latest" (and the empty tag): any other
+	// tag is an error wrapping [ErrUnknownTag]. A malformed tag is an error
+	// wrapping [ErrInvalidTag].
 	CacheKey(tag string) (key string, pinned bool, err error)
 
 	// Import tells Nix where to find the package set for tag, preparing
@@ -41,6 +44,12 @@ type Import struct {
 	// Systems, when not empty, lists the only systems the set can build
 	// for; other systems are an [*UnsupportedSystemError] before Nix runs.
 	Systems []string `json:"-"`
+
+	// Listable says that every top-level package of the set may be listed
+	// and realised, so that the set's popularity can be computed from the
+	// set itself (see [Builder.Popularity]). It is true for the bundled
+	// set; a whole nixpkgs is too large for it.
+	Listable bool `json:"-"`
 }
 
 // Environment variables read by [SourceFromEnv].
@@ -50,40 +59,86 @@ const (
 	EnvPkgsRepo = "NIXERY_PKGS_REPO"
 )
 
-// SourceFromEnv returns the source configured in the environment, as read
-// by getenv (os.Getenv in the server):
-//
-//	NIXERY_PKGS_PATH=/src/nixpkgs          a local tree       ([PathSource])
-//	NIXERY_CHANNEL=nixos-unstable          a channel or commit ([ChannelSource])
-//	NIXERY_PKGS_REPO=https://.../nixpkgs   a git repository   ([GitSource])
-//
-// At most one of them may be set. With none, the source is the package set
-// bundled in the binary ([BundledSource]), extracted under the user's cache
-// directory.
-func SourceFromEnv(getenv func(string) string) (Source, error) {
+// SourceConfig chooses a package source. At most one of Path, Channel and
+// Repo may be set; with none, the source is the package set bundled in the
+// binary ([BundledSource]), extracted under BundledDir.
+type SourceConfig struct {
+	Path    string // a local tree ([PathSource]; NIXERY_PKGS_PATH)
+	Channel string // a channel, commit or tarball URL ([ChannelSource]; NIXERY_CHANNEL)
+	Repo    string // a git repository ([GitSource]; NIXERY_PKGS_REPO)
+	// BundledDir is where the bundled set is extracted; empty means
+	// "nixery" in the user's cache directory.
+	BundledDir string
+}
+
+// NewSource returns the source c chooses.
+func NewSource(c SourceConfig) (Source, error) {
 	var set []string
-	for _, v := range []string{EnvPkgsPath, EnvChannel, EnvPkgsRepo} {
-		if getenv(v) != "" {
-			set = append(set, v)
+	for _, v := range []struct{ name, value string }{{EnvPkgsPath, c.Path}, {EnvChannel, c.Channel}, {EnvPkgsRepo, c.Repo}} {
+		if v.value != "" {
+			set = append(set, v.name)
 		}
 	}
 	if len(set) > 1 {
 		return nil, fmt.Errorf("nix: only one package source may be configured, got %s", strings.Join(set, " and "))
 	}
 	switch {
-	case getenv(EnvPkgsPath) != "":
-		return NewPathSource(getenv(EnvPkgsPath))
-	case getenv(EnvChannel) != "":
-		return NewChannelSource(getenv(EnvChannel))
-	case getenv(EnvPkgsRepo) != "":
-		return NewGitSource(getenv(EnvPkgsRepo))
+	case c.Path != "":
+		return NewPathSource(c.Path)
+	case c.Channel != "":
+		return NewChannelSource(c.Channel)
+	case c.Repo != "":
+		return NewGitSource(c.Repo)
 	}
-	return NewBundledSource("")
+	return NewBundledSource(c.BundledDir)
+}
+
+// SourceFromEnv returns the source configured in the environment, as read
+// by getenv:
+//
+//	NIXERY_PKGS_PATH=/src/nixpkgs          a local tree       ([PathSource])
+//	NIXERY_CHANNEL=nixos-unstable          a channel or commit ([ChannelSource])
+//	NIXERY_PKGS_REPO=https://.../nixpkgs   a git repository   ([GitSource])
+//
+// At most one of them may be set; with none, the source is the bundled set
+// extracted under the user's cache directory. See [NewSource].
+func SourceFromEnv(getenv func(string) string) (Source, error) {
+	return NewSource(SourceConfig{Path: getenv(EnvPkgsPath), Channel: getenv(EnvChannel), Repo: getenv(EnvPkgsRepo)})
 }
 
 // ErrInvalidTag is returned (wrapped) for an image tag that cannot name a
-// version of a package set.
-var ErrInvalidTag = errors.New("nix: invalid tag")
+// version of a package set. It matches fs.ErrNotExist: a malformed tag
+// names no image.
+var ErrInvalidTag error = notExist("nix: invalid tag")
+
+// ErrUnknownTag is returned (wrapped) by a source with a single version
+// for any tag but "latest". It matches fs.ErrNotExist.
+var ErrUnknownTag error = notExist("nix: unknown tag")
+
+// notExist is a sentinel error that matches fs.ErrNotExist.
+type notExist string
+
+func (e notExist) Error() string        { return string(e) }
+func (e notExist) Is(target error) bool { return target == fs.ErrNotExist }
+
+// checkLatest accepts only the tags of a source with a single version.
+func checkLatest(tag string, src Source) error {
+	if err := checkTag(tag); err != nil {
+		return err
+	}
+	if tag != "" && tag != "latest" {
+		return fmt.Errorf("%w %q: the %s has only the tag \"latest\"", ErrUnknownTag, truncate(tag, 64), src)
+	}
+	return nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
 
 // tagRE is the grammar of Docker tags.
 var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
@@ -99,12 +154,12 @@ func checkTag(tag string) error {
 	if tag == "" || tagRE.MatchString(tag) {
 		return nil
 	}
-	return fmt.Errorf("%w %q: tags are 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'", ErrInvalidTag, tag)
+	return fmt.Errorf("%w %q: tags are 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'", ErrInvalidTag, truncate(tag, 64))
 }
 
 // PathSource is a package set in a local directory (NIXERY_PKGS_PATH). Its
-// content may change at any time, so it is never pinned, and the tag is
-// ignored.
+// content may change at any time, so it is never pinned. It has one tag,
+// "latest".
 type PathSource struct {
 	dir string
 }
@@ -121,7 +176,7 @@ func NewPathSource(dir string) (*PathSource, error) {
 
 // CacheKey returns "path:" and the directory, never pinned.
 func (s *PathSource) CacheKey(tag string) (string, bool, error) {
-	if err := checkTag(tag); err != nil {
+	if err := checkLatest(tag, s); err != nil {
 		return "", false, err
 	}
 	return "path:" + s.dir, false, nil
@@ -129,7 +184,7 @@ func (s *PathSource) CacheKey(tag string) (string, bool, error) {
 
 // Import returns the directory.
 func (s *PathSource) Import(tag string) (Import, error) {
-	if err := checkTag(tag); err != nil {
+	if err := checkLatest(tag, s); err != nil {
 		return Import{}, err
 	}
 	return Import{Kind: "path", Path: s.dir}, nil
@@ -140,8 +195,8 @@ func (s *PathSource) String() string { return "path " + s.dir }
 // ChannelSource is a nixpkgs channel, branch or commit fetched by Nix as a
 // tarball (NIXERY_CHANNEL). A bare name such as nixos-unstable or a commit
 // becomes https://github.com/NixOS/nixpkgs/archive/<name>.tar.gz; a value
-// with a scheme (https://, file://) is used as the URL itself. The tag is
-// ignored.
+// with a scheme (https://, file://) is used as the URL itself. It has one
+// tag, "latest".
 type ChannelSource struct {
 	url    string
 	pinned bool
@@ -169,7 +224,7 @@ func NewChannelSource(channel string) (*ChannelSource, error) {
 
 // CacheKey returns "tarball:" and the URL, pinned when it names a commit.
 func (s *ChannelSource) CacheKey(tag string) (string, bool, error) {
-	if err := checkTag(tag); err != nil {
+	if err := checkLatest(tag, s); err != nil {
 		return "", false, err
 	}
 	return "tarball:" + s.url, s.pinned, nil
@@ -177,7 +232,7 @@ func (s *ChannelSource) CacheKey(tag string) (string, bool, error) {
 
 // Import returns the tarball URL.
 func (s *ChannelSource) Import(tag string) (Import, error) {
-	if err := checkTag(tag); err != nil {
+	if err := checkLatest(tag, s); err != nil {
 		return Import{}, err
 	}
 	return Import{Kind: "tarball", URL: s.url}, nil

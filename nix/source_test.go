@@ -32,9 +32,8 @@ func TestCacheKeys(t *testing.T) {
 		pinned bool
 	}{
 		{bundled, "latest", "bundled:" + bundled.Hash(), true},
-		{bundled, commit, "bundled:" + bundled.Hash(), true},
+		{bundled, "", "bundled:" + bundled.Hash(), true},
 		{path, "latest", "path:/src/nixpkgs", false},
-		{path, commit, "path:/src/nixpkgs", false},
 		{chanName, "latest", "tarball:https://github.com/NixOS/nixpkgs/archive/nixos-unstable.tar.gz", false},
 		{chanCommit, "latest", "tarball:https://github.com/NixOS/nixpkgs/archive/" + commit + ".tar.gz", true},
 		{chanURL, "latest", "tarball:https://github.com/NixOS/nixpkgs/archive/" + commit + ".tar.gz", true},
@@ -54,12 +53,25 @@ func TestCacheKeys(t *testing.T) {
 	if len(bundled.Hash()) != 64 {
 		t.Errorf("bundled hash %q", bundled.Hash())
 	}
+	// A source with one version says so: other tags name no image, and
+	// no caller needs to remember a wrapper.
+	for _, src := range []Source{bundled, path, chanName, chanCommit} {
+		for _, tag := range []string{commit, "v1.0", "main"} {
+			_, _, err := src.CacheKey(tag)
+			if !errors.Is(err, ErrUnknownTag) || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `"latest"`) {
+				t.Errorf("%s.CacheKey(%q): %v, want ErrUnknownTag", src, tag, err)
+			}
+			if _, err := src.Import(tag); !errors.Is(err, ErrUnknownTag) {
+				t.Errorf("%s.Import(%q): %v, want ErrUnknownTag", src, tag, err)
+			}
+		}
+	}
 }
 
 func TestInvalidTags(t *testing.T) {
 	repo, _ := NewGitSource("/repo")
 	for _, tag := range []string{"-x", ".x", "a b", "a/b", "a..b/c", strings.Repeat("a", 129), "ref;rm", "ü"} {
-		if _, _, err := repo.CacheKey(tag); !errors.Is(err, ErrInvalidTag) {
+		if _, _, err := repo.CacheKey(tag); !errors.Is(err, ErrInvalidTag) || !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("CacheKey(%q) = %v, want ErrInvalidTag", tag, err)
 		}
 		if _, err := repo.Import(tag); !errors.Is(err, ErrInvalidTag) {

@@ -1,11 +1,19 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/nixery-go/nixery/layers"
 )
 
 // An ErrorCode is one of the error codes of the OCI distribution
@@ -27,7 +35,6 @@ type ErrorCode struct {
 // Nixery, because that is what a pull asks for.
 var (
 	CodeNameInvalid       = ErrorCode{"NAME_INVALID", http.StatusBadRequest}
-	CodeNameUnknown       = ErrorCode{"NAME_UNKNOWN", http.StatusNotFound}
 	CodeManifestUnknown   = ErrorCode{"MANIFEST_UNKNOWN", http.StatusNotFound}
 	CodeBlobUnknown       = ErrorCode{"BLOB_UNKNOWN", http.StatusNotFound}
 	CodeDigestInvalid     = ErrorCode{"DIGEST_INVALID", http.StatusBadRequest}
@@ -38,8 +45,8 @@ var (
 	CodeUnavailable       = ErrorCode{"UNAVAILABLE", http.StatusServiceUnavailable}
 )
 
-// Error is an error the registry reports to its client. [Registry.ServeHTTP]
-// renders it, in one place, as the specification's JSON body:
+// Error is an error the registry reports to its client, rendered in one
+// place as the specification's JSON body:
 //
 //	{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown packages: foo","detail":{...}}]}
 type Error struct {
@@ -47,7 +54,7 @@ type Error struct {
 	Message string
 	// Detail is marshalled as the "detail" member when it is not nil.
 	Detail any
-	// Err is the underlying cause. It is logged, never sent to the client.
+	// Err is the underlying cause, for the server log.
 	Err error
 }
 
@@ -65,6 +72,84 @@ func newError(code ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
+// classify is the one place where errors from [Images] become the errors a
+// client sees. The packages that raise them (nix, layers, images) say what
+// kind of failure an error is by the standard error it matches with
+// errors.Is:
+//
+//	layers.ErrInvalidDigest    DIGEST_INVALID    400
+//	fs.ErrInvalid              NAME_INVALID      400  a name that names no image
+//	fs.ErrNotExist             MANIFEST_UNKNOWN  404  unknown packages or tags
+//	errors.ErrUnsupported      MANIFEST_UNKNOWN  404  a system the source cannot build
+//	context.DeadlineExceeded   UNAVAILABLE       503  Nix ran out of time
+//	anything else              UNKNOWN           500
+//
+// The message is the error's own text (errors of these packages are written
+// to be read), with bytes that are not printable escaped and cut to
+// maxMessage bytes.
+func classify(err error) *Error {
+	var re *Error
+	if errors.As(err, &re) {
+		return re
+	}
+	code := CodeUnknown
+	switch {
+	case errors.Is(err, layers.ErrInvalidDigest):
+		code = CodeDigestInvalid
+	case errors.Is(err, fs.ErrInvalid):
+		code = CodeNameInvalid
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errors.ErrUnsupported):
+		code = CodeManifestUnknown
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		code = CodeUnavailable
+	}
+	return &Error{Code: code, Message: printable(err.Error()), Err: err}
+}
+
+// unknown classifies an error about a blob or manifest named by digest: a
+// missing one is notFound with the registry's own message and the digest as
+// detail.
+func unknown(err error, notFound ErrorCode, what, digest string) error {
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	e := newError(notFound, "%s %s unknown to registry", what, digest)
+	e.Detail = map[string]string{"digest": digest}
+	e.Err = err
+	return e
+}
+
+// maxMessage bounds the message of an error body.
+const maxMessage = 1024
+
+// printable escapes what is not printable in s (control characters,
+// invalid UTF-8) as \xNN and cuts it to maxMessage bytes.
+func printable(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s) && b.Len() < maxMessage; {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if (r == utf8.RuneError && n == 1) || !unicode.IsPrint(r) {
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+			i++
+			continue
+		}
+		b.WriteString(s[i : i+n])
+		i += n
+	}
+	if b.Len() >= maxMessage {
+		return b.String()[:maxMessage] + "..."
+	}
+	return b.String()
+}
+
+// truncate cuts s to n bytes for a message or log line.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 type errorBody struct {
 	Errors []errorEntry `json:"errors"`
 }
@@ -75,12 +160,26 @@ type errorEntry struct {
 	Detail  any    `json:"detail,omitempty"`
 }
 
-// writeError renders err as the spec's JSON error body. An error that is not
-// an [*Error] is reported as UNKNOWN without its text.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var re *Error
-	if !errors.As(err, &re) {
-		re = &Error{Code: CodeUnknown, Message: "internal error", Err: err}
+// fail writes err as the spec's JSON error body and logs its cause: at
+// Error level for server failures, at Info for the client's mistakes, and
+// as "request cancelled" when the client went away first.
+func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
+	re := classify(err)
+	ctx := req.Context()
+	switch {
+	case ctx.Err() != nil:
+		r.log.LogAttrs(ctx, slog.LevelInfo, "request cancelled",
+			slog.String("path", truncate(req.URL.Path, maxLoggedPath)),
+			slog.String("reason", context.Cause(ctx).Error()))
+	case re.Err != nil:
+		lvl := slog.LevelInfo
+		if re.Code.Status >= 500 {
+			lvl = slog.LevelError
+		}
+		r.log.LogAttrs(ctx, lvl, "request failed",
+			slog.String("path", truncate(req.URL.Path, maxLoggedPath)),
+			slog.String("code", re.Code.Code),
+			slog.String("error", re.Err.Error()))
 	}
 	body, merr := json.Marshal(errorBody{Errors: []errorEntry{{
 		Code:    re.Code.Code,
@@ -97,7 +196,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		h.Set("Allow", "GET, HEAD")
 	}
 	w.WriteHeader(re.Code.Status)
-	if r.Method != http.MethodHead {
+	if req.Method != http.MethodHead {
 		w.Write(body)
 	}
 }

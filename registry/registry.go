@@ -4,180 +4,92 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"log/slog"
+	"mime"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/nixery-go/nixery/closure"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/nixery-go/nixery/layers"
 )
 
-// Realiser realises packages with Nix: package nix's Builder, adapted.
-type Realiser interface {
-	// Realise builds req.Packages for req.System from the package set at
-	// req.Tag. The result's graph has the requested outputs as roots, and
-	// Packages has one entry per requested name.
-	//
-	// Errors from package nix (*nix.UnknownPackagesError,
-	// *nix.InvalidNameError, *nix.UnsupportedSystemError, *nix.BuildError,
-	// nix.ErrTimeout, ...) are turned into registry errors by the handler.
-	Realise(ctx context.Context, req Request) (*Realised, error)
+// Images is what the registry serves. Package images' Builder is one.
+type Images interface {
+	// Manifests returns the manifests of the image name at tag, one per
+	// format, each with its bytes as Data; the first is served to a client
+	// that asks for none of them. It builds the image if need be.
+	Manifests(ctx context.Context, name, tag string) ([]v1.Descriptor, error)
+	// Manifest returns the manifest with digest h, with its bytes as Data.
+	Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error)
+	// Blob opens the blob h and returns its size.
+	Blob(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, int64, error)
 }
 
-// Request is what the registry asks a [Realiser] for.
-type Request struct {
-	Packages []string // sorted, de-duplicated top-level attributes
-	System   string   // x86_64-linux or aarch64-linux
-	Tag      string   // the image tag: "latest", a git ref or commit
-}
+// DefaultMaxNameLength bounds a repository name unless [WithMaxNameLength]
+// says otherwise. The distribution specification advises clients to limit
+// a name, with its host, to 255 characters.
+const DefaultMaxNameLength = 255
 
-// Realised is the result of a [Realiser].
-type Realised struct {
-	Graph    *closure.Graph
-	Packages []Package
-}
+// maxLoggedPath bounds the request path in a log line.
+const maxLoggedPath = 256
 
-// Source gives the cache key of the package set for a tag. A key is pinned
-// when the tag always denotes the same package set (a commit, a fixed
-// tarball, the bundled set); only then are manifests cached.
-type Source interface {
-	CacheKey(tag string) (key string, pinned bool, err error)
-}
+// An Option configures a [Registry].
+type Option func(*Registry)
 
-// LayerBuilder turns a group of store paths into a layer blob in the store,
-// building it only if it is not cached. package layers' Assembler is one.
-type LayerBuilder interface {
-	Layer(ctx context.Context, paths []string) (layers.Descriptor, error)
-}
+// WithLogger sets the logger for request lines and failures; the default is
+// slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } }
 
-// GroupFunc splits a closure graph into at most budget groups of store paths,
-// most shared first. package layers' Group is one.
-type GroupFunc func(g *closure.Graph, pop closure.Popularity, budget int) [][]string
-
-// Config configures a [Registry]. Realiser, Store, Layers and Group are
-// required.
-type Config struct {
-	Realiser Realiser
-	// Source gives cache keys; nil means no tag is pinned and every request
-	// by tag asks the Realiser again (layers are still cached).
-	Source Source
-	// Store holds layers, configs and manifests.
-	Store  layers.BlobStore
-	Layers LayerBuilder
-	Group  GroupFunc
-	// Popularity weighs the grouping; nil is an empty map.
-	Popularity closure.Popularity
-	// MaxLayers bounds the layers of an image, the customisation layer
-	// included. Zero means 100.
-	MaxLayers int
-	// StateDir is where the manifest index is kept so that it survives a
-	// restart. Empty means memory only.
-	StateDir string
-	// StoreFS reads store paths for the customisation layer; nil is
-	// os.DirFS("/").
-	StoreFS fs.FS
-	// MaxBuilds bounds concurrent Nix runs; zero means 2.
-	MaxBuilds int
-	// MaxNameLength and MaxPackages bound image names; zero means
-	// DefaultMaxNameLength and DefaultMaxPackages.
-	MaxNameLength, MaxPackages int
-	// Logger gets one line per request and one per build; nil is
-	// slog.Default().
-	Logger *slog.Logger
-}
+// WithMaxNameLength bounds repository names; zero means
+// [DefaultMaxNameLength].
+func WithMaxNameLength(n int) Option { return func(r *Registry) { r.maxName = n } }
 
 // Registry is an http.Handler serving the read-only part of the OCI
-// distribution API, building images on demand. Create it with [New].
+// distribution API from an [Images]. Create it with [New].
 type Registry struct {
-	cfg    Config
-	log    *slog.Logger
-	sem    chan struct{}
-	ctx    context.Context // builds run in it; Close cancels it
-	cancel context.CancelFunc
+	images  Images
+	log     *slog.Logger
+	maxName int
 
-	// hot maps a request path /v2/<name>/manifests/<tag> of a pinned
-	// image to its *image: the lean path for cached manifests.
-	hot     sync.Map
-	hotSize atomic.Int64
-
-	mu       sync.Mutex
-	byKey    map[string]*image    // image key -> image (pinned only)
-	byDigest map[string]*manifest // manifest digest -> manifest
-
-	images      singleflight[*image]
-	layerFlight singleflight[layers.Descriptor]
-	known       sync.Map // layer group key -> layers.Descriptor, this process
-
-	stats struct{ nixRuns, layerBuilds atomic.Int64 }
-
-	requests chan requestEntry // to requestLogger
+	requests  chan requestEntry // to requestLogger
+	closed    atomic.Bool
+	stop      chan struct{}
+	closeOnce sync.Once
+	stopped   chan struct{}
 }
 
-// maxHot bounds the number of request paths remembered for the fast path.
-const maxHot = 1 << 16
-
-// New returns a registry for cfg, loading the manifest index from
-// cfg.StateDir.
-func New(cfg Config) (*Registry, error) {
-	if cfg.Realiser == nil || cfg.Store == nil || cfg.Layers == nil || cfg.Group == nil {
-		return nil, errors.New("registry: Config needs Realiser, Store, Layers and Group")
+// New returns a registry serving images. Close it to stop its request
+// logger.
+func New(images Images, opts ...Option) *Registry {
+	r := &Registry{images: images, log: slog.Default(), maxName: DefaultMaxNameLength}
+	for _, o := range opts {
+		o(r)
 	}
-	if cfg.MaxLayers == 0 {
-		cfg.MaxLayers = 100
-	}
-	if cfg.MaxLayers < 2 {
-		return nil, fmt.Errorf("registry: MaxLayers %d: need room for at least one store path layer and the customisation layer", cfg.MaxLayers)
-	}
-	if cfg.MaxBuilds <= 0 {
-		cfg.MaxBuilds = 2
-	}
-	if cfg.StoreFS == nil {
-		cfg.StoreFS = os.DirFS("/")
-	}
-	if cfg.Popularity == nil {
-		cfg.Popularity = closure.Popularity{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	r := &Registry{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		sem:      make(chan struct{}, cfg.MaxBuilds),
-		byKey:    map[string]*image{},
-		byDigest: map[string]*manifest{},
-	}
-	r.ctx, r.cancel = context.WithCancel(context.Background())
-	if err := r.loadIndex(); err != nil {
-		return nil, err
+	if r.maxName <= 0 {
+		r.maxName = DefaultMaxNameLength
 	}
 	r.requests = make(chan requestEntry, 4096)
+	r.stop = make(chan struct{})
+	r.stopped = make(chan struct{})
 	go r.requestLogger()
-	return r, nil
+	return r
 }
 
-// Close cancels the builds in progress. The handler keeps serving what is
-// cached.
+// Close writes the request lines still queued and stops the request
+// logger; later lines are written by the requests themselves.
 func (r *Registry) Close() error {
-	r.cancel()
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		close(r.stop)
+		<-r.stopped
+	})
 	return nil
-}
-
-// Stats counts the work the registry did since it started.
-type Stats struct {
-	NixRuns     int64 // calls to the Realiser
-	LayerBuilds int64 // calls to the LayerBuilder
-}
-
-// Stats returns what the registry did so far.
-func (r *Registry) Stats() Stats {
-	return Stats{NixRuns: r.stats.nixRuns.Load(), LayerBuilds: r.stats.layerBuilds.Load()}
 }
 
 // ServeHTTP implements http.Handler. See the package documentation for the
@@ -185,14 +97,16 @@ func (r *Registry) Stats() Stats {
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	rw := getRecorder(w)
-	r.serve(rw, req)
+	if err := r.route(rw, req); err != nil {
+		r.fail(rw, req, err)
+	}
 	end := time.Now()
 	e := requestEntry{end, req.Method, req.URL.Path, rw.status, rw.n, end.Sub(start)}
 	putRecorder(rw)
 	// The line is formatted by the request logger goroutine, off the
 	// request path; only when it falls behind (or after Close) is it
 	// formatted here.
-	if r.ctx.Err() == nil {
+	if !r.closed.Load() {
 		select {
 		case r.requests <- e:
 			return
@@ -212,7 +126,8 @@ type requestEntry struct {
 }
 
 // logRequest writes e's line. The record is made by hand, without the
-// caller's PC that Logger.LogAttrs would look up.
+// caller's PC that Logger.LogAttrs would look up. The path is cut to
+// maxLoggedPath bytes, so that a client cannot inflate the log.
 func (r *Registry) logRequest(e requestEntry) {
 	h := r.log.Handler()
 	if !h.Enabled(context.Background(), slog.LevelInfo) {
@@ -221,7 +136,7 @@ func (r *Registry) logRequest(e requestEntry) {
 	rec := slog.NewRecord(e.end, slog.LevelInfo, "request", 0)
 	rec.AddAttrs(
 		slog.String("method", e.method),
-		slog.String("path", e.path),
+		slog.String("path", truncate(e.path, maxLoggedPath)),
 		slog.Int("status", e.status),
 		slog.Int64("bytes", e.bytes),
 		slog.Duration("duration", e.duration),
@@ -232,16 +147,17 @@ func (r *Registry) logRequest(e requestEntry) {
 // requestLogger formats request lines until Close, then drains what is
 // left.
 func (r *Registry) requestLogger() {
+	defer close(r.stopped)
 	for {
 		select {
 		case e := <-r.requests:
 			r.logRequest(e)
-		case <-r.ctx.Done():
+		case <-r.stop:
 			for {
 				select {
 				case e := <-r.requests:
 					r.logRequest(e)
-				case <-time.After(100 * time.Millisecond):
+				default:
 					return
 				}
 			}
@@ -249,48 +165,16 @@ func (r *Registry) requestLogger() {
 	}
 }
 
-func (r *Registry) serve(w http.ResponseWriter, req *http.Request) {
-	p := req.URL.Path
-	if req.Method == http.MethodGet || req.Method == http.MethodHead {
-		if v, ok := r.hot.Load(p); ok { // a cached manifest by tag
-			img := v.(*image)
-			img.m[negotiate(req.Header["Accept"])].serve(w, req)
-			return
-		}
-	}
-	if err := r.route(w, req, p); err != nil {
-		r.fail(w, req, err)
-	}
-}
-
-// fail writes err and logs its cause.
-func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
-	var re *Error
-	if errors.As(err, &re) && re.Err != nil {
-		lvl := slog.LevelInfo
-		if re.Code.Status >= 500 {
-			lvl = slog.LevelError
-		}
-		r.log.LogAttrs(req.Context(), lvl, "request failed",
-			slog.String("path", req.URL.Path),
-			slog.String("code", re.Code.Code),
-			slog.String("error", re.Err.Error()))
-	} else if !errors.As(err, &re) {
-		r.log.LogAttrs(req.Context(), slog.LevelError, "request failed",
-			slog.String("path", req.URL.Path),
-			slog.String("error", err.Error()))
-	}
-	writeError(w, req, err)
-}
-
 var errReadOnly = newError(CodeUnsupported, "this registry is read-only: images are built from Nix on demand, not pushed")
 
 // route parses the path from its end, because a repository name may contain
 // slashes: /v2/<name>/manifests/<ref>, /v2/<name>/blobs/<digest>,
 // /v2/<name>/tags/list.
-func (r *Registry) route(w http.ResponseWriter, req *http.Request, p string) error {
+func (r *Registry) route(w http.ResponseWriter, req *http.Request) error {
+	p := req.URL.Path
+	readOnly := req.Method == http.MethodGet || req.Method == http.MethodHead
 	if p == "/v2" || p == "/v2/" {
-		if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		if !readOnly {
 			return errReadOnly
 		}
 		h := w.Header()
@@ -307,7 +191,6 @@ func (r *Registry) route(w http.ResponseWriter, req *http.Request, p string) err
 	if !ok {
 		return newError(CodeNotFound, "no such route: the registry API lives under /v2/")
 	}
-	readOnly := req.Method == http.MethodGet || req.Method == http.MethodHead
 	if name, ok := strings.CutSuffix(rest, "/tags/list"); ok {
 		if !readOnly {
 			return errReadOnly
@@ -318,28 +201,109 @@ func (r *Registry) route(w http.ResponseWriter, req *http.Request, p string) err
 		return errReadOnly
 	}
 	i := strings.LastIndexByte(rest, '/')
-	if i < 0 {
-		return newError(CodeNotFound, "no such route %q", truncate(p, 128))
+	j := -1
+	if i > 0 {
+		j = strings.LastIndexByte(rest[:i], '/')
 	}
-	ref := rest[i+1:]
-	j := strings.LastIndexByte(rest[:i], '/')
 	if j < 0 {
 		return newError(CodeNotFound, "no such route %q", truncate(p, 128))
 	}
-	name, kind := rest[:j], rest[j+1:i]
+	name, kind, ref := rest[:j], rest[j+1:i], rest[i+1:]
 	switch kind {
-	case "manifests":
-		if !readOnly {
-			return errReadOnly
-		}
-		return r.serveManifest(w, req, name, ref)
-	case "blobs":
-		if !readOnly {
-			return errReadOnly
-		}
-		return r.serveBlob(w, req, name, ref)
+	case "manifests", "blobs":
+	default:
+		return newError(CodeNotFound, "no such route %q", truncate(p, 128))
 	}
-	return newError(CodeNotFound, "no such route %q", truncate(p, 128))
+	if !readOnly {
+		return errReadOnly
+	}
+	if err := checkRepoName(name, r.maxName); err != nil {
+		return err
+	}
+	if kind == "blobs" {
+		return r.serveBlob(w, req, ref)
+	}
+	return r.serveManifest(w, req, name, ref)
+}
+
+// serveManifest answers GET and HEAD for a manifest by tag or digest.
+func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name, ref string) error {
+	if strings.Contains(ref, ":") { // a digest
+		h, err := parseDigest(ref)
+		if err != nil {
+			return err
+		}
+		d, err := r.images.Manifest(req.Context(), h)
+		if err != nil {
+			return unknown(err, CodeManifestUnknown, "manifest", ref)
+		}
+		writeManifest(w, req, d)
+		return nil
+	}
+	ms, err := r.images.Manifests(req.Context(), name, ref)
+	if err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		return errors.New("registry: an image without manifests")
+	}
+	writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
+	return nil
+}
+
+// writeManifest writes a manifest with its headers. Manifests by tag vary
+// with the Accept header, so caches must key on it.
+func writeManifest(w http.ResponseWriter, req *http.Request, d v1.Descriptor) {
+	// One backing array for the four header values: a cached manifest is
+	// the hot path, and each Header.Set would allocate a slice of its own.
+	v := [...]string{string(d.MediaType), strconv.Itoa(len(d.Data)), d.Digest.Algorithm + ":" + d.Digest.Hex, "Accept"}
+	vals := v[:]
+	h := w.Header()
+	h["Content-Type"] = vals[0:1:1]
+	h["Content-Length"] = vals[1:2:2]
+	h["Docker-Content-Digest"] = vals[2:3:3]
+	h["Vary"] = vals[3:4:4]
+	w.WriteHeader(http.StatusOK)
+	if req.Method != http.MethodHead {
+		w.Write(d.Data)
+	}
+}
+
+// negotiate picks the manifest from a request's Accept headers: the one
+// whose media type has the highest q-value, the one listed first on a tie.
+// The first manifest is the answer when none is listed (no Accept header,
+// */*, or only formats the image does not have), as upstream Nixery and
+// most registries answer with Docker v2 schema 2.
+func negotiate(accept []string, ms []v1.Descriptor) int {
+	best, bestQ := 0, -1.0
+	for _, header := range accept {
+		for _, item := range strings.Split(header, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(item))
+			if err != nil {
+				continue
+			}
+			i := -1
+			for k, m := range ms {
+				if string(m.MediaType) == mt {
+					i = k
+					break
+				}
+			}
+			if i < 0 {
+				continue
+			}
+			q := 1.0
+			if s, ok := params["q"]; ok {
+				if v, err := strconv.ParseFloat(s, 64); err == nil {
+					q = v
+				}
+			}
+			if q > bestQ && q > 0 {
+				best, bestQ = i, q
+			}
+		}
+	}
+	return best
 }
 
 // serveTags answers the tag list. The registry can build any valid name, so
@@ -347,7 +311,7 @@ func (r *Registry) route(w http.ResponseWriter, req *http.Request, p string) err
 // lists the one tag that always works, "latest". Git sources accept other
 // refs too, but they cannot be enumerated.
 func (r *Registry) serveTags(w http.ResponseWriter, req *http.Request, name string) error {
-	if _, err := ParseName(name, r.cfg.MaxNameLength, r.cfg.MaxPackages); err != nil {
+	if err := checkRepoName(name, r.maxName); err != nil {
 		return err
 	}
 	tags := []string{"latest"}
@@ -382,24 +346,16 @@ func (r *Registry) serveTags(w http.ResponseWriter, req *http.Request, name stri
 	return nil
 }
 
-// serveBlob serves a blob from the store with Range support. The digest is
-// validated before it is used as a file name.
-func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, name, ref string) error {
-	if err := checkRepoName(name, r.cfg.MaxNameLength); err != nil {
-		return err
-	}
+// serveBlob serves a blob with Range support. The digest is validated
+// before it reaches the store.
+func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, ref string) error {
 	h, err := parseDigest(ref)
 	if err != nil {
 		return err
 	}
-	f, err := r.cfg.Store.Open(req.Context(), h)
+	f, size, err := r.images.Blob(req.Context(), h)
 	if err != nil {
-		if errors.Is(err, layers.ErrBlobUnknown) || errors.Is(err, fs.ErrNotExist) {
-			e := newError(CodeBlobUnknown, "blob %s unknown to registry", ref)
-			e.Detail = map[string]string{"digest": ref}
-			return e
-		}
-		return &Error{Code: CodeUnknown, Message: "cannot read blob", Err: err}
+		return unknown(err, CodeBlobUnknown, "blob", ref)
 	}
 	defer f.Close()
 	hd := w.Header()
@@ -407,23 +363,93 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, name, ref
 	hd.Set("Docker-Content-Digest", ref)
 	hd.Set("Etag", `"`+ref+`"`)
 	hd.Set("Cache-Control", "max-age=31536000, immutable")
+	// ServeContent finds the length by seeking to the end; it must be the
+	// size Images vouched for, or the body would not match the digest.
+	if end, err := f.Seek(0, io.SeekEnd); err != nil || end != size {
+		return fmt.Errorf("registry: blob %s: %d bytes at the end, %d expected: %v", ref, end, size, err)
+	}
+	// f itself (an *os.File for the filesystem store) goes to
+	// ServeContent, so that the body is sent with sendfile.
 	http.ServeContent(w, req, "", time.Time{}, f)
 	return nil
 }
 
-// LatestOnly wraps a Source whose package set has one version, so that the
-// only tag it serves is "latest": other tags are MANIFEST_UNKNOWN, as a
-// client (and the conformance suite) expects of a tag that was never
-// pushed. Git sources, whose tags name refs and commits, are not wrapped.
-func LatestOnly(src Source) Source { return latestOnly{src} }
-
-type latestOnly struct{ Source }
-
-func (s latestOnly) CacheKey(tag string) (string, bool, error) {
-	if tag != "latest" {
-		e := newError(CodeManifestUnknown, "manifest unknown: this package source has only the tag \"latest\", not %q", truncate(tag, 64))
-		e.Detail = map[string]string{"tag": truncate(tag, 128)}
-		return "", false, e
+// parseDigest validates a digest from a URL: sha256 and 64 lower-case hex
+// digits, nothing else (layers.ParseDigest). Only a digest that passes
+// reaches the store.
+func parseDigest(s string) (v1.Hash, error) {
+	h, err := layers.ParseDigest(s)
+	if err != nil {
+		return v1.Hash{}, &Error{Code: CodeDigestInvalid, Message: printable(err.Error()), Err: err}
 	}
-	return s.Source.CacheKey(tag)
+	return h, nil
+}
+
+// checkRepoName checks a repository name against the distribution
+// specification's grammar, relaxed to admit upper-case letters (other
+// clients than Docker send attribute names as they are):
+//
+//	component ::= [a-zA-Z0-9]+ (("." | "_" | "__" | "-"+) [a-zA-Z0-9]+)*
+//	name      ::= component ("/" component)*
+//
+// What the components mean (packages) is not the registry's business.
+func checkRepoName(name string, maxLen int) error {
+	invalid := func(format string, args ...any) error {
+		e := newError(CodeNameInvalid, format, args...)
+		e.Detail = map[string]string{"name": truncate(name, 64)}
+		return e
+	}
+	if name == "" {
+		return invalid("empty repository name")
+	}
+	if len(name) > maxLen {
+		return invalid("repository name is %d characters long, more than the limit of %d", len(name), maxLen)
+	}
+	for rest := name; ; {
+		c, more, found := strings.Cut(rest, "/")
+		if err := checkComponent(c); err != nil {
+			return invalid("invalid component %q: %s", truncate(c, 64), err)
+		}
+		if !found {
+			return nil
+		}
+		rest = more
+	}
+}
+
+// checkComponent checks one path component of a repository name.
+func checkComponent(c string) error {
+	if c == "" {
+		return errors.New("empty path component")
+	}
+	alnum := func(b byte) bool {
+		return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+	}
+	if !alnum(c[0]) || !alnum(c[len(c)-1]) {
+		return errors.New("must start and end with a letter or digit")
+	}
+	for i := 0; i < len(c); i++ {
+		b := c[i]
+		switch {
+		case alnum(b):
+		case b == '.':
+			if !alnum(c[i+1]) {
+				return errors.New("'.' must be followed by a letter or digit")
+			}
+		case b == '_':
+			if c[i+1] == '_' {
+				i++
+			}
+			if !alnum(c[i+1]) {
+				return errors.New("'_' or '__' must be followed by a letter or digit")
+			}
+		case b == '-':
+			if c[i+1] != '-' && !alnum(c[i+1]) {
+				return errors.New("'-' must be followed by '-', a letter or a digit")
+			}
+		default:
+			return fmt.Errorf("character %q is not allowed", b)
+		}
+	}
+	return nil
 }

@@ -1,35 +1,129 @@
 package registry
 
 import (
-	"archive/tar"
-	"compress/gzip"
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
-	"github.com/nixery-go/nixery/nix"
+
+	"github.com/nixery-go/nixery/layers"
 )
 
 const (
-	acceptDocker = MediaTypeDockerManifest
-	acceptOCI    = MediaTypeOCIManifest
+	acceptDocker = "application/vnd.docker.distribution.manifest.v2+json"
+	acceptOCI    = "application/vnd.oci.image.manifest.v1+json"
 )
+
+// fakeImages serves one image per name it knows, and counts what reaches
+// it. An error from errs is returned for a name it maps.
+type fakeImages struct {
+	images map[string][]v1.Descriptor // name -> manifests
+	blobs  map[v1.Hash][]byte
+	errs   map[string]error // name -> error
+	calls  atomic.Int64
+	names  sync.Map // names that reached Manifests
+}
+
+func desc(mt string, data []byte) v1.Descriptor {
+	h, n, _ := v1.SHA256(bytes.NewReader(data))
+	return v1.Descriptor{MediaType: types.MediaType(mt), Digest: h, Size: n, Data: data}
+}
+
+func newFakeImages() *fakeImages {
+	f := &fakeImages{images: map[string][]v1.Descriptor{}, blobs: map[v1.Hash][]byte{}, errs: map[string]error{}}
+	for _, name := range []string{"hello", "shell/curl"} {
+		docker := desc(acceptDocker, []byte(`{"schemaVersion":2,"mediaType":"`+acceptDocker+`","name":"`+name+`"}`))
+		oci := desc(acceptOCI, []byte(`{"schemaVersion":2,"mediaType":"`+acceptOCI+`","name":"`+name+`"}`))
+		f.images[name] = []v1.Descriptor{docker, oci}
+		f.blobs[docker.Digest], f.blobs[oci.Digest] = docker.Data, oci.Data
+	}
+	blob := bytes.Repeat([]byte("0123456789"), 100)
+	f.blobs[desc("", blob).Digest] = blob
+	return f
+}
+
+func (f *fakeImages) Manifests(ctx context.Context, name, tag string) ([]v1.Descriptor, error) {
+	f.calls.Add(1)
+	f.names.Store(name, true)
+	if err := f.errs[name]; err != nil {
+		return nil, err
+	}
+	if tag != "latest" {
+		return nil, fmt.Errorf("fake: unknown tag %q: %w", tag, fs.ErrNotExist)
+	}
+	ms, ok := f.images[name]
+	if !ok {
+		return nil, fmt.Errorf("fake: unknown packages: %s: %w", name, fs.ErrNotExist)
+	}
+	return ms, nil
+}
+
+func (f *fakeImages) Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error) {
+	f.calls.Add(1)
+	for _, ms := range f.images {
+		for _, m := range ms {
+			if m.Digest == h {
+				return m, nil
+			}
+		}
+	}
+	return v1.Descriptor{}, fmt.Errorf("fake: %s: %w", h, fs.ErrNotExist)
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+func (f *fakeImages) Blob(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, int64, error) {
+	f.calls.Add(1)
+	b, ok := f.blobs[h]
+	if !ok {
+		return nil, 0, fmt.Errorf("fake: %w: %s", layers.ErrBlobUnknown, h)
+	}
+	return nopCloser{bytes.NewReader(b)}, int64(len(b)), nil
+}
+
+// syncBuffer is a log sink safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTestServer(t *testing.T) (*fakeImages, *httptest.Server, *syncBuffer) {
+	f := newFakeImages()
+	logs := &syncBuffer{}
+	reg := New(f, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	srv := httptest.NewServer(reg)
+	t.Cleanup(func() { srv.Close(); reg.Close() })
+	return f, srv, logs
+}
 
 type response struct {
 	status int
@@ -82,24 +176,21 @@ func errorCode(t *testing.T, r response) (string, string) {
 }
 
 func TestBase(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
+	_, srv, _ := newTestServer(t)
 	for _, p := range []string{"/v2/", "/v2"} {
 		r := do(t, srv, "GET", p, nil)
-		if r.status != 200 || r.header.Get("Docker-Distribution-API-Version") != "registry/2.0" {
-			t.Errorf("GET %s: %d %v", p, r.status, r.header)
+		if r.status != 200 || r.header.Get("Docker-Distribution-API-Version") != "registry/2.0" || string(r.body) != "{}" {
+			t.Errorf("GET %s: %d %v %q", p, r.status, r.header, r.body)
 		}
 	}
 }
 
-func TestErrors(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
+// TestRoutes: methods, routes, names and digests that the registry refuses
+// itself, before they reach Images.
+func TestRoutes(t *testing.T) {
+	f, srv, _ := newTestServer(t)
 	zero := "sha256:" + strings.Repeat("0", 64)
 	longName := strings.Repeat("a", 300)
-	manyComponents := strings.Repeat("hello/", 200) + "hello"
 	tests := []struct {
 		method, path string
 		status       int
@@ -119,33 +210,21 @@ func TestErrors(t *testing.T) {
 		{"GET", "/v2/curl/referrers/" + zero, 404, "NOT_FOUND", ""},
 		{"GET", "/v3/curl/manifests/latest", 404, "NOT_FOUND", ""},
 		{"GET", "/v2/curl/whatever/latest", 404, "NOT_FOUND", ""},
-		// Hostile or malformed names never reach Nix.
+		{"GET", "/v2/manifests/latest", 404, "NOT_FOUND", ""},
+		// Hostile or malformed names never reach Images.
 		{"GET", "/v2/" + url.PathEscape(`${builtins.readFile "/etc/passwd"}`) + "/manifests/latest", 400, "NAME_INVALID", ""},
 		{"GET", `/v2/a"b/manifests/latest`, 400, "NAME_INVALID", ""},
 		{"GET", "/v2/x;y/manifests/latest", 400, "NAME_INVALID", ""},
 		{"GET", "/v2/curl/../etc/manifests/latest", 400, "NAME_INVALID", ""},
 		{"GET", "/v2/curl//git/manifests/latest", 400, "NAME_INVALID", "empty"},
 		{"GET", "/v2/" + longName + "/manifests/latest", 400, "NAME_INVALID", "limit"},
-		{"GET", "/v2/" + manyComponents + "/manifests/latest", 400, "NAME_INVALID", "limit"},
 		{"GET", "/v2/h%C3%A9llo/manifests/latest", 400, "NAME_INVALID", ""},
 		{"GET", "/v2/a..b/manifests/latest", 400, "NAME_INVALID", ""},
 		{"GET", "/v2/-curl/manifests/latest", 400, "NAME_INVALID", ""},
-		{"GET", "/v2/shell/manifests/latest", 200, "", ""},
-		{"GET", "/v2/arm64/manifests/latest", 400, "NAME_INVALID", "no packages"},
+		{"GET", "/v2/a'b/manifests/latest", 400, "NAME_INVALID", ""},
 		{"GET", "/v2/" + longName + "/blobs/" + zero, 400, "NAME_INVALID", ""},
 		{"GET", "/v2/" + longName + "/tags/list", 400, "NAME_INVALID", ""},
-		// Unknown things.
-		{"GET", "/v2/curl/doesnotexist/alsomissing/manifests/latest", 404, "MANIFEST_UNKNOWN", "unknown packages: alsomissing, doesnotexist"},
-		{"HEAD", "/v2/nosuchpkg/manifests/latest", 404, "", ""},
-		{"GET", "/v2/curl/manifests/" + zero, 404, "MANIFEST_UNKNOWN", ""},
-		{"GET", "/v2/curl/manifests/v1.0", 404, "MANIFEST_UNKNOWN", "v1.0"},
-		{"GET", "/v2/curl/manifests/-bad", 404, "MANIFEST_UNKNOWN", "not a valid tag"},
-		{"GET", "/v2/curl/manifests/.INVALID_MANIFEST_NAME", 404, "MANIFEST_UNKNOWN", "not a valid tag"}, // the conformance suite's
-		{"HEAD", "/v2/curl/manifests/.INVALID_MANIFEST_NAME", 404, "", ""},
-		{"GET", "/v2/curl/blobs/" + zero, 404, "BLOB_UNKNOWN", ""},
-		{"HEAD", "/v2/curl/blobs/" + zero, 404, "", ""},
-		{"GET", "/v2/arm64/curl/manifests/latest", 404, "MANIFEST_UNKNOWN", "aarch64-linux"},
-		// Digests are checked before they reach the store.
+		// Digests are checked before they reach Images.
 		{"GET", "/v2/curl/blobs/sha256:abc", 400, "DIGEST_INVALID", ""},
 		{"GET", "/v2/curl/blobs/sha512:" + strings.Repeat("0", 128), 400, "DIGEST_INVALID", "sha256"},
 		{"GET", "/v2/curl/blobs/sha256:" + strings.Repeat("A", 64), 400, "DIGEST_INVALID", ""},
@@ -162,265 +241,115 @@ func TestErrors(t *testing.T) {
 			if r.status != tt.status {
 				t.Fatalf("status %d, want %d; body %s", r.status, tt.status, r.body)
 			}
-			if tt.code == "" {
-				return
-			}
 			code, msg := errorCode(t, r)
-			if code != tt.code {
-				t.Errorf("code %s, want %s (message %q)", code, tt.code, msg)
+			if code != tt.code || !strings.Contains(msg, tt.message) {
+				t.Errorf("%s %q, want %s with %q", code, msg, tt.code, tt.message)
 			}
-			if !strings.Contains(msg, tt.message) {
-				t.Errorf("message %q does not contain %q", msg, tt.message)
-			}
-			if tt.status == 405 && r.header.Get("Allow") == "" {
+			if tt.status == 405 && r.header.Get("Allow") != "GET, HEAD" {
 				t.Error("405 without Allow header")
 			}
 		})
 	}
-	// Of all the requests above only the ones with well-formed names and
-	// tags reached the realiser: shell, the unknown packages (twice) and arm64.
-	if got := f.real.runs.Load(); got != 4 {
-		t.Errorf("realiser ran %d times, want 4", got)
+	if n := f.calls.Load(); n != 0 {
+		t.Errorf("%d of these requests reached Images", n)
 	}
 }
 
-func TestBuildFailures(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-
-	nixLog := "building '/nix/store/xxx-curl.drv'...\nline 2\nerror: builder for '/nix/store/xxx-curl.drv' failed with exit code 1"
-	f.real.err = &nix.BuildError{Op: "build", Err: errors.New("exit status 1"), Log: nixLog}
-	r := do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if r.status != 500 {
-		t.Fatalf("build failure: status %d", r.status)
+// TestClassify: errors from Images become the client's error by the
+// standard errors they match; messages are escaped and bounded.
+func TestClassify(t *testing.T) {
+	f, srv, logs := newTestServer(t)
+	f.errs["notexist"] = fmt.Errorf("nix: unknown packages: notexist: %w", fs.ErrNotExist)
+	f.errs["invalid"] = fmt.Errorf("images: invalid image name: %w", fs.ErrInvalid)
+	f.errs["arm"] = fmt.Errorf("nix: unsupported system: %w", errors.ErrUnsupported)
+	f.errs["slow"] = fmt.Errorf("nix: build timed out: %w", context.DeadlineExceeded)
+	f.errs["broken"] = errors.New("nix: build failed: exit status 1")
+	f.errs["weird"] = errors.New("nix: \x1b[31mred\x00\xff " + strings.Repeat("x", 5000))
+	tests := []struct {
+		name, code string
+		status     int
+		message    string
+	}{
+		{"notexist", "MANIFEST_UNKNOWN", 404, "unknown packages: notexist"},
+		{"invalid", "NAME_INVALID", 400, "invalid image name"},
+		{"arm", "MANIFEST_UNKNOWN", 404, "unsupported system"},
+		{"slow", "UNAVAILABLE", 503, "timed out"},
+		{"broken", "UNKNOWN", 500, "build failed: exit status 1"},
+		{"weird", "UNKNOWN", 500, `nix: \x1b[31mred\x00\xff xxx`},
 	}
-	code, msg := errorCode(t, r)
-	if code != "UNKNOWN" || strings.Contains(msg, "line 2") || !strings.Contains(msg, "build failed") {
-		t.Errorf("build failure: %s %q", code, msg)
+	for _, tt := range tests {
+		r := do(t, srv, "GET", "/v2/"+tt.name+"/manifests/latest", nil)
+		code, msg := errorCode(t, r)
+		if r.status != tt.status || code != tt.code || !strings.Contains(msg, tt.message) {
+			t.Errorf("%s: %d %s %q, want %d %s with %q", tt.name, r.status, code, msg, tt.status, tt.code, tt.message)
+		}
+		if len(msg) > maxMessage+3 {
+			t.Errorf("%s: message of %d bytes", tt.name, len(msg))
+		}
 	}
-	if logs := f.logs.String(); !strings.Contains(logs, "line 2") || !strings.Contains(logs, "exit code 1") {
-		t.Errorf("the server log lacks the Nix log:\n%s", logs)
+	for _, want := range []string{"level=ERROR msg=\"request failed\" path=/v2/broken/manifests/latest code=UNKNOWN", "level=INFO msg=\"request failed\" path=/v2/notexist/manifests/latest"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
 	}
-
-	f.real.err = fmt.Errorf("nix-build: %w", nix.ErrTimeout)
-	r = do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if r.status != 503 {
-		t.Fatalf("timeout: status %d", r.status)
-	}
-	if code, msg := errorCode(t, r); code != "UNAVAILABLE" || !strings.Contains(msg, "timed out") {
-		t.Errorf("timeout: %s %q", code, msg)
-	}
-
-	f.real.err = fmt.Errorf("%w", nix.ErrNixNotFound)
-	r = do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if code, msg := errorCode(t, r); r.status != 500 || !strings.Contains(msg, "not installed") {
-		t.Errorf("nix missing: %d %s %q", r.status, code, msg)
-	}
-
-	// Failures are not cached: the server keeps serving and builds once
-	// Nix works again.
-	f.real.err = nil
-	r = do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if r.status != 200 {
-		t.Fatalf("after failures: status %d %s", r.status, r.body)
-	}
-	if got := f.real.runs.Load(); got != 4 {
-		t.Errorf("realiser ran %d times, want 4", got)
-	}
-}
-
-func TestNixTimeoutKeepsServing(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	if r := do(t, srv, "GET", "/v2/hello/manifests/latest", nil); r.status != 200 {
-		t.Fatal(r.status)
-	}
-	f.real.block = make(chan struct{}) // Nix hangs until its context ends
-	f.real.err = nil
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v2/curl/manifests/latest", nil)
-	if _, err := srv.Client().Do(req); err == nil {
-		t.Fatal("a hanging build answered")
-	}
-	// Cached images are still served while the build hangs.
-	if r := do(t, srv, "GET", "/v2/hello/manifests/latest", nil); r.status != 200 {
-		t.Fatalf("cached image while a build hangs: %d", r.status)
-	}
-	close(f.real.block)
-}
-
-// manifestJSON is the part of a manifest the tests look at.
-type manifestJSON struct {
-	SchemaVersion int    `json:"schemaVersion"`
-	MediaType     string `json:"mediaType"`
-	Config        struct {
-		MediaType string `json:"mediaType"`
-		Digest    string `json:"digest"`
-		Size      int64  `json:"size"`
-	} `json:"config"`
-	Layers []struct {
-		MediaType string `json:"mediaType"`
-		Digest    string `json:"digest"`
-		Size      int64  `json:"size"`
-	} `json:"layers"`
-}
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(s[:])
 }
 
 func TestManifests(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-
-	var got [2]manifestJSON
+	f, srv, _ := newTestServer(t)
+	ms := f.images["shell/curl"]
 	for i, accept := range []string{acceptDocker, acceptOCI} {
-		r := do(t, srv, "GET", "/v2/shell/curl/manifests/latest", map[string]string{"Accept": accept})
-		if r.status != 200 {
-			t.Fatalf("%s: %d %s", accept, r.status, r.body)
-		}
-		if ct := r.header.Get("Content-Type"); ct != accept {
-			t.Errorf("Content-Type %q, want %q", ct, accept)
-		}
-		if d := r.header.Get("Docker-Content-Digest"); d != sha(r.body) {
-			t.Errorf("Docker-Content-Digest %s, body hashes to %s", d, sha(r.body))
-		}
-		if cl := r.header.Get("Content-Length"); cl != fmt.Sprint(len(r.body)) {
-			t.Errorf("Content-Length %s, body %d", cl, len(r.body))
-		}
-		if err := json.Unmarshal(r.body, &got[i]); err != nil {
-			t.Fatal(err)
-		}
-		if got[i].MediaType != accept || got[i].SchemaVersion != 2 {
-			t.Errorf("manifest mediaType %q schemaVersion %d", got[i].MediaType, got[i].SchemaVersion)
-		}
-
-		// HEAD: same headers, no body, no rebuild.
-		runs := f.real.runs.Load()
-		h := do(t, srv, "HEAD", "/v2/shell/curl/manifests/latest", map[string]string{"Accept": accept})
-		if h.status != 200 || len(h.body) != 0 || h.header.Get("Docker-Content-Digest") != r.header.Get("Docker-Content-Digest") ||
-			h.header.Get("Content-Length") != r.header.Get("Content-Length") || h.header.Get("Content-Type") != accept {
-			t.Errorf("HEAD: %d %v", h.status, h.header)
+		for _, method := range []string{"GET", "HEAD"} {
+			r := do(t, srv, method, "/v2/shell/curl/manifests/latest", map[string]string{"Accept": accept})
+			if r.status != 200 || r.header.Get("Content-Type") != accept || r.header.Get("Docker-Content-Digest") != ms[i].Digest.String() ||
+				r.header.Get("Content-Length") != fmt.Sprint(ms[i].Size) || r.header.Get("Vary") != "Accept" {
+				t.Errorf("%s %s: %d %v", method, accept, r.status, r.header)
+			}
+			if want := string(ms[i].Data); method == "GET" && string(r.body) != want || method == "HEAD" && len(r.body) != 0 {
+				t.Errorf("%s %s: body %q", method, accept, r.body)
+			}
 		}
 		// By digest, whatever the Accept header says.
-		d := do(t, srv, "GET", "/v2/shell/curl/manifests/"+sha(r.body), nil)
-		if d.status != 200 || string(d.body) != string(r.body) || d.header.Get("Content-Type") != accept {
+		d := do(t, srv, "GET", "/v2/anything/manifests/"+ms[i].Digest.String(), map[string]string{"Accept": acceptDocker})
+		if d.status != 200 || string(d.body) != string(ms[i].Data) || d.header.Get("Content-Type") != accept {
 			t.Errorf("by digest: %d %q", d.status, d.header.Get("Content-Type"))
 		}
-		if f.real.runs.Load() != runs {
-			t.Error("HEAD or GET by digest ran Nix again")
-		}
 	}
-	if got[0].Config.MediaType != MediaTypeDockerConfig || got[1].Config.MediaType != MediaTypeOCIConfig {
-		t.Errorf("config media types %q %q", got[0].Config.MediaType, got[1].Config.MediaType)
+	zero := "sha256:" + strings.Repeat("0", 64)
+	r := do(t, srv, "GET", "/v2/shell/curl/manifests/"+zero, nil)
+	if code, msg := errorCode(t, r); r.status != 404 || code != "MANIFEST_UNKNOWN" || !strings.Contains(msg, zero) {
+		t.Errorf("unknown digest: %d %s %q", r.status, code, msg)
 	}
-	if got[0].Config.Digest != got[1].Config.Digest {
-		t.Error("the two formats have different configs")
-	}
-	if len(got[0].Layers) != len(got[1].Layers) || len(got[0].Layers) != 6 {
-		t.Fatalf("layers: %d and %d, want 6 (MaxLayers)", len(got[0].Layers), len(got[1].Layers))
-	}
-	for i := range got[0].Layers {
-		if got[0].Layers[i].Digest != got[1].Layers[i].Digest {
-			t.Errorf("layer %d differs between formats", i)
-		}
-		if got[0].Layers[i].MediaType != MediaTypeDockerLayer || got[1].Layers[i].MediaType != MediaTypeOCILayer {
-			t.Errorf("layer %d media types %q %q", i, got[0].Layers[i].MediaType, got[1].Layers[i].MediaType)
-		}
-	}
-	if f.real.runs.Load() != 1 {
-		t.Errorf("realiser ran %d times, want 1", f.real.runs.Load())
-	}
-	// curl/shell and SHELL-less permutations: same packages, same image.
-	r := do(t, srv, "GET", "/v2/curl/shell/curl/manifests/latest", map[string]string{"Accept": acceptDocker})
-	if sha(r.body) != got0Digest(t, srv, "/v2/shell/curl/manifests/latest") {
-		t.Error("curl/shell/curl and shell/curl differ")
-	}
-	if f.real.runs.Load() != 1 {
-		t.Errorf("a permutation of the name ran Nix again")
-	}
-}
-
-func got0Digest(t *testing.T, srv *httptest.Server, p string) string {
-	r := do(t, srv, "HEAD", p, map[string]string{"Accept": acceptDocker})
-	return r.header.Get("Docker-Content-Digest")
 }
 
 func TestBlobs(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	r := do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	var m manifestJSON
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatal(err)
+	_, srv, _ := newTestServer(t)
+	blob := bytes.Repeat([]byte("0123456789"), 100)
+	d := desc("", blob).Digest.String()
+	b := do(t, srv, "GET", "/v2/any/name/blobs/"+d, nil)
+	if b.status != 200 || string(b.body) != string(blob) || b.header.Get("Docker-Content-Digest") != d ||
+		b.header.Get("Content-Length") != "1000" || b.header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("GET blob: %d %v", b.status, b.header)
 	}
-	for _, d := range append([]string{m.Config.Digest}, m.Layers[0].Digest) {
-		b := do(t, srv, "GET", "/v2/any/name/blobs/"+d, nil)
-		if b.status != 200 || sha(b.body) != d || b.header.Get("Docker-Content-Digest") != d ||
-			b.header.Get("Content-Length") != fmt.Sprint(len(b.body)) || b.header.Get("Content-Type") != "application/octet-stream" {
-			t.Fatalf("GET blob %s: %d %v", d, b.status, b.header)
-		}
-		h := do(t, srv, "HEAD", "/v2/curl/blobs/"+d, nil)
-		if h.status != 200 || len(h.body) != 0 || h.header.Get("Content-Length") != fmt.Sprint(len(b.body)) {
-			t.Errorf("HEAD blob: %d %v", h.status, h.header)
-		}
-		rg := do(t, srv, "GET", "/v2/curl/blobs/"+d, map[string]string{"Range": "bytes=2-9"})
-		if rg.status != 206 || string(rg.body) != string(b.body[2:10]) ||
-			rg.header.Get("Content-Range") != fmt.Sprintf("bytes 2-9/%d", len(b.body)) {
-			t.Errorf("Range: %d %q %v", rg.status, rg.body, rg.header)
-		}
-		bad := do(t, srv, "GET", "/v2/curl/blobs/"+d, map[string]string{"Range": fmt.Sprintf("bytes=%d-", len(b.body)+10)})
-		if bad.status != 416 {
-			t.Errorf("unsatisfiable Range: %d", bad.status)
-		}
+	h := do(t, srv, "HEAD", "/v2/curl/blobs/"+d, nil)
+	if h.status != 200 || len(h.body) != 0 || h.header.Get("Content-Length") != "1000" {
+		t.Errorf("HEAD blob: %d %v", h.status, h.header)
 	}
-	// The config is the config for amd64 with the expected environment.
-	c := do(t, srv, "GET", "/v2/curl/blobs/"+m.Config.Digest, nil)
-	var cfg struct {
-		Architecture string `json:"architecture"`
-		OS           string `json:"os"`
-		Created      string `json:"created"`
-		Config       struct {
-			Env []string `json:"Env"`
-			Cmd []string `json:"Cmd"`
-		} `json:"config"`
-		RootFS struct {
-			Type    string   `json:"type"`
-			DiffIDs []string `json:"diff_ids"`
-		} `json:"rootfs"`
-		History []struct {
-			Created string `json:"created"`
-		} `json:"history"`
+	rg := do(t, srv, "GET", "/v2/curl/blobs/"+d, map[string]string{"Range": "bytes=2-9"})
+	if rg.status != 206 || string(rg.body) != string(blob[2:10]) || rg.header.Get("Content-Range") != "bytes 2-9/1000" {
+		t.Errorf("Range: %d %q %v", rg.status, rg.body, rg.header)
 	}
-	// Kubernetes once refused upstream Nixery's images for want of a
-	// "config" object (tazjin/nixery#1): it must always be there.
-	if !strings.Contains(string(c.body), `"config":{"Env":[`) {
-		t.Errorf("config lacks a config object with Env: %s", c.body)
+	if bad := do(t, srv, "GET", "/v2/curl/blobs/"+d, map[string]string{"Range": "bytes=2000-"}); bad.status != 416 {
+		t.Errorf("unsatisfiable Range: %d", bad.status)
 	}
-	if err := json.Unmarshal(c.body, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Architecture != "amd64" || cfg.OS != "linux" || cfg.Created != "1970-01-01T00:00:01Z" ||
-		cfg.RootFS.Type != "layers" || len(cfg.RootFS.DiffIDs) != len(m.Layers) || len(cfg.History) != len(m.Layers) ||
-		cfg.Config.Cmd != nil {
-		t.Errorf("config: %s", c.body)
-	}
-	wantEnv := []string{"PATH=/bin:/usr/bin:/sbin", "SSL_CERT_FILE=/etc/ssl/certs/ca-bundle.crt"}
-	if fmt.Sprint(cfg.Config.Env) != fmt.Sprint(wantEnv) {
-		t.Errorf("Env %q", cfg.Config.Env)
+	zero := "sha256:" + strings.Repeat("0", 64)
+	r := do(t, srv, "GET", "/v2/curl/blobs/"+zero, nil)
+	if code, msg := errorCode(t, r); r.status != 404 || code != "BLOB_UNKNOWN" || !strings.Contains(msg, zero) {
+		t.Errorf("unknown blob: %d %s %q", r.status, code, msg)
 	}
 }
 
 func TestTags(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
+	f, srv, _ := newTestServer(t)
 	for q, want := range map[string]string{
 		"":                   `{"name":"shell/curl","tags":["latest"]}`,
 		"?n=0":               `{"name":"shell/curl","tags":[]}`,
@@ -433,336 +362,129 @@ func TestTags(t *testing.T) {
 			t.Errorf("tags%s: %d %s, want %s", q, r.status, r.body, want)
 		}
 	}
-	if f.real.runs.Load() != 0 {
-		t.Error("the tag list ran Nix")
-	}
-}
-
-// TestRemote pulls images through go-containerregistry's client, in both
-// formats, and validates them (digests, diffIDs, sizes, tar contents).
-func TestRemote(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	for _, mt := range []types.MediaType{types.DockerManifestSchema2, types.OCIManifestSchema1} {
-		ref, err := name.ParseReference(host + "/shell/git:latest")
-		if err != nil {
-			t.Fatal(err)
-		}
-		desc, err := remote.Get(ref, remote.WithTransport(srv.Client().Transport), remote.WithPlatform(v1.Platform{OS: "linux", Architecture: "amd64"}),
-			remoteAccept(mt))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if desc.MediaType != mt {
-			t.Errorf("asked for %s, got %s", mt, desc.MediaType)
-		}
-		img, err := desc.Image()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Image(img); err != nil {
-			t.Errorf("%s: validate: %v", mt, err)
-		}
-		cfg, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(cfg.Config.Cmd) != "[bash]" {
-			t.Errorf("Cmd %q", cfg.Config.Cmd)
-		}
-		// The customisation layer is last and holds the forest.
-		ls, err := img.Layers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		rc, err := ls[len(ls)-1].Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		files := tarEntries(t, rc)
-		rc.Close()
-		if files["bin/git"] != "-> "+storePath("git")+"/bin/git" {
-			t.Errorf("bin/git: %q in %v", files["bin/git"], files)
-		}
-	}
-}
-
-// remoteAccept asks go-containerregistry's client for one manifest type
-// only, by rewriting the Accept header.
-func remoteAccept(mt types.MediaType) remote.Option {
-	return remote.WithTransport(acceptTransport{mt: string(mt)})
-}
-
-type acceptTransport struct{ mt string }
-
-func (a acceptTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if strings.Contains(req.URL.Path, "/manifests/") {
-		req = req.Clone(req.Context())
-		req.Header.Set("Accept", a.mt)
-	}
-	return http.DefaultTransport.RoundTrip(req)
-}
-
-// tarEntries lists a layer's entries: files map to their contents,
-// symlinks to "-> target", directories to their mode.
-func tarEntries(t *testing.T, r io.Reader) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		name := strings.TrimSuffix(h.Name, "/")
-		if _, dup := out[name]; dup {
-			t.Errorf("duplicate entry %s", name)
-		}
-		switch h.Typeflag {
-		case tar.TypeSymlink:
-			out[name] = "-> " + h.Linkname
-		case tar.TypeDir:
-			out[name] = fmt.Sprintf("dir %o", h.Mode)
-		default:
-			b, _ := io.ReadAll(tr)
-			out[name] = string(b)
-		}
-		if h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(Created) {
-			t.Errorf("%s: uid %d gid %d mtime %v", name, h.Uid, h.Gid, h.ModTime)
-		}
-	}
-}
-
-func TestConcurrentBuildsOnce(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	f.real.delay = 50 * time.Millisecond
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	const n = 50
-	var wg sync.WaitGroup
-	digests := make([]string, n)
-	errs := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			method := "GET"
-			if i%5 == 0 {
-				method = "HEAD"
-			}
-			req, _ := http.NewRequest(method, srv.URL+"/v2/shell/git/manifests/latest", nil)
-			resp, err := srv.Client().Do(req)
-			if err != nil {
-				errs <- err
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				errs <- fmt.Errorf("status %d", resp.StatusCode)
-			}
-			digests[i] = resp.Header.Get("Docker-Content-Digest")
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if got := f.real.runs.Load(); got != 1 {
-		t.Errorf("%d concurrent requests ran Nix %d times, want 1", n, got)
-	}
-	max, total := f.lay.maxBuilds()
-	if max != 1 || total != 5 { // MaxLayers 6 = 5 store path layers + customisation
-		t.Errorf("layers built: at most %d times each, %d builds; want 1 and 5", max, total)
-	}
-	for _, d := range digests {
-		if d != digests[0] {
-			t.Fatalf("different digests: %s %s", d, digests[0])
-		}
-	}
-	if s := f.reg.Stats(); s.NixRuns != 1 || s.LayerBuilds != 5 {
-		t.Errorf("Stats %+v", s)
-	}
-}
-
-// TestSharedLayersAcrossImages builds two images at once that share store
-// paths: each shared layer is built once.
-func TestSharedLayersAcrossImages(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	layersOf := func(p string) map[string]bool {
-		var m manifestJSON
-		if err := json.Unmarshal(do(t, srv, "GET", p, nil).body, &m); err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]bool{}
-		for _, l := range m.Layers {
-			out[l.Digest] = true
-		}
-		return out
-	}
-	a, b := layersOf("/v2/curl/manifests/latest"), layersOf("/v2/git/manifests/latest")
-	shared := 0
-	for d := range a {
-		if b[d] {
-			shared++
-		}
-	}
-	if shared == 0 {
-		t.Error("curl and git share no layer")
-	}
-	if max, _ := f.lay.maxBuilds(); max != 1 {
-		t.Errorf("a layer was built %d times", max)
-	}
-}
-
-func TestUnpinnedRebuilds(t *testing.T) {
-	f := newFixture(t, fakeSource{unpinned: true}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	r1 := do(t, srv, "GET", "/v2/hello/manifests/latest", nil)
-	r2 := do(t, srv, "GET", "/v2/hello/manifests/latest", nil)
-	if r1.status != 200 || r2.status != 200 || sha(r1.body) != sha(r2.body) {
-		t.Fatalf("%d %d", r1.status, r2.status)
-	}
-	if got := f.real.runs.Load(); got != 2 {
-		t.Errorf("unpinned source: Nix ran %d times for two requests, want 2", got)
-	}
-	// The manifest is still reachable by digest.
-	if r := do(t, srv, "GET", "/v2/hello/manifests/"+sha(r1.body), nil); r.status != 200 {
-		t.Errorf("by digest: %d", r.status)
-	}
-	if got := f.real.runs.Load(); got != 2 {
-		t.Errorf("by digest ran Nix")
-	}
-}
-
-func TestLatestOnly(t *testing.T) {
-	f := newFixture(t, LatestOnly(fakeSource{git: true}), nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	if r := do(t, srv, "GET", "/v2/hello/manifests/latest", nil); r.status != 200 {
-		t.Fatalf("latest: %d", r.status)
-	}
-	for _, tag := range []string{"missing-yeoh3t27", strings.Repeat("ab", 20)} {
-		r := do(t, srv, "GET", "/v2/hello/manifests/"+tag, nil)
-		if code, msg := errorCode(t, r); r.status != 404 || code != "MANIFEST_UNKNOWN" || !strings.Contains(msg, "only the tag") {
-			t.Errorf("%s: %d %s %s", tag, r.status, code, msg)
-		}
-	}
-	if f.real.runs.Load() != 1 {
-		t.Errorf("Nix ran %d times", f.real.runs.Load())
-	}
-}
-
-func TestGitTags(t *testing.T) {
-	f := newFixture(t, fakeSource{git: true}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
-	commit := strings.Repeat("ab", 20)
-	if r := do(t, srv, "GET", "/v2/hello/manifests/"+commit, nil); r.status != 200 {
-		t.Fatalf("commit tag: %d %s", r.status, r.body)
-	}
-	if r := do(t, srv, "GET", "/v2/hello/manifests/main", nil); r.status != 404 {
-		t.Fatalf("unknown ref: %d %s", r.status, r.body)
-	}
-}
-
-func TestRestartPersistence(t *testing.T) {
-	dir := t.TempDir()
-	store := newMemStore()
-	f1 := newFixture(t, fakeSource{}, store, dir)
-	srv1 := httptest.NewServer(f1.reg)
-	docker := do(t, srv1, "GET", "/v2/shell/curl/manifests/latest", nil)
-	oci := do(t, srv1, "GET", "/v2/shell/curl/manifests/latest", map[string]string{"Accept": acceptOCI})
-	srv1.Close()
-	f1.reg.Close()
-
-	f2 := newFixture(t, fakeSource{}, store, dir)
-	srv2 := httptest.NewServer(f2.reg)
-	defer srv2.Close()
-	for _, r := range []response{docker, oci} {
-		d := do(t, srv2, "GET", "/v2/shell/curl/manifests/"+sha(r.body), nil)
-		if d.status != 200 || string(d.body) != string(r.body) {
-			t.Errorf("after restart, by digest: %d", d.status)
-		}
-	}
-	if r := do(t, srv2, "GET", "/v2/curl/shell/manifests/latest", map[string]string{"Accept": acceptOCI}); string(r.body) != string(oci.body) {
-		t.Errorf("after restart, by tag: %d %s", r.status, r.body)
-	}
-	if got := f2.real.runs.Load(); got != 0 {
-		t.Errorf("after restart Nix ran %d times", got)
-	}
-	// A damaged record is skipped, not fatal.
-	entries, _ := filepathGlob(dir + "/images/*.json")
-	if len(entries) != 1 {
-		t.Fatalf("index files: %v", entries)
-	}
-	writeFile(t, entries[0], "{not json")
-	f3 := newFixture(t, fakeSource{}, store, dir)
-	srv3 := httptest.NewServer(f3.reg)
-	defer srv3.Close()
-	if r := do(t, srv3, "GET", "/v2/shell/curl/manifests/latest", nil); r.status != 200 || f3.real.runs.Load() != 1 {
-		t.Errorf("damaged index: %d, %d runs", r.status, f3.real.runs.Load())
+	if f.calls.Load() != 0 {
+		t.Error("the tag list asked Images")
 	}
 }
 
 func TestRequestLog(t *testing.T) {
-	f := newFixture(t, fakeSource{}, nil, "")
-	srv := httptest.NewServer(f.reg)
-	defer srv.Close()
+	_, srv, logs := newTestServer(t)
 	do(t, srv, "GET", "/v2/hello/manifests/latest", nil)
-	// The line is logged just after the response is sent.
-	var logs string
+	long := "/v2/" + strings.Repeat("a", 5000) + "/manifests/latest"
+	do(t, srv, "GET", long, nil)
+	// The lines are logged just after the responses are sent.
+	var s string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if logs = f.logs.String(); strings.Contains(logs, "msg=request") {
+		if s = logs.String(); strings.Count(s, "msg=request ") == 2 {
 			break
 		}
 	}
-	for _, want := range []string{
-		"msg=request method=GET path=/v2/hello/manifests/latest status=200 bytes=",
-		"msg=build image=hello tag=latest packages=\"[cacert hello iana-etc]\" system=x86_64-linux paths=4 layers=5 layer_cache_hits=0 bytes=",
-	} {
-		if !strings.Contains(logs, want) {
-			t.Errorf("log lacks %q:\n%s", want, logs)
+	if !strings.Contains(s, "msg=request method=GET path=/v2/hello/manifests/latest status=200 bytes=") {
+		t.Errorf("log lacks the request line:\n%s", s)
+	}
+	if len(s) > 2000 || !strings.Contains(s, "path="+long[:maxLoggedPath]+"...") {
+		t.Errorf("a 5 KB path made %d bytes of log:\n%s", len(s), s)
+	}
+}
+
+// TestCancelledRequest: a client that goes away is logged as cancelled,
+// not as a server failure.
+func TestCancelledRequest(t *testing.T) {
+	f, srv, logs := newTestServer(t)
+	block := make(chan struct{})
+	defer close(block)
+	reg := New(blockingImages{f, block}, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
+	defer reg.Close()
+	srv.Config.Handler = reg
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/v2/hello/manifests/latest", nil)
+	if _, err := srv.Client().Do(req); err == nil {
+		t.Fatal("a blocked request answered")
+	}
+	var s string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if s = logs.String(); strings.Contains(s, "request cancelled") {
+			break
 		}
+	}
+	if !strings.Contains(s, `level=INFO msg="request cancelled" path=/v2/hello/manifests/latest`) || strings.Contains(s, "level=ERROR") {
+		t.Errorf("log:\n%s", s)
+	}
+}
+
+// blockingImages waits in Manifests until its context ends or block is
+// closed, and then fails with the context's error.
+type blockingImages struct {
+	*fakeImages
+	block chan struct{}
+}
+
+func (b blockingImages) Manifests(ctx context.Context, name, tag string) ([]v1.Descriptor, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-b.block:
+		return nil, errors.New("unblocked")
 	}
 }
 
 func TestNegotiate(t *testing.T) {
+	ms := []v1.Descriptor{{MediaType: acceptDocker}, {MediaType: acceptOCI}}
 	tests := []struct {
 		accept []string
-		want   format
+		want   int
 	}{
-		{nil, formatDocker},
-		{[]string{"*/*"}, formatDocker},
-		{[]string{acceptOCI}, formatOCI},
-		{[]string{acceptDocker}, formatDocker},
-		{[]string{acceptOCI + ", " + acceptDocker}, formatOCI},
-		{[]string{acceptDocker, acceptOCI}, formatDocker},
-		{[]string{acceptDocker + ";q=0.5, " + acceptOCI}, formatOCI},
-		{[]string{acceptOCI + ";q=0"}, formatDocker},
-		{[]string{"application/vnd.docker.distribution.manifest.list.v2+json, " + acceptOCI}, formatOCI},
-		{[]string{"garbage;;;", acceptOCI}, formatOCI},
+		{nil, 0},
+		{[]string{"*/*"}, 0},
+		{[]string{acceptOCI}, 1},
+		{[]string{acceptDocker}, 0},
+		{[]string{acceptOCI + ", " + acceptDocker}, 1},
+		{[]string{acceptDocker, acceptOCI}, 0},
+		{[]string{acceptDocker + ";q=0.5, " + acceptOCI}, 1},
+		{[]string{acceptOCI + ";q=0"}, 0},
+		{[]string{"application/vnd.docker.distribution.manifest.list.v2+json, " + acceptOCI}, 1},
+		{[]string{"garbage;;;", acceptOCI}, 1},
 	}
 	for _, tt := range tests {
-		if got := negotiate(tt.accept); got != tt.want {
+		if got := negotiate(tt.accept, ms); got != tt.want {
 			t.Errorf("negotiate(%q) = %v, want %v", tt.accept, got, tt.want)
 		}
 	}
 }
 
-func gunzip(t *testing.T, r io.Reader) io.Reader {
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		t.Fatal(err)
+// FuzzHandler sends arbitrary paths and methods to the handler: it must
+// never panic, every error must be the spec's JSON, and every name that
+// reaches Images must follow the repository grammar.
+func FuzzHandler(f *testing.F) {
+	for _, s := range []string{"/v2/", "/v2/hello/manifests/latest", "/v2/a/blobs/sha256:00", "/v2/a/blobs/uploads/",
+		"/v2/x/tags/list?n=3", "/v2//manifests/", "/v2/${x}/manifests/latest", "/v2/a/../b/manifests/latest"} {
+		f.Add("GET", s)
 	}
-	return zr
+	f.Add("DELETE", "/v2/hello/manifests/latest")
+	images := newFakeImages()
+	reg := New(images, WithLogger(slog.New(slog.DiscardHandler)))
+	defer reg.Close()
+	f.Fuzz(func(t *testing.T, method, target string) {
+		req, err := http.NewRequest(method, "http://registry.test"+target, nil)
+		if err != nil || req.URL.Host != "registry.test" {
+			return
+		}
+		w := httptest.NewRecorder()
+		reg.ServeHTTP(w, req)
+		if w.Code >= 400 && method != http.MethodHead {
+			var body struct {
+				Errors []struct{ Code, Message string } `json:"errors"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code == "" {
+				t.Fatalf("%s %q: status %d with body %q", method, target, w.Code, w.Body.Bytes())
+			}
+		}
+		images.names.Range(func(k, _ any) bool {
+			if err := checkRepoName(k.(string), DefaultMaxNameLength); err != nil {
+				t.Fatalf("%s %q: Images got the name %q: %v", method, target, k, err)
+			}
+			return true
+		})
+	})
 }

@@ -1,55 +1,10 @@
 package registry
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"sync"
 )
-
-// singleflight runs one function per key at a time and hands its result to
-// every caller that asked meanwhile. Unlike golang.org/x/sync/singleflight a
-// waiting caller can give up when its context ends, without cancelling the
-// work for the others.
-type singleflight[T any] struct {
-	mu    sync.Mutex
-	calls map[string]*call[T]
-}
-
-type call[T any] struct {
-	done chan struct{}
-	val  T
-	err  error
-}
-
-func (s *singleflight[T]) do(ctx context.Context, key string, fn func() (T, error)) (T, error) {
-	s.mu.Lock()
-	if s.calls == nil {
-		s.calls = map[string]*call[T]{}
-	}
-	c, ok := s.calls[key]
-	if !ok {
-		c = &call[T]{done: make(chan struct{})}
-		s.calls[key] = c
-		go func() {
-			defer func() {
-				s.mu.Lock()
-				delete(s.calls, key)
-				s.mu.Unlock()
-				close(c.done)
-			}()
-			c.val, c.err = fn()
-		}()
-	}
-	s.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.val, c.err
-	case <-ctx.Done():
-		var zero T
-		return zero, ctx.Err()
-	}
-}
 
 // recorder remembers the status and size of a response for the request log.
 // It keeps the io.ReaderFrom of the underlying writer, so that blobs are

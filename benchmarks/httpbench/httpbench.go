@@ -42,7 +42,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/nixery-go/nixery/benchmarks/speed"
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/nix"
 	"github.com/nixery-go/nixery/registry"
 )
 
@@ -142,24 +144,27 @@ type bench struct {
 	cleanup  func()
 }
 
-// fakeRealiser returns one store path made in a temporary root.
-type fakeRealiser struct{ path string }
+// fakeNix realises every request as one store path made in a temporary
+// root, from a pinned package set.
+type fakeNix struct{ path string }
 
-func (f fakeRealiser) Realise(ctx context.Context, req registry.Request) (*registry.Realised, error) {
+func (f fakeNix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 	g, err := closure.New([]closure.Path{{Path: f.path, NarSize: 4096}}, []string{f.path})
 	if err != nil {
 		return nil, err
 	}
-	var pkgs []registry.Package
+	var pkgs []nix.Package
 	for _, p := range req.Packages {
-		pkgs = append(pkgs, registry.Package{Name: p, Attr: p, Path: f.path})
+		pkgs = append(pkgs, nix.Package{Name: p, Attr: p, Path: f.path})
 	}
-	return &registry.Realised{Graph: g, Packages: pkgs}, nil
+	return &nix.Result{Graph: g, Packages: pkgs}, nil
 }
 
-type pinned struct{}
+func (fakeNix) CacheKey(string) (string, bool, error) { return "httpbench", true, nil }
 
-func (pinned) CacheKey(string) (string, bool, error) { return "httpbench", true, nil }
+func (fakeNix) Popularity(context.Context) (*nix.Popularity, error) {
+	return &nix.Popularity{Map: closure.Popularity{}, Fingerprint: "none"}, nil
+}
 
 func newBench(ctx context.Context, opts Options) (*bench, error) {
 	b := &bench{dir: opts.Dir, cleanup: func() {}}
@@ -192,24 +197,21 @@ func newBench(ctx context.Context, opts Options) (*bench, error) {
 	if err != nil {
 		return fail(err)
 	}
-	logs := registry.NewLogBuffer(logf) // as `nixery serve` logs to stderr
-	closeLogs := func() { logs.Close() }
-	reg, err := registry.New(registry.Config{
-		Realiser: fakeRealiser{storePath},
-		Source:   pinned{},
-		Store:    store,
-		Layers:   asm,
-		Group:    layers.Group,
-		StoreFS:  os.DirFS(root),
-		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	log := slog.New(slog.NewTextHandler(logf, nil))
+	ib, err := images.New(ctx, images.Config{
+		Nix:     fakeNix{storePath},
+		Store:   store,
+		Layers:  asm,
+		StoreFS: os.DirFS(root),
+		Logger:  log,
 	})
 	if err != nil {
-		closeLogs()
 		logf.Close()
 		return fail(err)
 	}
+	reg := registry.New(ib, registry.WithLogger(log))
 	prev := b.cleanup
-	b.cleanup = func() { reg.Close(); closeLogs(); logf.Close(); prev() }
+	b.cleanup = func() { reg.Close(); ib.Close(); logf.Close(); prev() }
 	b.store, b.reg = store, reg
 	b.manifest = "/v2/httpbench/manifests/latest"
 	return b, nil

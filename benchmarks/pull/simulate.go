@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/nixery-go/nixery/benchmarks/corpus"
+	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/layers"
-	"github.com/nixery-go/nixery/registry"
 )
 
 // Prediction is what [Simulate] expects Docker to download.
@@ -42,14 +42,14 @@ func sum(s []int64) int64 {
 // Simulate predicts, from the corpus alone, the layers `nixery serve`
 // gives images (as [Run] pulls them) and the bytes Docker downloads for
 // them: each image's packages ("shell" expanded to
-// [registry.ShellPackages], aliases resolved, cacert and iana-etc added)
+// [images.ShellPackages], aliases resolved, cacert and iana-etc added)
 // are closed over the corpus graph, grouped with [layers.Group] and the
 // corpus popularity into budget-1 layers (budget counts the customisation
 // layer, as NIXERY_MAX_LAYERS does; 0 means [layers.DefaultBudget]), and
 // each layer is sized exactly with a layers.Assembler caching in cacheDir
 // (each store path compressed once). Attribute names must be spelt as in
 // the corpus.
-func Simulate(ctx context.Context, c *corpus.Corpus, images [][]string, budget int, cacheDir string) (*Prediction, error) {
+func Simulate(ctx context.Context, c *corpus.Corpus, imgs [][]string, budget int, cacheDir string) (*Prediction, error) {
 	if budget <= 0 {
 		budget = layers.DefaultBudget
 	}
@@ -62,11 +62,11 @@ func Simulate(ctx context.Context, c *corpus.Corpus, images [][]string, budget i
 		return nil, err
 	}
 	p := &Prediction{}
-	for _, pkgs := range images {
+	for _, pkgs := range imgs {
 		var attrs []string
 		for _, a := range pkgs {
 			if a == "shell" {
-				attrs = append(attrs, registry.ShellPackages...)
+				attrs = append(attrs, images.ShellPackages...)
 			} else {
 				attrs = append(attrs, a)
 			}

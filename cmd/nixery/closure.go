@@ -20,14 +20,13 @@ func init() {
 	})
 }
 
-const closureUsage = `usage: nixery closure [-system S] [-tag T] [-v] NAME...
+const closureUsage = `usage: nixery closure [flags] NAME...
 
 Realises the named packages with Nix and prints their runtime closure as a
 JSON array sorted by store path: one object per store path with its
 narSize, narHash and references. The package set is chosen as for
-'nixery serve': NIXERY_PKGS_PATH, NIXERY_CHANNEL or NIXERY_PKGS_REPO, or
-the bundled set when none is set. NIX_TIMEOUT bounds the build (seconds or
-a duration, default 60).
+'nixery serve' (-pkgs-path, -channel or -pkgs-repo, or their variables), or
+the bundled set when none is set.
 
 `
 
@@ -42,6 +41,9 @@ func closureCmd(ctx context.Context, args []string, getenv func(string) string, 
 	system := fs.String("system", nix.DefaultSystem, "`system` to build for: "+strings.Join(nix.Systems, " or "))
 	tag := fs.String("tag", "latest", "image `tag`: selects the ref or commit of NIXERY_PKGS_REPO")
 	verbose := fs.Bool("v", false, "log each Nix command to stderr")
+	var srcConfig nix.SourceConfig
+	var timeoutFlag string
+	sourceFlags(fs, envLookup(getenv), &srcConfig, &timeoutFlag)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,16 +52,11 @@ func closureCmd(ctx context.Context, args []string, getenv func(string) string, 
 		fs.Usage()
 		return errors.New("closure: no package names given")
 	}
-
-	timeout := nix.DefaultTimeout
-	if v := getenv("NIX_TIMEOUT"); v != "" {
-		d, err := parseSeconds(v)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("closure: NIX_TIMEOUT %q: want a positive number of seconds or a duration such as 90s", v)
-		}
-		timeout = d
+	timeout, err := parseTimeout(timeoutFlag)
+	if err != nil {
+		return fmt.Errorf("closure: %w", err)
 	}
-	src, err := nix.SourceFromEnv(getenv)
+	src, err := nix.NewSource(srcConfig)
 	if err != nil {
 		return err
 	}

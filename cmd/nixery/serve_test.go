@@ -4,12 +4,12 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/nixery-go/nixery/internal/testutil"
+	"github.com/nixery-go/nixery/nix"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -34,7 +35,7 @@ func TestParseServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.listen != "localhost:8080" || c.storageBackend != "filesystem" || c.nixTimeout != 60*time.Second ||
-		c.maxBuilds != 2 || c.maxLayers != 100 || c.logFormat != "text" || !strings.HasSuffix(c.storagePath, "nixery") {
+		c.maxBuilds != 2 || c.maxLayers != 100 || c.logFormat != "text" || c.storagePath != "" || c.source != (nix.SourceConfig{}) {
 		t.Errorf("defaults: %+v", c)
 	}
 
@@ -51,7 +52,7 @@ func TestParseServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.listen != "localhost:9999" || c.channel != "nixos-unstable" || c.storagePath != "/srv/nixery" ||
+	if c.listen != "localhost:9999" || c.source.Channel != "nixos-unstable" || c.storagePath != "/srv/nixery" ||
 		c.nixTimeout != 90*time.Second || c.popularity != "/srv/popularity.json" || c.maxLayers != 50 {
 		t.Errorf("environment: %+v", c)
 	}
@@ -84,28 +85,6 @@ func TestParseServe(t *testing.T) {
 	err = serve(t.Context(), nil, envMap(map[string]string{"NIXERY_CHANNEL": "a", "NIXERY_PKGS_PATH": "/b", "STORAGE_PATH": t.TempDir()}), io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "only one package source") {
 		t.Errorf("two sources: %v", err)
-	}
-}
-
-func TestLoadPopularity(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "pop.json")
-	os.WriteFile(file, []byte(`{"glibc-2.36": 302401, "zlib-1.2": 10}`), 0o644)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.ServeFile(w, r, file)
-	})}
-	addr := svListen(t, srv)
-	for _, from := range []string{file, "file://" + file, "http://" + addr + "/pop.json"} {
-		pop, _, err := loadPopularity(t.Context(), from)
-		if err != nil || pop["glibc-2.36"] != 302401 || len(pop) != 2 {
-			t.Errorf("%s: %v %v", from, pop, err)
-		}
-	}
-	if _, _, err := loadPopularity(t.Context(), filepath.Join(t.TempDir(), "missing.json")); err == nil {
-		t.Error("a missing file was accepted")
-	}
-	os.WriteFile(file, []byte(`[1,2]`), 0o644)
-	if _, _, err := loadPopularity(t.Context(), file); err == nil {
-		t.Error("a malformed file was accepted")
 	}
 }
 
@@ -259,6 +238,24 @@ func TestServeRealNix(t *testing.T) {
 		t.Errorf("first log line does not say what is served where: %s", first)
 	}
 
+	// The images of testdata/golden-digests.json have their pinned digests.
+	goldenFile, err := os.ReadFile("../../testdata/golden-digests.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden map[string]map[string]string
+	if err := json.Unmarshal(goldenFile, &golden); err != nil {
+		t.Fatal(err)
+	}
+	for image, want := range golden {
+		for format, accept := range map[string]string{"docker": "application/vnd.docker.distribution.manifest.v2+json", "oci": "application/vnd.oci.image.manifest.v1+json"} {
+			resp, body := svGet(t, "http://"+addr+"/v2/"+image+"/manifests/latest", accept)
+			if got := resp.Header.Get("Docker-Content-Digest"); resp.StatusCode != 200 || got != want[format] {
+				t.Errorf("%s (%s): %d %s, golden %s\n%s", image, format, resp.StatusCode, got, want[format], body)
+			}
+		}
+	}
+
 	// shell/curl validates, has the customisation layer last, runs bash.
 	img := svImage(t, addr, "shell/curl")
 	cfg, err := img.ConfigFile()
@@ -318,7 +315,11 @@ func TestServeRealNix(t *testing.T) {
 	}
 
 	// 50 concurrent requests for an image nobody asked for yet: one build,
-	// every layer built once.
+	// every layer built once. The log is written in the background: the
+	// mark is taken once the last request's line is in it.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), "path=/v2/bashinteractive/manifests/latest status=200") && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	mark := len(log.String())
 	var wg sync.WaitGroup
 	var mu sync.Mutex

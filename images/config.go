@@ -1,12 +1,8 @@
-package registry
+package images
 
 import (
 	"encoding/json"
 	"fmt"
-	"mime"
-	"strconv"
-	"strings"
-	"time"
 
 	"github.com/nixery-go/nixery/layers"
 	digest "github.com/opencontainers/go-digest"
@@ -14,9 +10,9 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Media types of the two manifest formats the registry serves. Each format
-// has its own media types for the config and the layers; the bytes behind
-// them are the same.
+// Media types of the two manifest formats an image has. Each format has its
+// own media types for the config and the layers; the bytes behind them are
+// the same.
 const (
 	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
 	MediaTypeDockerConfig   = "application/vnd.docker.container.image.v1+json"
@@ -40,54 +36,11 @@ var formatMedia = [numFormats]struct{ manifest, config, layer string }{
 	formatOCI:    {MediaTypeOCIManifest, MediaTypeOCIConfig, MediaTypeOCILayer},
 }
 
-func (f format) String() string {
-	if f == formatOCI {
-		return "oci"
-	}
-	return "docker"
-}
-
-// negotiate picks the manifest format from a request's Accept headers: the
-// acceptable format with the highest q-value, the one listed first on a tie.
-// Docker v2 schema 2 is the answer when neither is listed (no Accept header,
-// */*, or only formats this registry does not produce), as upstream Nixery
-// and most registries do.
-func negotiate(accept []string) format {
-	best, bestQ := formatDocker, -1.0
-	for _, header := range accept {
-		for _, item := range strings.Split(header, ",") {
-			mt, params, err := mime.ParseMediaType(strings.TrimSpace(item))
-			if err != nil {
-				continue
-			}
-			var f format
-			switch mt {
-			case MediaTypeDockerManifest:
-				f = formatDocker
-			case MediaTypeOCIManifest:
-				f = formatOCI
-			default:
-				continue
-			}
-			q := 1.0
-			if s, ok := params["q"]; ok {
-				if v, err := strconv.ParseFloat(s, 64); err == nil {
-					q = v
-				}
-			}
-			if q > bestQ && q > 0 {
-				best, bestQ = f, q
-			}
-		}
-	}
-	return best
-}
-
 // Created is the creation time of every image and history entry: fixed, so
-// that the same packages give the same config bytes, and one second after
-// the epoch (like the mtimes in the layers) because some tools treat a zero
-// time as missing.
-var Created = time.Date(1970, 1, 1, 0, 0, 1, 0, time.UTC)
+// that the same packages give the same config bytes, and the time of every
+// layer entry ([layers.Epoch], one second after the epoch, because some
+// tools treat a zero time as missing).
+var Created = layers.Epoch
 
 // DefaultPath is the PATH in every image's environment.
 const DefaultPath = "/bin:/usr/bin:/sbin"
@@ -96,15 +49,10 @@ const DefaultPath = "/bin:/usr/bin:/sbin"
 // SSL_CERT_FILE points at.
 const CertFile = "/etc/ssl/certs/ca-bundle.crt"
 
-// imageLayer is a layer of an image with the text of its history entry.
-type imageLayer struct {
-	layers.Descriptor
-	history string
-}
-
-// configFor returns the image config for layers, in order. The bytes are
-// deterministic: the same inputs give the same config, byte for byte.
-func configFor(system string, ls []imageLayer, cmd []string) ([]byte, error) {
+// configFor returns the image config for layers, in order, with one
+// history entry per layer. The bytes are deterministic: the same inputs
+// give the same config, byte for byte.
+func configFor(system string, ls []layers.Descriptor, history []string, cmd []string) ([]byte, error) {
 	arch, err := goArch(system)
 	if err != nil {
 		return nil, err
@@ -124,11 +72,17 @@ func configFor(system string, ls []imageLayer, cmd []string) ([]byte, error) {
 		img.History = append(img.History, ocispec.History{
 			Created:   &created,
 			CreatedBy: "nixery",
-			Comment:   l.history,
+			Comment:   history[i],
 		})
 	}
 	return json.Marshal(img)
 }
+
+// Systems an image can be built for.
+const (
+	SystemAMD64 = "x86_64-linux"
+	SystemARM64 = "aarch64-linux"
+)
 
 // goArch maps a Nix system to the image's architecture.
 func goArch(system string) (string, error) {
@@ -138,12 +92,12 @@ func goArch(system string) (string, error) {
 	case SystemARM64:
 		return "arm64", nil
 	}
-	return "", fmt.Errorf("registry: no image architecture for system %q", system)
+	return "", fmt.Errorf("images: no image architecture for system %q", system)
 }
 
 // manifestFor returns the manifest in format f for the config bytes and
 // layers.
-func manifestFor(f format, config []byte, ls []imageLayer) ([]byte, error) {
+func manifestFor(f format, config []byte, ls []layers.Descriptor) ([]byte, error) {
 	media := formatMedia[f]
 	m := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},

@@ -1,4 +1,4 @@
-package registry
+package images
 
 import (
 	"archive/tar"
@@ -8,17 +8,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
-)
 
-// Package is one requested package as realised by Nix.
-type Package struct {
-	// Name is the name as requested, e.g. "bashinteractive".
-	Name string
-	// Attr is the attribute it resolved to, e.g. "bashInteractive".
-	Attr string
-	// Path is the store path of the output put in the image.
-	Path string
-}
+	"github.com/nixery-go/nixery/nix"
+)
 
 // forestDirs are the top-level directories of the symlink forest.
 var forestDirs = []string{"bin", "etc", "lib", "sbin", "share"}
@@ -64,7 +56,7 @@ func (n *node) mkdir(name string) *node {
 // On top of the forest the layer holds /etc/passwd and /etc/group (root and
 // nobody), /etc/nsswitch.conf if no package provides one, /tmp with mode 1777
 // and /usr/bin/env, a symlink to coreutils' env when an image has it.
-func customisation(root fs.FS, pkgs []Package) (*node, error) {
+func customisation(root fs.FS, pkgs []nix.Package) (*node, error) {
 	pkgs = slices.Clone(pkgs)
 	sort.SliceStable(pkgs, func(i, j int) bool {
 		if pkgs[i].Attr != pkgs[j].Attr {
@@ -72,7 +64,7 @@ func customisation(root fs.FS, pkgs []Package) (*node, error) {
 		}
 		return pkgs[i].Path < pkgs[j].Path
 	})
-	pkgs = slices.CompactFunc(pkgs, func(a, b Package) bool { return a.Path == b.Path })
+	pkgs = slices.CompactFunc(pkgs, func(a, b nix.Package) bool { return a.Path == b.Path })
 	top := dir(0o755)
 	for _, d := range forestDirs {
 		var srcs []string
@@ -136,7 +128,7 @@ func merge(root fs.FS, d *node, srcs []string, depth int) error {
 	for _, src := range srcs {
 		ents, err := fs.ReadDir(root, src)
 		if err != nil {
-			return fmt.Errorf("registry: customisation layer: %w", err)
+			return fmt.Errorf("images: customisation layer: %w", err)
 		}
 		for _, e := range ents {
 			d := e.IsDir()

@@ -1,4 +1,4 @@
-package registry
+package images
 
 import (
 	"archive/tar"
@@ -8,20 +8,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nixery-go/nixery/internal/testutil/fakenix"
 	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/nix"
 )
 
 func TestCustomisationLayer(t *testing.T) {
-	var pkgs []Package
+	var pkgs []nix.Package
 	// Given in an order that is not sorted: the result must not depend on it.
 	for _, n := range []string{"moreutils", "iana-etc", "coreutils", "cacert", "curl"} {
-		pkgs = append(pkgs, Package{Name: strings.ToLower(n), Attr: n, Path: storePath(n)})
+		pkgs = append(pkgs, nix.Package{Name: strings.ToLower(n), Attr: n, Path: storePath(n)})
 	}
-	tree, err := customisation(fakeStoreFS(), pkgs)
+	tree, err := customisation(fakenix.StoreFS(), pkgs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := newMemStore()
+	store := newStore(t)
 	fill := func(tw *tar.Writer) error { return writeTree(tw, "", tree) }
 	desc, err := layers.WriteTarLayer(context.Background(), store, 0, fill)
 	if err != nil {
@@ -31,8 +33,8 @@ func TestCustomisationLayer(t *testing.T) {
 	for i, j := 0, len(pkgs)-1; i < j; i, j = i+1, j-1 {
 		pkgs[i], pkgs[j] = pkgs[j], pkgs[i]
 	}
-	tree2, _ := customisation(fakeStoreFS(), pkgs)
-	desc2, err := layers.WriteTarLayer(context.Background(), newMemStore(), 0, func(tw *tar.Writer) error { return writeTree(tw, "", tree2) })
+	tree2, _ := customisation(fakenix.StoreFS(), pkgs)
+	desc2, err := layers.WriteTarLayer(context.Background(), newStore(t), 0, func(tw *tar.Writer) error { return writeTree(tw, "", tree2) })
 	if err != nil || desc2 != desc {
 		t.Fatalf("customisation layer is not deterministic: %v %v (%v)", desc, desc2, err)
 	}

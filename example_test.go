@@ -1,0 +1,82 @@
+package nixery_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/nixery-go/nixery"
+)
+
+// An embedding server: the registry API under /v2/, next to a health
+// check of its own.
+func Example() {
+	dir, _ := os.MkdirTemp("", "nixery-example-")
+	defer os.RemoveAll(dir)
+
+	srv, err := nixery.New(context.Background(), nixery.WithStorage(dir), nixery.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", srv)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	ts := httptest.NewServer(mux) // or http.ListenAndServe(":8080", mux)
+	defer ts.Close()
+
+	for _, p := range []string{"/healthz", "/v2/"} {
+		resp, err := http.Get(ts.URL + p)
+		if err != nil {
+			log.Fatal(err)
+		}
+		resp.Body.Close()
+		fmt.Println(p, resp.Status)
+	}
+	// Output:
+	// /healthz 200 OK
+	// /v2/ 200 OK
+}
+
+// An image without HTTP: the v1.Image that `docker pull HOST/curl/jq`
+// would get, from the same caches, built with the real Nix.
+func ExampleServer_Image() {
+	dir, _ := os.MkdirTemp("", "nixery-example-")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	srv, err := nixery.New(ctx, nixery.WithStorage(dir), nixery.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+
+	img, err := srv.Image(ctx, "curl/jq")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("valid:", validate.Image(img) == nil)
+
+	// The registry serves the same image.
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	ref, _ := name.ParseReference(ts.Listener.Addr().String() + "/curl/jq")
+	served, err := remote.Image(ref)
+	if err != nil {
+		log.Fatal(err)
+	}
+	a, _ := img.Digest()
+	b, _ := served.Digest()
+	fmt.Println("same digest as served:", a == b)
+	// Output:
+	// valid: true
+	// same digest as served: true
+}

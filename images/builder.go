@@ -1,0 +1,425 @@
+package images
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/flight"
+	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/nix"
+)
+
+// imageFormatVersion changes whenever the same store paths would give
+// different images (config, customisation layer, layout); it is part of
+// every image key, so old images are not reused.
+const imageFormatVersion = "nixery-image-v2"
+
+// DefaultMaxLayers bounds the layers of an image, the customisation layer
+// included, unless [Config.MaxLayers] says otherwise (NIXERY_MAX_LAYERS in
+// the server). Docker refuses images of more than 125 layers; 100 leaves
+// room for layers that users stack on top of an image.
+const DefaultMaxLayers = 100
+
+// Nix realises packages and reports their closure: package nix's
+// [*nix.Builder] is one.
+type Nix interface {
+	// Build realises req.Packages and returns their closure graph and what
+	// each name resolved to.
+	Build(ctx context.Context, req nix.Request) (*nix.Result, error)
+	// CacheKey names the package set that tag selects; pinned says the
+	// name always denotes the same set, so that images may be cached by
+	// request.
+	CacheKey(tag string) (key string, pinned bool, err error)
+	// Popularity is the package set's popularity, which weighs the
+	// grouping of store paths into layers.
+	Popularity(ctx context.Context) (*nix.Popularity, error)
+}
+
+// LayerBuilder builds a layer of store paths into the blob store, caching
+// it by content: package layers' [*layers.Assembler] is one.
+type LayerBuilder interface {
+	Layer(ctx context.Context, paths []string) (layers.Descriptor, error)
+	// Format names the layer format; layers of one format are
+	// byte-identical for the same store paths.
+	Format() string
+}
+
+// Config configures a [Builder]. Nix, Layers and Store are required.
+type Config struct {
+	Nix    Nix
+	Layers LayerBuilder
+	// Store holds the layers (the LayerBuilder writes them there), the
+	// configs and the manifests.
+	Store layers.BlobStore
+	// IndexDir keeps a record of every image built, so that images
+	// survive a restart. Empty means memory only.
+	IndexDir string
+	// StoreFS reads store paths for the customisation layer; nil is
+	// os.DirFS("/").
+	StoreFS fs.FS
+	// MaxLayers bounds the layers of an image, the customisation layer
+	// included; zero means [DefaultMaxLayers].
+	MaxLayers int
+	// MaxPackages bounds the packages of an image; zero means
+	// [DefaultMaxPackages].
+	MaxPackages int
+	// Logger gets a line for every image built and every build that
+	// failed; nil is slog.Default().
+	Logger *slog.Logger
+}
+
+// Builder turns image names into images: it parses the name
+// ([ParseName]), realises the packages with [Nix], groups the closure into
+// layers ([layers.Group]), builds each layer ([LayerBuilder]) and the
+// customisation layer, writes the config and the manifests to the store,
+// and keeps the image in its index.
+//
+// Every image is built once: concurrent requests for it share one build,
+// and the index answers later ones. An image is identified by its key, a
+// hash of everything its bytes depend on: the image and layer formats, the
+// layer budget, the popularity's fingerprint, the package source, the
+// system, the command, the attribute paths the names resolved to and their
+// store paths. Because the key is made of the resolved attribute paths,
+// every spelling of a package ("HELLO", "hello") gives the same image.
+// Requests to a pinned source (a commit, the bundled set) are remembered
+// too, so that a cached image is found without running Nix, also after a
+// restart.
+//
+// A Builder is safe for concurrent use.
+type Builder struct {
+	cfg    Config
+	log    *slog.Logger
+	index  *index
+	ctx    context.Context // builds run in it; Close cancels it
+	cancel context.CancelFunc
+
+	requests flight.Group[*Image] // by request key: one Nix run
+	images   flight.Group[*Image] // by image key: one assembly
+}
+
+// New returns a Builder for cfg, loading the index from cfg.IndexDir.
+func New(ctx context.Context, cfg Config) (*Builder, error) {
+	if cfg.Nix == nil || cfg.Layers == nil || cfg.Store == nil {
+		return nil, errors.New("images: Config needs Nix, Layers and Store")
+	}
+	if cfg.MaxLayers == 0 {
+		cfg.MaxLayers = DefaultMaxLayers
+	}
+	if cfg.MaxLayers < 2 {
+		return nil, fmt.Errorf("images: MaxLayers %d: need room for at least one store path layer and the customisation layer", cfg.MaxLayers)
+	}
+	if cfg.StoreFS == nil {
+		cfg.StoreFS = os.DirFS("/")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	b := &Builder{cfg: cfg, log: cfg.Logger, index: newIndex(cfg.IndexDir, cfg.Store, cfg.Logger)}
+	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	if err := b.index.load(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close cancels the builds in progress. Images built before are still
+// served.
+func (b *Builder) Close() error {
+	b.cancel()
+	return nil
+}
+
+// Store returns the blob store the builder writes to.
+func (b *Builder) Store() layers.BlobStore { return b.cfg.Store }
+
+// Image returns the image that name asks for at tag (see [ParseName]),
+// building it unless it was built before.
+func (b *Builder) Image(ctx context.Context, name, tag string) (*Image, error) {
+	if img := b.index.memoized(name, tag); img != nil {
+		return img, nil
+	}
+	req, err := ParseName(name, b.cfg.MaxPackages)
+	if err != nil {
+		return nil, err
+	}
+	req.Tag = tag
+	img, pinned, err := b.image(ctx, *req)
+	if err != nil {
+		return nil, err
+	}
+	if pinned {
+		b.index.memoize(name, tag, img)
+	}
+	return img, nil
+}
+
+// ImageFor returns the image for req, building it unless it was built
+// before. The meta-packages of [ParseName] have no meaning here.
+func (b *Builder) ImageFor(ctx context.Context, req Request) (*Image, error) {
+	img, _, err := b.image(ctx, req)
+	return img, err
+}
+
+// Manifests returns the manifests of the image name asks for at tag, as
+// [Image.Manifests] does.
+func (b *Builder) Manifests(ctx context.Context, name, tag string) ([]v1.Descriptor, error) {
+	img, err := b.Image(ctx, name, tag)
+	if err != nil {
+		return nil, err
+	}
+	return img.Manifests(), nil
+}
+
+// Manifest returns the manifest with digest h, with its bytes as Data: one
+// of an image in the index, or one in the store (written by another
+// process sharing it). It is an error wrapping fs.ErrNotExist if there is
+// none.
+func (b *Builder) Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error) {
+	if d, ok := b.index.manifest(h); ok {
+		return d, nil
+	}
+	d := v1.Descriptor{Digest: h}
+	n, err := b.cfg.Store.Stat(ctx, h)
+	if err != nil || n > maxManifestBytes {
+		return v1.Descriptor{}, fmt.Errorf("%w: %s", errNotManifest, h)
+	}
+	d.Size = n
+	body, err := b.index.readBlob(ctx, d)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	var probe struct {
+		MediaType types.MediaType `json:"mediaType"`
+	}
+	if json.Unmarshal(body, &probe) != nil || (probe.MediaType != MediaTypeDockerManifest && probe.MediaType != MediaTypeOCIManifest) {
+		return v1.Descriptor{}, fmt.Errorf("%w: %s", errNotManifest, h)
+	}
+	d.MediaType, d.Data = probe.MediaType, body
+	return d, nil
+}
+
+// Blob opens the blob h (a layer, a config or a manifest) and returns its
+// size. It is an error wrapping fs.ErrNotExist if the store has no such
+// blob, and one wrapping [ErrDamaged] if the store's copy does not have the
+// size an image records for it.
+func (b *Builder) Blob(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, int64, error) {
+	n, err := b.cfg.Store.Stat(ctx, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	if want, ok := b.index.blobSize(h); ok && want != n {
+		return nil, 0, fmt.Errorf("%w: blob %s has %d bytes, %d recorded", ErrDamaged, h, n, want)
+	}
+	f, err := b.cfg.Store.Open(ctx, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, n, nil
+}
+
+// ErrDamaged is returned (wrapped) for a blob whose stored bytes do not
+// match what the images that use it record.
+var ErrDamaged = errors.New("images: damaged blob")
+
+// image returns the image for req and whether its source is pinned.
+func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) {
+	r, err := req.normalise(b.cfg.MaxPackages)
+	if err != nil {
+		return nil, false, err
+	}
+	srcKey, pinned, err := b.cfg.Nix.CacheKey(r.Tag)
+	if err != nil {
+		return nil, false, err
+	}
+	pop, err := b.cfg.Nix.Popularity(ctx)
+	if err != nil {
+		b.log.LogAttrs(ctx, slog.LevelWarn, "build failed", slog.Any("packages", r.Packages), slog.String("tag", r.Tag),
+			slog.String("error", "no popularity to group layers by: "+err.Error()))
+		return nil, false, err
+	}
+	k := b.keyOf(srcKey, pop.Fingerprint, r.System, r.Cmd)
+	rk := k.request(r.Packages)
+	if pinned {
+		if img := b.index.forRequest(rk); img != nil {
+			return img, true, nil
+		}
+	}
+	img, err := b.requests.Do(ctx, rk, func(context.Context) (*Image, error) {
+		return b.build(b.ctx, r, k, pop, pinned, rk)
+	})
+	return img, pinned, err
+}
+
+// build realises r with Nix and returns its image, assembling it unless
+// another request (another spelling) gave the same image before.
+func (b *Builder) build(ctx context.Context, r *Request, k keyParts, pop *nix.Popularity, pinned bool, rk string) (*Image, error) {
+	start := time.Now()
+	log := b.log.With(slog.Any("packages", r.Packages), slog.String("tag", r.Tag), slog.String("system", r.System))
+	res, err := b.cfg.Nix.Build(ctx, nix.Request{Packages: r.Packages, System: r.System, Tag: r.Tag})
+	nixTime := time.Since(start)
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "build failed", slog.Duration("duration", time.Since(start)), slog.String("error", err.Error()))
+		return nil, err
+	}
+	attrs := resolvedAttrs(res.Packages)
+	key := k.image(attrs, res.Graph.Roots())
+	if !pinned {
+		rk = ""
+	}
+	if img := b.index.get(key); img != nil {
+		return img, b.index.add(img, rk)
+	}
+	img, err := b.images.Do(ctx, key, func(context.Context) (*Image, error) {
+		if img := b.index.get(key); img != nil {
+			return img, nil
+		}
+		return b.assemble(ctx, key, attrs, r, res, pop)
+	})
+	if err != nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "build failed", slog.Duration("duration", time.Since(start)), slog.String("error", err.Error()))
+		return nil, err
+	}
+	if err := b.index.add(img, rk); err != nil {
+		// The image is served anyway; it is built again after a restart.
+		log.LogAttrs(ctx, slog.LevelError, "cannot save the image record", slog.String("error", err.Error()))
+	}
+	var total int64
+	for _, l := range img.layers {
+		total += l.Size
+	}
+	log.LogAttrs(ctx, slog.LevelInfo, "build",
+		slog.Any("attrs", attrs),
+		slog.Int("paths", res.Graph.Len()),
+		slog.Int("layers", len(img.layers)),
+		slog.Int64("bytes", total),
+		slog.Duration("nix_duration", nixTime),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("docker_digest", img.manifests[formatDocker].Digest.String()),
+		slog.String("oci_digest", img.manifests[formatOCI].Digest.String()),
+	)
+	return img, nil
+}
+
+// assemble groups the closure into layers, builds them and the
+// customisation layer, and stores the config and the manifests.
+func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *Request, res *nix.Result, pop *nix.Popularity) (*Image, error) {
+	groups := layers.Group(res.Graph, pop.Map, b.cfg.MaxLayers-1)
+	ls := make([]layers.Descriptor, 0, len(groups)+1)
+	history := make([]string, 0, len(groups)+1)
+	for _, g := range groups {
+		d, err := b.cfg.Layers.Layer(ctx, g)
+		if err != nil {
+			return nil, fmt.Errorf("images: layer of %s: %w", summarise(g), err)
+		}
+		ls = append(ls, d)
+		history = append(history, "store paths: "+summarise(g))
+	}
+	tree, err := customisation(b.cfg.StoreFS, res.Packages)
+	if err != nil {
+		return nil, err
+	}
+	custom, err := layers.WriteTarLayer(ctx, b.cfg.Store, 0, func(tw *tar.Writer) error { return writeTree(tw, "", tree) })
+	if err != nil {
+		return nil, fmt.Errorf("images: customisation layer: %w", err)
+	}
+	ls = append(ls, custom)
+	history = append(history, "customisation layer: "+strings.Join(attrs, " "))
+
+	config, err := configFor(r.System, ls, history, r.Cmd)
+	if err != nil {
+		return nil, err
+	}
+	img, err := newImage(key, attrs, r.System, config, ls)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := layers.Put(ctx, b.cfg.Store, config); err != nil {
+		return nil, fmt.Errorf("images: storing the config: %w", err)
+	}
+	for _, m := range img.manifests {
+		if _, err := layers.Put(ctx, b.cfg.Store, m.Data); err != nil {
+			return nil, fmt.Errorf("images: storing a manifest: %w", err)
+		}
+	}
+	return img, nil
+}
+
+// resolvedAttrs returns the attribute paths packages resolved to, sorted
+// and de-duplicated.
+func resolvedAttrs(pkgs []nix.Package) []string {
+	attrs := make([]string, len(pkgs))
+	for i, p := range pkgs {
+		attrs[i] = p.Attr
+	}
+	slices.Sort(attrs)
+	return slices.Compact(attrs)
+}
+
+// summarise names a group's store paths for its history entry: the first
+// few names and a count.
+func summarise(paths []string) string {
+	const show = 3
+	var sb strings.Builder
+	for i, p := range paths {
+		if i == show {
+			fmt.Fprintf(&sb, " and %d more", len(paths)-show)
+			break
+		}
+		if i > 0 {
+			sb.WriteByte(' ')
+		}
+		sb.WriteString(closure.Name(p))
+	}
+	return sb.String()
+}
+
+// keyParts are the inputs of image keys that do not depend on Nix's
+// answer.
+type keyParts struct {
+	prefix string
+}
+
+func (b *Builder) keyOf(srcKey, popFingerprint, system string, cmd []string) keyParts {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "%s\x00%s\x00budget=%d\x00pop=%s\x00%s\x00%s\x00%q\x00",
+		imageFormatVersion, b.cfg.Layers.Format(), b.cfg.MaxLayers-1, popFingerprint, srcKey, system, cmd)
+	return keyParts{prefix: sb.String()}
+}
+
+// request returns the key of a request for packages as spelt.
+func (k keyParts) request(pkgs []string) string {
+	return hashOf(k.prefix, "request", pkgs)
+}
+
+// image returns the image key for the resolved attribute paths and their
+// store paths.
+func (k keyParts) image(attrs, roots []string) string {
+	return hashOf(k.prefix, "image", append(slices.Clone(attrs), roots...))
+}
+
+func hashOf(prefix, kind string, items []string) string {
+	h := sha256.New()
+	io.WriteString(h, prefix)
+	io.WriteString(h, kind)
+	for _, s := range items {
+		h.Write([]byte{0})
+		io.WriteString(h, s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

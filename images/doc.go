@@ -1,0 +1,69 @@
+// Package images turns image names into container images. It owns what an
+// image is made of and the one cache of images built: [ParseName] reads a
+// name ("shell/curl") into packages, [Builder] realises them with Nix
+// (package nix), groups their closure into layers and builds them (package
+// layers), adds the customisation layer, writes the config and the
+// manifests to the blob store, and keeps every image in its index. The
+// registry (package registry) serves what a Builder makes; any Go program
+// can ask a Builder for an [Image] and turn it into a go-containerregistry
+// v1.Image with [Image.V1].
+//
+// # Names
+//
+// Each component of a name is an attribute path of the package set
+// ("curl", "python3Packages.six"), checked by package nix's one name
+// validator, or a meta-package: "shell" adds [ShellPackages] (bash,
+// coreutils, moreutils, nano) and sets Cmd ["bash"]; "arm64" builds for
+// aarch64-linux. [AlwaysIncluded] (cacert, iana-etc) is added to every
+// image, and the packages are sorted and de-duplicated, so "curl/shell" is
+// the same image as "shell/curl".
+//
+// # Building
+//
+// A request for a name at a tag goes through these steps:
+//
+//  1. the package source gives the tag's cache key and says whether it is
+//     pinned (a commit, the bundled set); for a pinned source a request
+//     seen before (by this process or, through the index, an earlier one)
+//     is answered at once, without Nix;
+//  2. Nix resolves and realises the packages and reports their closure:
+//     once per request, however many clients ask at the same time;
+//  3. the image key is a hash of everything the image's bytes depend on:
+//     the image and layer formats, the layer budget, the popularity's
+//     fingerprint, the source's cache key, the system, the command, and
+//     the attribute paths the names resolved to with their store paths.
+//     Since it is made of what the names resolved to, every spelling of a
+//     package ("HELLO", "hello") gives one image, built once;
+//  4. unless the index has the key, [layers.Group] splits the closure
+//     into at most MaxLayers-1 groups, the LayerBuilder builds each (it
+//     caches layers by content, so images that share store paths share
+//     layers), the customisation layer goes last, and the config and the
+//     two manifests (Docker v2 schema 2 and OCI: the same config bytes and
+//     layer blobs, different media types) are written to the store;
+//  5. the image is entered in the index, whose records in IndexDir keep it
+//     across restarts: a record is loaded only if its manifests and config
+//     are in the store and hash to their digests, and its layers are there
+//     with their recorded sizes.
+//
+// A caller that gives up stops waiting; the build goes on for the others
+// and for the cache.
+//
+// # Customisation layer
+//
+// The last layer of every image is a symlink forest of the requested
+// packages, the way nixpkgs' buildEnv makes one (see customisation in
+// custom.go): /bin, /etc, /lib, /sbin and /share are real directories whose
+// entries link into the packages that provide them, merged level by level
+// where several do; plus /etc/passwd and /etc/group (root and nobody),
+// /etc/nsswitch.conf, /tmp (1777), /root (700) and /usr/bin/env. Every
+// entry has the fixed time [Created] and owner 0, so the same packages give
+// the same bytes.
+//
+// # Logs
+//
+// One line per image built, and one per failed build:
+//
+//	level=INFO msg=build packages="[bashInteractive ...]" tag=latest system=x86_64-linux attrs="[...]"
+//	    paths=24 layers=25 bytes=31457280 nix_duration=2.1s duration=3.4s docker_digest=sha256:... oci_digest=sha256:...
+//	level=WARN msg="build failed" packages=[...] tag=latest system=... duration=... error="nix: unknown packages: foo"
+package images

@@ -1,0 +1,133 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nixery-go/nixery/internal/testutil/fakenix"
+	"github.com/nixery-go/nixery/layers"
+)
+
+var storePath = fakenix.StorePath
+
+func newStore(t testing.TB) *layers.FSStore {
+	t.Helper()
+	s, err := layers.NewFSStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+func gunzip(t testing.TB, r io.Reader) io.Reader {
+	t.Helper()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zr
+}
+
+// tarEntries lists a layer's entries: files map to their contents,
+// symlinks to "-> target", directories to their mode.
+func tarEntries(t testing.TB, r io.Reader) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := strings.TrimSuffix(h.Name, "/")
+		if _, dup := out[name]; dup {
+			t.Errorf("duplicate entry %s", name)
+		}
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			out[name] = "-> " + h.Linkname
+		case tar.TypeDir:
+			out[name] = fmt.Sprintf("dir %o", h.Mode)
+		default:
+			b, _ := io.ReadAll(tr)
+			out[name] = string(b)
+		}
+		if h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(Created) {
+			t.Errorf("%s: uid %d gid %d mtime %v", name, h.Uid, h.Gid, h.ModTime)
+		}
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// fixture is a Builder over the fake Nix and layer builder, with at most
+// six layers per image (five of store paths and the customisation layer).
+type fixture struct {
+	b     *Builder
+	nix   *fakenix.Nix
+	lay   *fakenix.Layers
+	store *layers.FSStore
+	logs  *syncBuffer
+	dir   string
+}
+
+// newFixture returns a fixture; store and dir may be shared with an
+// earlier fixture (a restart), or nil and "" for new ones.
+func newFixture(t testing.TB, nx *fakenix.Nix, store *layers.FSStore, dir string) *fixture {
+	t.Helper()
+	if nx == nil {
+		nx = &fakenix.Nix{}
+	}
+	if store == nil {
+		store = newStore(t)
+	}
+	f := &fixture{nix: nx, store: store, logs: &syncBuffer{}, dir: dir, lay: &fakenix.Layers{Store: store}}
+	b, err := New(t.Context(), Config{
+		Nix:       nx,
+		Layers:    f.lay,
+		Store:     store,
+		IndexDir:  dir,
+		StoreFS:   fakenix.StoreFS(),
+		MaxLayers: 6,
+		Logger:    slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	f.b = b
+	return f
+}

@@ -1,0 +1,135 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/nixery-go/nixery/layers"
+)
+
+// Image is a built image: one config and its layers, described by a Docker
+// v2 schema 2 manifest and an OCI manifest (same config bytes, same layer
+// blobs, different media types). All of it is in the [layers.BlobStore]; an
+// Image holds the small parts (config and manifests) in memory.
+type Image struct {
+	// Key is the image key: a hash of everything the image's bytes depend
+	// on (see [Builder]).
+	Key string
+	// Packages are the attribute paths the requested names resolved to,
+	// sorted, and System the Nix system.
+	Packages []string
+	System   string
+
+	config    []byte
+	configD   v1.Descriptor
+	layers    []layers.Descriptor
+	manifests []v1.Descriptor // Docker first, then OCI; Data holds the bytes
+}
+
+// Manifests returns the image's manifests, Docker v2 schema 2 first (the
+// answer to a client that asks for no particular format), then OCI. Each
+// descriptor's Data holds the manifest's bytes. The slice is shared: do not
+// modify it.
+func (img *Image) Manifests() []v1.Descriptor { return img.manifests }
+
+// Layers returns the descriptors of the image's layers, bottom first, the
+// customisation layer last.
+func (img *Image) Layers() []layers.Descriptor { return img.layers }
+
+// Config returns the image config's bytes.
+func (img *Image) Config() []byte { return img.config }
+
+// configDescriptor describes the config blob.
+func (img *Image) configDescriptor() v1.Descriptor { return img.configD }
+
+// newImage assembles an Image from its config and layers, writing the
+// manifests' bytes.
+func newImage(key string, pkgs []string, system string, config []byte, ls []layers.Descriptor) (*Image, error) {
+	img := &Image{Key: key, Packages: pkgs, System: system, config: config, layers: ls}
+	img.configD = manifestDescriptor(MediaTypeDockerConfig, config)
+	img.configD.Data = nil
+	for f := range numFormats {
+		body, err := manifestFor(f, config, ls)
+		if err != nil {
+			return nil, err
+		}
+		img.manifests = append(img.manifests, manifestDescriptor(formatMedia[f].manifest, body))
+	}
+	return img, nil
+}
+
+// manifestDescriptor describes a small blob, with its bytes as Data.
+func manifestDescriptor(mediaType string, body []byte) v1.Descriptor {
+	h, n, _ := v1.SHA256(bytes.NewReader(body))
+	return v1.Descriptor{MediaType: types.MediaType(mediaType), Digest: h, Size: n, Data: body}
+}
+
+// imageFromBlobs rebuilds an Image from its Docker manifest and its config,
+// as read back from the store, checking that they agree.
+func imageFromBlobs(key string, pkgs []string, system string, dockerManifest, config []byte) (*Image, error) {
+	var m v1.Manifest
+	if err := json.Unmarshal(dockerManifest, &m); err != nil {
+		return nil, fmt.Errorf("images: manifest: %w", err)
+	}
+	var cf v1.ConfigFile
+	if err := json.Unmarshal(config, &cf); err != nil {
+		return nil, fmt.Errorf("images: config: %w", err)
+	}
+	if len(cf.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("images: config has %d diff IDs for %d layers", len(cf.RootFS.DiffIDs), len(m.Layers))
+	}
+	ls := make([]layers.Descriptor, len(m.Layers))
+	for i, l := range m.Layers {
+		ls[i] = layers.Descriptor{Digest: l.Digest, DiffID: cf.RootFS.DiffIDs[i], Size: l.Size}
+	}
+	img, err := newImage(key, pkgs, system, config, ls)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(img.manifests[formatDocker].Data, dockerManifest) {
+		return nil, fmt.Errorf("images: stored manifest %s differs from the one its config and layers give", img.manifests[formatDocker].Digest)
+	}
+	return img, nil
+}
+
+// V1 returns the image as a go-containerregistry v1.Image with the Docker
+// v2 schema 2 manifest, the one `docker pull` gets: its digest is the
+// Docker-Content-Digest the registry serves. Layers are read from store
+// only when asked for.
+func (img *Image) V1(ctx context.Context, store layers.BlobStore) v1.Image {
+	v, err := partial.CompressedToImage(&v1Image{img: img, ctx: ctx, store: store})
+	if err != nil {
+		panic(err) // CompressedToImage cannot fail
+	}
+	return v
+}
+
+// v1Image is a partial.CompressedImageCore over an Image.
+type v1Image struct {
+	img   *Image
+	ctx   context.Context
+	store layers.BlobStore
+}
+
+func (v *v1Image) RawConfigFile() ([]byte, error) { return v.img.config, nil }
+
+func (v *v1Image) MediaType() (types.MediaType, error) {
+	return v.img.manifests[formatDocker].MediaType, nil
+}
+
+func (v *v1Image) RawManifest() ([]byte, error) { return v.img.manifests[formatDocker].Data, nil }
+
+func (v *v1Image) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	for _, l := range v.img.layers {
+		if l.Digest == h {
+			return layers.V1Layer(v.ctx, v.store, l, MediaTypeDockerLayer).(partial.CompressedLayer), nil
+		}
+	}
+	return nil, fmt.Errorf("images: image %s has no layer %s", v.img.Key, h)
+}

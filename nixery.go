@@ -1,0 +1,222 @@
+// Package nixery builds container images from Nix on demand and serves them
+// with the OCI distribution API: `docker pull HOST/shell/curl` gets an image
+// holding bash, coreutils, moreutils, nano and curl with their runtime
+// closure. It is the library behind the `nixery serve` command; another Go
+// server embeds it in a few lines (see the examples):
+//
+//	srv, err := nixery.New(ctx, nixery.WithStorage("/var/lib/nixery"))
+//	...
+//	mux.Handle("/v2/", srv)
+//
+// and a Go program that wants images without HTTP asks for them:
+//
+//	img, err := srv.Image(ctx, "curl/jq") // a go-containerregistry v1.Image
+//
+// # Packages
+//
+// Data flows one way: package registry (HTTP) asks package images, which
+// turns a name into an image, asks package nix to realise the packages and
+// package layers to group and build the layers; both use package closure's
+// store-path graph. This package only wires them together.
+//
+// # Storage
+//
+// Everything lives under one directory ([WithStorage]; the default is
+// "nixery" in the user's cache directory, ~/.cache/nixery):
+//
+//	store/          the blobs: layers, configs, manifests (layers.FSStore)
+//	layer-cache/    the compressed members of every store path and the
+//	                descriptor of every layer (layers.Assembler)
+//	index/          a record of every image built (images.Builder)
+//	popularity/     the computed popularity of the bundled package set
+//	gcroots/        Nix GC roots of the packages in images
+//	pkgs-<hash>/    the bundled package set, extracted for Nix
+//
+// Several processes may share the directory.
+package nixery
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/nixery-go/nixery/images"
+	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/nix"
+	"github.com/nixery-go/nixery/registry"
+)
+
+// An Option configures [New].
+type Option func(*options)
+
+type options struct {
+	storage    string
+	source     nix.Source
+	sourceCfg  nix.SourceConfig
+	popularity string
+	timeout    time.Duration
+	maxBuilds  int
+	maxLayers  int
+	log        *slog.Logger
+}
+
+// WithStorage sets the storage directory (see the package documentation).
+func WithStorage(dir string) Option { return func(o *options) { o.storage = dir } }
+
+// WithSource serves the packages of src. The default is the package set
+// bundled in the binary (see package nix), extracted in the storage
+// directory.
+func WithSource(src nix.Source) Option { return func(o *options) { o.source = src } }
+
+// WithSourceConfig serves the package source c chooses (a local tree, a
+// channel or a git repository; see [nix.SourceConfig]). The bundled set, if
+// chosen, is extracted in the storage directory unless c says otherwise.
+func WithSourceConfig(c nix.SourceConfig) Option { return func(o *options) { o.sourceCfg = c } }
+
+// WithPopularity reads the package set's popularity from a file path or an
+// http(s) URL in upstream Nixery's format, rather than computing it (the
+// bundled set) or doing without (other sources). See [nix.Builder.Popularity].
+func WithPopularity(url string) Option { return func(o *options) { o.popularity = url } }
+
+// WithTimeout bounds one Nix build; the default is [nix.DefaultTimeout].
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithMaxBuilds bounds the Nix builds that run at once; the default is
+// [nix.DefaultMaxConcurrent].
+func WithMaxBuilds(n int) Option { return func(o *options) { o.maxBuilds = n } }
+
+// WithMaxLayers bounds the layers of an image, the customisation layer
+// included; the default is [images.DefaultMaxLayers].
+func WithMaxLayers(n int) Option { return func(o *options) { o.maxLayers = n } }
+
+// WithLogger sets the logger; the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// Server builds images on demand and serves them. It is the http.Handler
+// for the /v2/ API. Create it with [New].
+type Server struct {
+	*registry.Registry
+	images  *images.Builder
+	nix     *nix.Builder
+	source  nix.Source
+	storage string
+	stop    context.CancelFunc
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// New returns a server with the given options, creating the storage
+// directory if need be and loading the images built before. It starts
+// computing the package set's popularity in the background; builds wait
+// for it.
+func New(ctx context.Context, opts ...Option) (*Server, error) {
+	o := options{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.storage == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		o.storage = filepath.Join(dir, "nixery")
+	}
+	src := o.source
+	if src == nil {
+		c := o.sourceCfg
+		if c.BundledDir == "" {
+			c.BundledDir = o.storage
+		}
+		var err error
+		if src, err = nix.NewSource(c); err != nil {
+			return nil, err
+		}
+	}
+	store, err := layers.NewFSStore(filepath.Join(o.storage, "store"))
+	if err != nil {
+		return nil, err
+	}
+	asm, err := layers.NewAssembler(store, filepath.Join(o.storage, "layer-cache"), layers.Options{Logger: o.log})
+	if err != nil {
+		return nil, err
+	}
+	nb := nix.NewBuilder(src, nix.Options{
+		Timeout:       o.timeout,
+		MaxConcurrent: o.maxBuilds,
+		Logger:        o.log,
+		GCRootDir:     filepath.Join(o.storage, "gcroots"),
+		PopularityURL: o.popularity,
+		PopularityDir: filepath.Join(o.storage, "popularity"),
+	})
+	ib, err := images.New(ctx, images.Config{
+		Nix:       nb,
+		Layers:    asm,
+		Store:     store,
+		IndexDir:  filepath.Join(o.storage, "index"),
+		MaxLayers: o.maxLayers,
+		Logger:    o.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The popularity is computed for the server's lifetime, so that it is
+	// ready before the first build if it can be.
+	life, stop := context.WithCancel(context.WithoutCancel(ctx))
+	go nb.Popularity(life)
+	return &Server{
+		Registry: registry.New(ib, registry.WithLogger(o.log)),
+		images:   ib,
+		nix:      nb,
+		source:   src,
+		storage:  o.storage,
+		stop:     stop,
+	}, nil
+}
+
+// Storage returns the storage directory.
+func (s *Server) Storage() string { return s.storage }
+
+// Source returns the package source the server serves.
+func (s *Server) Source() nix.Source { return s.source }
+
+// Image returns the image that name asks for ("shell/curl", see
+// [images.ParseName]) at tag "latest": the same image, digest for digest,
+// that a pull of HOST/name:latest gets in Docker's format, from the same
+// caches.
+func (s *Server) Image(ctx context.Context, name string) (v1.Image, error) {
+	img, err := s.images.Image(ctx, name, "latest")
+	if err != nil {
+		return nil, err
+	}
+	return img.V1(ctx, s.images.Store()), nil
+}
+
+// ImageOf returns the image of exactly the given packages (attribute paths
+// such as "curl" or "python3Packages.six"), with [images.AlwaysIncluded]
+// added as for every image.
+func (s *Server) ImageOf(ctx context.Context, packages ...string) (v1.Image, error) {
+	img, err := s.images.ImageFor(ctx, images.Request{Packages: packages})
+	if err != nil {
+		return nil, err
+	}
+	return img.V1(ctx, s.images.Store()), nil
+}
+
+// Popularity waits for the package set's popularity and says where it came
+// from.
+func (s *Server) Popularity(ctx context.Context) (*nix.Popularity, error) {
+	return s.nix.Popularity(ctx)
+}
+
+// Close stops the builds in progress and the request logger. Images built
+// before are still served.
+func (s *Server) Close() error {
+	s.stop()
+	s.images.Close()
+	return s.Registry.Close()
+}
