@@ -6,9 +6,8 @@ import (
 	"os"
 	"testing"
 
-	"os/exec"
-
 	"github.com/nixery-go/nixery"
+	"github.com/nixery-go/nixery/internal/testutil"
 )
 
 // golden reads testdata/golden-digests.json: image -> format -> digest.
@@ -28,12 +27,7 @@ func golden(t *testing.T) map[string]map[string]string {
 // TestImageGolden: the library's Image gives the digest `nixery serve`
 // serves (pinned in testdata), for every golden image.
 func TestImageGolden(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs Nix; skipped with -short")
-	}
-	if _, err := exec.LookPath("nix-build"); err != nil {
-		t.Fatalf("this test needs Nix (apt-get install nix-bin, then .ci/setup): %v", err)
-	}
+	testutil.RequireTools(t, "nix-build")
 	srv, err := nixery.New(t.Context(), nixery.WithStorage(t.TempDir()), nixery.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,7 @@
 //
 //   - store paths: [StorePath] makes a valid store path for a name, and
 //     [StoreTree] writes a fake Nix store on disk ([StoreFS] in memory);
-//   - layers: [Gunzip] and [ReadTar] read a layer blob back;
+//   - layers: [Gunzip], [ReadTar] and [ReadLayer] read a layer blob back;
 //   - tools: [RequireTools] fails a test (never skips it, except under
 //     -short) when a program it needs, or a Docker engine, is missing;
 //   - `nixery serve`: [BuildNixery] builds the binary once, [StartNixery]
@@ -11,13 +11,16 @@
 //     [ServeNixery] does the same for a test and checks at cleanup that it
 //     shut down cleanly;
 //   - registry clients: [GetManifest] fetches a manifest and parses it
-//     with go-containerregistry's types.
+//     with go-containerregistry's types;
+//   - logs: [SyncBuffer] is a buffer a server writes while the test reads.
 //
-// The in-memory blob store (a layers.BlobStore) lives in the sub-package
-// memstore, with ways to damage a blob: this
-// package imports no package of the module, so that the in-package tests
-// of closure and layers can use it without an import cycle.
+// This package imports no package of the module, so that the in-package
+// tests of closure and layers can use it without an import cycle. What
+// needs the module's packages lives in sub-packages: memstore is an
+// in-memory layers.BlobStore that can damage its blobs, fakenix fakes Nix
+// and a layer builder for the unit tests of images and registry.
 //
-// testutil is for tests and for the benchmarks under benchmarks/; no
-// production package may import it.
+// testutil is for tests and for the benchmark packages (benchmarks/,
+// layers/layerbench); no production package may import it, which
+// TestNotImportedByProduction checks.
 package testutil

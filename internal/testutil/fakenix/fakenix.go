@@ -11,7 +11,6 @@ package fakenix
 import (
 	"archive/tar"
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"regexp"
 	"sort"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/nix"
 )
@@ -43,16 +43,8 @@ var Packages = map[string][]string{
 }
 
 // StorePath returns the store path of a fake package,
-// /nix/store/<32 chars>-<name>.
-func StorePath(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
-	h := make([]byte, 32)
-	for i := range h {
-		h[i] = alphabet[int(sum[i])%32]
-	}
-	return "/nix/store/" + string(h) + "-" + name
-}
+// /nix/store/<32 chars>-<name> ([testutil.StorePath]).
+func StorePath(name string) string { return testutil.StorePath(name) }
 
 // StoreFS gives each package a bin/<name> file and a README, plus the files
 // the customisation layer cares about: coreutils' env and ls (moreutils has
