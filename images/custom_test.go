@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/internal/testutil/fakenix"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/nix"
@@ -44,10 +45,7 @@ func TestCustomisationLayer(t *testing.T) {
 	if sha(blob) != desc.Digest.String() || int64(len(blob)) != desc.Size {
 		t.Errorf("descriptor %v does not match the blob", desc)
 	}
-	tarBytes, err := io.ReadAll(gunzip(t, bytes.NewReader(blob)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	tarBytes := testutil.Gunzip(t, blob)
 	if sha(tarBytes) != desc.DiffID.String() {
 		t.Errorf("DiffID %s, want %s", desc.DiffID, sha(tarBytes))
 	}
@@ -85,17 +83,9 @@ func TestCustomisationLayer(t *testing.T) {
 	}
 
 	// Entries are sorted with parents first.
-	zr := gunzip(t, bytes.NewReader(blob))
-	tr := tar.NewReader(zr)
 	prev := ""
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range testutil.ReadLayer(t, blob) {
+		h := e.Header
 		if prev != "" && !(strings.TrimSuffix(prev, "/") < strings.TrimSuffix(h.Name, "/")) {
 			t.Errorf("%q after %q", h.Name, prev)
 		}

@@ -2,17 +2,15 @@ package images
 
 import (
 	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/internal/testutil/fakenix"
 	"github.com/nixery-go/nixery/layers"
 )
@@ -33,29 +31,14 @@ func sha(b []byte) string {
 	return "sha256:" + hex.EncodeToString(s[:])
 }
 
-func gunzip(t testing.TB, r io.Reader) io.Reader {
-	t.Helper()
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return zr
-}
-
 // tarEntries lists a layer's entries: files map to their contents,
-// symlinks to "-> target", directories to their mode.
+// symlinks to "-> target", directories to their mode. Every entry must have
+// owner 0 and the fixed time.
 func tarEntries(t testing.TB, r io.Reader) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, e := range testutil.ReadTar(t, r) {
+		h := e.Header
 		name := strings.TrimSuffix(h.Name, "/")
 		if _, dup := out[name]; dup {
 			t.Errorf("duplicate entry %s", name)
@@ -66,31 +49,13 @@ func tarEntries(t testing.TB, r io.Reader) map[string]string {
 		case tar.TypeDir:
 			out[name] = fmt.Sprintf("dir %o", h.Mode)
 		default:
-			b, _ := io.ReadAll(tr)
-			out[name] = string(b)
+			out[name] = string(e.Body)
 		}
 		if h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(Created) {
 			t.Errorf("%s: uid %d gid %d mtime %v", name, h.Uid, h.Gid, h.ModTime)
 		}
 	}
-}
-
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return out
 }
 
 // fixture is a Builder over the fake Nix and layer builder, with at most
@@ -100,7 +65,7 @@ type fixture struct {
 	nix   *fakenix.Nix
 	lay   *fakenix.Layers
 	store *layers.FSStore
-	logs  *syncBuffer
+	logs  *testutil.SyncBuffer
 	dir   string
 }
 
@@ -114,7 +79,7 @@ func newFixture(t testing.TB, nx *fakenix.Nix, store *layers.FSStore, dir string
 	if store == nil {
 		store = newStore(t)
 	}
-	f := &fixture{nix: nx, store: store, logs: &syncBuffer{}, dir: dir, lay: &fakenix.Layers{Store: store}}
+	f := &fixture{nix: nx, store: store, logs: &testutil.SyncBuffer{}, dir: dir, lay: &fakenix.Layers{Store: store}}
 	b, err := New(t.Context(), Config{
 		Nix:       nx,
 		Layers:    f.lay,

@@ -4,9 +4,7 @@ package images
 // builder's images and errors.
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/internal/testutil/fakenix"
 	"github.com/nixery-go/nixery/nix"
 	"github.com/nixery-go/nixery/registry"
@@ -33,44 +32,9 @@ func serveFixture(t *testing.T, nx *fakenix.Nix) (*fixture, *httptest.Server) {
 	return f, srv
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func do(t *testing.T, srv *httptest.Server, method, path string, hdr map[string]string) response {
+func do(t *testing.T, srv *httptest.Server, method, path string, hdr map[string]string) testutil.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, body}
-}
-
-// errorCode checks that the body is the spec's error JSON with one error
-// and returns its code and message.
-func errorCode(t *testing.T, r response) (string, string) {
-	t.Helper()
-	var body struct {
-		Errors []struct{ Code, Message string } `json:"errors"`
-	}
-	if err := json.Unmarshal(r.body, &body); err != nil || len(body.Errors) != 1 {
-		t.Fatalf("error body %q: %v", r.body, err)
-	}
-	return body.Errors[0].Code, body.Errors[0].Message
+	return testutil.Do(t, srv.Client(), method, srv.URL+path, hdr)
 }
 
 // TestHTTPErrors: what clients see of bad names, unknown packages, tags
@@ -103,13 +67,13 @@ func TestHTTPErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.path[:min(len(tt.path), 60)], func(t *testing.T) {
 			r := do(t, srv, "GET", tt.path, nil)
-			if r.status != tt.status {
-				t.Fatalf("status %d, want %d; body %s", r.status, tt.status, r.body)
+			if r.Status != tt.status {
+				t.Fatalf("status %d, want %d; body %s", r.Status, tt.status, r.Body)
 			}
 			if tt.code == "" {
 				return
 			}
-			if code, msg := errorCode(t, r); code != tt.code || !strings.Contains(msg, tt.message) {
+			if code, msg := r.RegistryError(t); code != tt.code || !strings.Contains(msg, tt.message) {
 				t.Errorf("%s %q, want %s with %q", code, msg, tt.code, tt.message)
 			}
 		})
@@ -123,18 +87,18 @@ func TestHTTPErrors(t *testing.T) {
 	f.nix.Err = &nix.BuildError{Op: "build", Err: fmt.Errorf("exit status 1"),
 		Log: "building '/nix/store/xxx-curl.drv'...\nline 2\nerror: builder for '/nix/store/xxx-curl.drv' failed with exit code 1"}
 	r := do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if code, msg := errorCode(t, r); r.status != 500 || code != "UNKNOWN" || strings.Contains(msg, "line 2") || !strings.Contains(msg, "build failed") {
-		t.Errorf("build failure: %d %s %q", r.status, code, msg)
+	if code, msg := r.RegistryError(t); r.Status != 500 || code != "UNKNOWN" || strings.Contains(msg, "line 2") || !strings.Contains(msg, "build failed") {
+		t.Errorf("build failure: %d %s %q", r.Status, code, msg)
 	}
 	f.nix.Err = fmt.Errorf("nix-build: %w", nix.ErrTimeout)
 	r = do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if code, msg := errorCode(t, r); r.status != 503 || code != "UNAVAILABLE" || !strings.Contains(msg, "timed out") {
-		t.Errorf("timeout: %d %s %q", r.status, code, msg)
+	if code, msg := r.RegistryError(t); r.Status != 503 || code != "UNAVAILABLE" || !strings.Contains(msg, "timed out") {
+		t.Errorf("timeout: %d %s %q", r.Status, code, msg)
 	}
 	f.nix.Err = fmt.Errorf("%w", nix.ErrNixNotFound)
 	r = do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if code, msg := errorCode(t, r); r.status != 500 || code != "UNKNOWN" || !strings.Contains(msg, "not installed") {
-		t.Errorf("nix missing: %d %s %q", r.status, code, msg)
+	if code, msg := r.RegistryError(t); r.Status != 500 || code != "UNKNOWN" || !strings.Contains(msg, "not installed") {
+		t.Errorf("nix missing: %d %s %q", r.Status, code, msg)
 	}
 }
 

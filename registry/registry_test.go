@@ -21,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
 )
 
@@ -98,89 +99,26 @@ func (f *fakeImages) Blob(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, in
 	return nopCloser{bytes.NewReader(b)}, int64(len(b)), nil
 }
 
-// syncBuffer is a log sink safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newTestServer(t *testing.T) (*fakeImages, *httptest.Server, *syncBuffer) {
+func newTestServer(t *testing.T) (*fakeImages, *httptest.Server, *testutil.SyncBuffer) {
 	f := newFakeImages()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	reg := New(f, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	srv := httptest.NewServer(reg)
 	t.Cleanup(func() { srv.Close(); reg.Close() })
 	return f, srv, logs
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func do(t *testing.T, srv *httptest.Server, method, path string, hdr map[string]string) response {
+func do(t *testing.T, srv *httptest.Server, method, path string, hdr map[string]string) testutil.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, body}
-}
-
-// errorCode checks that body is the spec's error JSON with one error and
-// returns its code and message.
-func errorCode(t *testing.T, r response) (string, string) {
-	t.Helper()
-	var body struct {
-		Errors []struct {
-			Code    string          `json:"code"`
-			Message string          `json:"message"`
-			Detail  json.RawMessage `json:"detail"`
-		} `json:"errors"`
-	}
-	if err := json.Unmarshal(r.body, &body); err != nil {
-		t.Fatalf("error body %q is not JSON: %v", r.body, err)
-	}
-	if len(body.Errors) != 1 {
-		t.Fatalf("error body %s: want one error", r.body)
-	}
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("error Content-Type = %q", ct)
-	}
-	return body.Errors[0].Code, body.Errors[0].Message
+	return testutil.Do(t, srv.Client(), method, srv.URL+path, hdr)
 }
 
 func TestBase(t *testing.T) {
 	_, srv, _ := newTestServer(t)
 	for _, p := range []string{"/v2/", "/v2"} {
 		r := do(t, srv, "GET", p, nil)
-		if r.status != 200 || r.header.Get("Docker-Distribution-API-Version") != "registry/2.0" || string(r.body) != "{}" {
-			t.Errorf("GET %s: %d %v %q", p, r.status, r.header, r.body)
+		if r.Status != 200 || r.Header.Get("Docker-Distribution-API-Version") != "registry/2.0" || string(r.Body) != "{}" {
+			t.Errorf("GET %s: %d %v %q", p, r.Status, r.Header, r.Body)
 		}
 	}
 }
@@ -238,14 +176,14 @@ func TestRoutes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method+" "+truncate(tt.path, 60), func(t *testing.T) {
 			r := do(t, srv, tt.method, tt.path, nil)
-			if r.status != tt.status {
-				t.Fatalf("status %d, want %d; body %s", r.status, tt.status, r.body)
+			if r.Status != tt.status {
+				t.Fatalf("status %d, want %d; body %s", r.Status, tt.status, r.Body)
 			}
-			code, msg := errorCode(t, r)
+			code, msg := r.RegistryError(t)
 			if code != tt.code || !strings.Contains(msg, tt.message) {
 				t.Errorf("%s %q, want %s with %q", code, msg, tt.code, tt.message)
 			}
-			if tt.status == 405 && r.header.Get("Allow") != "GET, HEAD" {
+			if tt.status == 405 && r.Header.Get("Allow") != "GET, HEAD" {
 				t.Error("405 without Allow header")
 			}
 		})
@@ -279,9 +217,9 @@ func TestClassify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		r := do(t, srv, "GET", "/v2/"+tt.name+"/manifests/latest", nil)
-		code, msg := errorCode(t, r)
-		if r.status != tt.status || code != tt.code || !strings.Contains(msg, tt.message) {
-			t.Errorf("%s: %d %s %q, want %d %s with %q", tt.name, r.status, code, msg, tt.status, tt.code, tt.message)
+		code, msg := r.RegistryError(t)
+		if r.Status != tt.status || code != tt.code || !strings.Contains(msg, tt.message) {
+			t.Errorf("%s: %d %s %q, want %d %s with %q", tt.name, r.Status, code, msg, tt.status, tt.code, tt.message)
 		}
 		if len(msg) > maxMessage+3 {
 			t.Errorf("%s: message of %d bytes", tt.name, len(msg))
@@ -300,24 +238,24 @@ func TestManifests(t *testing.T) {
 	for i, accept := range []string{acceptDocker, acceptOCI} {
 		for _, method := range []string{"GET", "HEAD"} {
 			r := do(t, srv, method, "/v2/shell/curl/manifests/latest", map[string]string{"Accept": accept})
-			if r.status != 200 || r.header.Get("Content-Type") != accept || r.header.Get("Docker-Content-Digest") != ms[i].Digest.String() ||
-				r.header.Get("Content-Length") != fmt.Sprint(ms[i].Size) || r.header.Get("Vary") != "Accept" {
-				t.Errorf("%s %s: %d %v", method, accept, r.status, r.header)
+			if r.Status != 200 || r.Header.Get("Content-Type") != accept || r.Header.Get("Docker-Content-Digest") != ms[i].Digest.String() ||
+				r.Header.Get("Content-Length") != fmt.Sprint(ms[i].Size) || r.Header.Get("Vary") != "Accept" {
+				t.Errorf("%s %s: %d %v", method, accept, r.Status, r.Header)
 			}
-			if want := string(ms[i].Data); method == "GET" && string(r.body) != want || method == "HEAD" && len(r.body) != 0 {
-				t.Errorf("%s %s: body %q", method, accept, r.body)
+			if want := string(ms[i].Data); method == "GET" && string(r.Body) != want || method == "HEAD" && len(r.Body) != 0 {
+				t.Errorf("%s %s: body %q", method, accept, r.Body)
 			}
 		}
 		// By digest, whatever the Accept header says.
 		d := do(t, srv, "GET", "/v2/anything/manifests/"+ms[i].Digest.String(), map[string]string{"Accept": acceptDocker})
-		if d.status != 200 || string(d.body) != string(ms[i].Data) || d.header.Get("Content-Type") != accept {
-			t.Errorf("by digest: %d %q", d.status, d.header.Get("Content-Type"))
+		if d.Status != 200 || string(d.Body) != string(ms[i].Data) || d.Header.Get("Content-Type") != accept {
+			t.Errorf("by digest: %d %q", d.Status, d.Header.Get("Content-Type"))
 		}
 	}
 	zero := "sha256:" + strings.Repeat("0", 64)
 	r := do(t, srv, "GET", "/v2/shell/curl/manifests/"+zero, nil)
-	if code, msg := errorCode(t, r); r.status != 404 || code != "MANIFEST_UNKNOWN" || !strings.Contains(msg, zero) {
-		t.Errorf("unknown digest: %d %s %q", r.status, code, msg)
+	if code, msg := r.RegistryError(t); r.Status != 404 || code != "MANIFEST_UNKNOWN" || !strings.Contains(msg, zero) {
+		t.Errorf("unknown digest: %d %s %q", r.Status, code, msg)
 	}
 }
 
@@ -326,25 +264,25 @@ func TestBlobs(t *testing.T) {
 	blob := bytes.Repeat([]byte("0123456789"), 100)
 	d := desc("", blob).Digest.String()
 	b := do(t, srv, "GET", "/v2/any/name/blobs/"+d, nil)
-	if b.status != 200 || string(b.body) != string(blob) || b.header.Get("Docker-Content-Digest") != d ||
-		b.header.Get("Content-Length") != "1000" || b.header.Get("Content-Type") != "application/octet-stream" {
-		t.Fatalf("GET blob: %d %v", b.status, b.header)
+	if b.Status != 200 || string(b.Body) != string(blob) || b.Header.Get("Docker-Content-Digest") != d ||
+		b.Header.Get("Content-Length") != "1000" || b.Header.Get("Content-Type") != "application/octet-stream" {
+		t.Fatalf("GET blob: %d %v", b.Status, b.Header)
 	}
 	h := do(t, srv, "HEAD", "/v2/curl/blobs/"+d, nil)
-	if h.status != 200 || len(h.body) != 0 || h.header.Get("Content-Length") != "1000" {
-		t.Errorf("HEAD blob: %d %v", h.status, h.header)
+	if h.Status != 200 || len(h.Body) != 0 || h.Header.Get("Content-Length") != "1000" {
+		t.Errorf("HEAD blob: %d %v", h.Status, h.Header)
 	}
 	rg := do(t, srv, "GET", "/v2/curl/blobs/"+d, map[string]string{"Range": "bytes=2-9"})
-	if rg.status != 206 || string(rg.body) != string(blob[2:10]) || rg.header.Get("Content-Range") != "bytes 2-9/1000" {
-		t.Errorf("Range: %d %q %v", rg.status, rg.body, rg.header)
+	if rg.Status != 206 || string(rg.Body) != string(blob[2:10]) || rg.Header.Get("Content-Range") != "bytes 2-9/1000" {
+		t.Errorf("Range: %d %q %v", rg.Status, rg.Body, rg.Header)
 	}
-	if bad := do(t, srv, "GET", "/v2/curl/blobs/"+d, map[string]string{"Range": "bytes=2000-"}); bad.status != 416 {
-		t.Errorf("unsatisfiable Range: %d", bad.status)
+	if bad := do(t, srv, "GET", "/v2/curl/blobs/"+d, map[string]string{"Range": "bytes=2000-"}); bad.Status != 416 {
+		t.Errorf("unsatisfiable Range: %d", bad.Status)
 	}
 	zero := "sha256:" + strings.Repeat("0", 64)
 	r := do(t, srv, "GET", "/v2/curl/blobs/"+zero, nil)
-	if code, msg := errorCode(t, r); r.status != 404 || code != "BLOB_UNKNOWN" || !strings.Contains(msg, zero) {
-		t.Errorf("unknown blob: %d %s %q", r.status, code, msg)
+	if code, msg := r.RegistryError(t); r.Status != 404 || code != "BLOB_UNKNOWN" || !strings.Contains(msg, zero) {
+		t.Errorf("unknown blob: %d %s %q", r.Status, code, msg)
 	}
 }
 
@@ -358,8 +296,8 @@ func TestTags(t *testing.T) {
 		"?n=1&last=aardvark": `{"name":"shell/curl","tags":["latest"]}`,
 	} {
 		r := do(t, srv, "GET", "/v2/shell/curl/tags/list"+q, nil)
-		if r.status != 200 || string(r.body) != want {
-			t.Errorf("tags%s: %d %s, want %s", q, r.status, r.body, want)
+		if r.Status != 200 || string(r.Body) != want {
+			t.Errorf("tags%s: %d %s, want %s", q, r.Status, r.Body, want)
 		}
 	}
 	if f.calls.Load() != 0 {
