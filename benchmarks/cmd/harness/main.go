@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nixery-go/nixery/benchmarks/corpus"
@@ -266,10 +265,8 @@ func fromCorpus(c *corpus.Corpus) *sim.Universe {
 }
 
 // measureSizes returns the exact compressed size of every path as nixery's
-// layers package builds it: a layers.Assembler compresses each path once
-// into its member cache in cacheDir (kept across runs: store paths never
-// change) and reports the sizes, and an empty layer gives the per-layer
-// overhead.
+// layers package builds it (sim.MeasureSizes), with a layers.Assembler
+// caching in cacheDir (kept across runs: store paths never change).
 func measureSizes(ctx context.Context, cacheDir string, paths []string, log *slog.Logger) (sim.Sizes, string, error) {
 	store, err := layers.NewFSStore(filepath.Join(cacheDir, "store"))
 	if err != nil {
@@ -279,31 +276,9 @@ func measureSizes(ctx context.Context, cacheDir string, paths []string, log *slo
 	if err != nil {
 		return sim.Sizes{}, "", err
 	}
-	_, overhead := asm.Sizes(nil)
-	sizes := sim.Sizes{Paths: make(map[string]int64, len(paths)), Overhead: overhead}
-	stats := make([]layers.PathStats, len(paths))
-	errs := make([]error, len(paths))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				stats[i], errs[i] = asm.PathStats(ctx, paths[i])
-			}
-		}()
-	}
-	for i := range paths {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for i, p := range paths {
-		if errs[i] != nil {
-			return sim.Sizes{}, "", fmt.Errorf("measuring %s: %w", p, errs[i])
-		}
-		sizes.Paths[p] = stats[i].CompressedSize
+	sizes, err := sim.MeasureSizes(ctx, asm, paths, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return sim.Sizes{}, "", err
 	}
 	log.Info("sizes measured", "paths", len(paths), "cache", cacheDir)
 	return sizes, asm.Format(), nil
