@@ -44,6 +44,7 @@ func main() {
 type options struct {
 	quick, synthetic bool
 	speed, pull      bool
+	http             bool
 	out, workDir     string
 	cacheDir         string
 	images           int
@@ -62,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.images, "images", 0, "images per workload (default 60, quick 50)")
 	fs.IntVar(&o.seeds, "seeds", 3, "seeds per workload shape")
 	fs.BoolVar(&o.speed, "speed", true, "measure assembly speed against tar | gzip and tar | pigz (needs the corpus)")
+	fs.BoolVar(&o.http, "http", true, "measure the registry's cached manifest and blob GETs against bare net/http with wrk (benchmarks/httpbench)")
 	fs.BoolVar(&o.pull, "pull", true, "pull a small workload with a private Docker engine from nixery serve and compare with the simulation (needs the corpus and dockerd)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -190,7 +192,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	phase("simulation", t0)
 
-	// 4. Speed (speed.go) and real pulls (pull.go), unless -synthetic.
+	// 4. Speed (speed.go) and real pulls (pull.go), unless -synthetic, and
+	// HTTP serving (http.go).
 	for _, st := range stages {
 		t0 = time.Now()
 		if err := st.run(ctx, &env{opts: o, corpus: c, universe: u, workloads: workloads, sizes: sizes, data: d, log: log}); err != nil {
@@ -229,6 +232,7 @@ type stage struct {
 // stages run after the simulation, in this order.
 var stages = []stage{
 	{name: "speed", run: runSpeed},     // speed.go
+	{name: "http", run: runHTTP},       // http.go
 	{name: "real pulls", run: runPull}, // pull.go
 }
 
