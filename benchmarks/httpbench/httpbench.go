@@ -101,6 +101,23 @@ type Result struct {
 	speed.Comparison
 }
 
+// Target describes the project's target for the measurement; Met reports
+// whether r meets it.
+func (r Result) Target() string {
+	if r.Name == "blob" {
+		return "throughput >= 0.80x the baseline's"
+	}
+	return "requests per second >= 0.80x and median latency <= 1.25x the baseline's"
+}
+
+// Met reports whether r meets [Result.Target].
+func (r Result) Met() bool {
+	if r.Name == "blob" {
+		return r.ThroughputRatio() >= 0.8
+	}
+	return r.RequestsRatio() >= 0.8 && r.MedianRatio() <= 1.25
+}
+
 func (r Result) String() string {
 	line := func(n string, x *speed.WrkResult) string {
 		return fmt.Sprintf("  %-9s %10.0f req/s %9.1f MB/s  p50 %-9v p90 %-9v p99 %-9v (%d requests, %d errors)\n",

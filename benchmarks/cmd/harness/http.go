@@ -25,12 +25,17 @@ func runHTTP(ctx context.Context, e *env) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "The registry's handler (`registry.New` with the real blob store, assembler and grouping; Nix replaced by one fixed store path) and a bare net/http handler, each on its own 127.0.0.1 listener, loaded in turn by wrk (benchmarks/httpbench: %d round(s) of %v per side after a warm-up).\n\n", opts.Rounds, opts.Duration)
 	b.WriteString("| request | connections | body bytes | server | req/s | MB/s | p50 | p90 | p99 |\n|---|---:|---:|---|---:|---:|---:|---:|---:|\n")
+	var targets []string
 	for _, m := range []func(context.Context, httpbench.Options) (httpbench.Result, error){httpbench.Manifest, httpbench.Blob} {
 		r, err := m(ctx, opts)
 		if err != nil {
 			return err
 		}
-
+		verdict := "met"
+		if !r.Met() {
+			verdict = "NOT met"
+		}
+		targets = append(targets, fmt.Sprintf("- %s: %s: %s.\n", r.Name, r.Target(), verdict))
 		for _, side := range []struct {
 			name string
 			w    *speed.WrkResult
@@ -41,6 +46,7 @@ func runHTTP(ctx context.Context, e *env) error {
 		}
 		fmt.Fprintf(&b, "| %s | | | nixery / bare | %.2fx | %.2fx | %.2fx | | |\n", r.Name, r.RequestsRatio(), r.ThroughputRatio(), r.MedianRatio())
 	}
+	b.WriteString("\nTargets:\n\n" + strings.Join(targets, ""))
 	e.data.Sections = append(e.data.Sections, report.Section{Title: "HTTP serving", Body: b.String()})
 	return nil
 }
