@@ -53,10 +53,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// PathStats are the sizes of one store path's part of a layer.
-type PathStats struct {
-	TarSize        int64 // bytes of the path's tar entries
-	CompressedSize int64 // bytes of the path's gzip members
+// pathStats are the sizes of one store path's part of a layer.
+type pathStats struct {
+	tarSize  int64 // bytes of the path's tar entries
+	compSize int64 // bytes of the path's gzip members
 }
 
 // Assembler builds layers from store paths into a [BlobStore], caching the
@@ -152,20 +152,6 @@ func NewAssembler(store BlobStore, cacheDir string, opts Options) (*Assembler, e
 // FormatVersion, the compressor and its settings. Layers from Assemblers
 // with the same format ID are byte-identical.
 func (a *Assembler) Format() string { return a.format }
-
-// Sizes returns the exact sizes of the layer made of store paths with the
-// given stats: its uncompressed tar (the nix/ and nix/store/ entries, the
-// paths' entries, the end-of-archive blocks) and its blob (the header
-// member, the paths' members, the trailer member).
-func (a *Assembler) Sizes(stats []PathStats) (tarSize, blobSize int64) {
-	tarSize = int64(len(storeHeaderTar) + len(storeTrailerTar))
-	blobSize = int64(len(a.headerMember) + len(a.trailerMember))
-	for _, s := range stats {
-		tarSize += s.TarSize
-		blobSize += s.CompressedSize
-	}
-	return tarSize, blobSize
-}
 
 // normalise validates store paths and returns them sorted without
 // duplicates.
@@ -303,51 +289,6 @@ func (a *Assembler) buildOnce(ctx context.Context, set []string) (Descriptor, er
 		"duration", dur.Round(time.Millisecond),
 		"mb_per_s", int(float64(res.tarSize)/dur.Seconds()/1e6))
 	return d, nil
-}
-
-// PathStats returns the sizes of one store path's tar entries and gzip
-// members, compressing the path into the member cache unless it is there
-// already. A later layer holding the path reuses the members.
-func (a *Assembler) PathStats(ctx context.Context, path string) (PathStats, error) {
-	set, err := normalise([]string{path})
-	if err != nil {
-		return PathStats{}, err
-	}
-	name := a.memberName(set[0])
-	for attempt := 1; ; attempt++ {
-		f, h, err := openMember(name)
-		if err == nil {
-			f.Close()
-			return PathStats{TarSize: h.tarSize, CompressedSize: h.compSize}, nil
-		}
-		if errors.Is(err, errCorrupt) {
-			os.Remove(name)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return PathStats{}, err
-		}
-		if attempt > maxAttempts {
-			return PathStats{}, err
-		}
-		claimed, ch := a.claim(name)
-		if !claimed {
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return PathStats{}, context.Cause(ctx)
-			}
-		}
-		plans := []pathPlan{{path: set[0], name: name, kind: planBuild, claim: ch}}
-		res, err := a.pipeline(ctx, plans, nil)
-		a.release(name, ch)
-		if errors.Is(err, errRetry) {
-			continue
-		}
-		if err != nil {
-			return PathStats{}, err
-		}
-		return res.stats[0], nil
-	}
 }
 
 // claim marks the member cache entry name as being built by the caller, and

@@ -52,11 +52,6 @@ func TestLayerContents(t *testing.T) {
 			t.Errorf("%s -dc gives %d bytes that differ from Go's %d", tool, len(out), len(raw))
 		}
 	}
-	// WriteTar writes the same tar.
-	var tarBuf bytes.Buffer
-	if n, err := WriteTar(context.Background(), &tarBuf, s.Root, append([]string{paths[len(paths)-1]}, paths...)); err != nil || n != int64(len(raw)) || !bytes.Equal(tarBuf.Bytes(), raw) {
-		t.Errorf("WriteTar wrote %d bytes (%v) that differ from the layer's %d", n, err, len(raw))
-	}
 	entries := testutil.ReadTar(t, bytes.NewReader(raw))
 	got := describeTar(t, entries)
 	want := expectEntries(t, s.Root, paths)
@@ -88,19 +83,6 @@ func TestLayerContents(t *testing.T) {
 	}
 	if e := byName[s.Path("link-3.0")[1:]]; e.Header == nil || e.Header.Linkname != s.Path("tree-1.0") {
 		t.Errorf("symlink store path: %+v", e.Header)
-	}
-	// The sizes predicted from path stats are exact.
-	var stats []PathStats
-	for _, p := range paths {
-		st, err := a.PathStats(context.Background(), p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stats = append(stats, st)
-	}
-	tarSize, blobSize := a.Sizes(stats)
-	if tarSize != int64(len(raw)) || blobSize != d.Size {
-		t.Errorf("Sizes = %d, %d; layer has %d tar bytes, %d blob bytes", tarSize, blobSize, len(raw), d.Size)
 	}
 }
 
@@ -215,7 +197,7 @@ func TestDamagedCacheEntries(t *testing.T) {
 	for what, f := range damage {
 		t.Run("member/"+what, func(t *testing.T) {
 			a, store := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
-			if _, err := a.PathStats(ctx, paths[1]); err != nil {
+			if _, err := a.Layer(ctx, paths[1:2]); err != nil {
 				t.Fatal(err)
 			}
 			f(t, a.memberName(paths[1]))
@@ -275,7 +257,7 @@ func TestConcurrentBuildsOnce(t *testing.T) {
 	chunks := map[string]int64{}
 	for _, p := range s.All() {
 		a, _ := newTestAssembler(t, s.Root, Options{ChunkSize: testChunk})
-		if _, err := a.PathStats(ctx, p); err != nil {
+		if _, err := a.Layer(ctx, []string{p}); err != nil {
 			t.Fatal(err)
 		}
 		chunks[p] = a.compressed.Load()
@@ -298,7 +280,7 @@ func TestConcurrentBuildsOnce(t *testing.T) {
 			case 2:
 				set = []string{big, file} // shares big with the others
 			case 3:
-				_, errs[i] = a.PathStats(ctx, big)
+				_, errs[i] = a.Layer(ctx, []string{big})
 				return
 			}
 			results[i], errs[i] = a.Layer(ctx, set)

@@ -37,8 +37,8 @@ import (
 //
 // The checksum is CRC-32C rather than sha256 because a warm layer is bound
 // by hashing: its blob and its DiffID need two sha256 passes already, and a
-// third over the members would cost about 15% of its CPU time, while CRC-32C
-// runs at memory speed (SSE 4.2). It detects what befalls a local cache,
+// third over the members would add a large share of its CPU time, while
+// CRC-32C runs at memory speed (SSE 4.2). It detects what befalls a local cache,
 // truncation and corruption; it is no defence against someone who can
 // write to the cache directory, but neither would sha256 be, as the recorded
 // sum is in the same file.

@@ -82,7 +82,7 @@
 // crude (images are not independent draws, and a layer's presence in the
 // previous image is what counts), and the damped key orders by size first
 // and popularity second; on the benchmark corpus it gives the Docker engine
-// 3-35% fewer bytes than the plain odds (benchmarks/README.md). Large
+// fewer bytes than the plain odds (benchmarks/README.md). Large
 // layers that every image holds (glibc) come first, small image-specific
 // ones later, the rest layers last. Equal keys go to the lower first store
 // path. Each layer's paths are sorted. Sizes are NAR sizes.

@@ -17,29 +17,21 @@ const FormatVersion = "nixery-layer/v1"
 
 // Defaults for [Options].
 const (
-	// DefaultLevel is the gzip level of layers. Measured on host
-	// binaries (ratio of compressed to tar bytes, MB/s on one core of
-	// this project's 2-core machine, 1 MiB members):
-	//
-	//	level 1: 0.447, 174 MB/s    level 5: 0.401, 87 MB/s
-	//	level 3: 0.422, 135 MB/s    level 6: 0.397, 78-88 MB/s
-	//	level 4: 0.410, 112 MB/s    level 7: 0.390, 50 MB/s
-	//
-	// Every store path is compressed once and then served from the
-	// member cache to every image that holds it, while its compressed
-	// bytes are downloaded by every client, so the level leans towards
-	// size: 6 is the same level as the `gzip -6` and `pigz -6` it is
-	// compared with, 11% smaller than level 1, and on two cores still
-	// over 3x the speed of `gzip -6` (level 7 and above halve the speed
-	// for 2% less).
+	// DefaultLevel is the gzip level of layers. Every store path is
+	// compressed once and then served from the member cache to every
+	// image that holds it, while its compressed bytes are downloaded by
+	// every client, so the level leans towards size: 6, the level of the
+	// `gzip -6` and `pigz -6` the benchmarks compare with. Higher levels
+	// cost much more time for little size, lower ones more size for
+	// speed; the "Compression settings" table of the benchmark results
+	// (benchmarks/results/latest/results.md) measures every level.
 	DefaultLevel = 6
 	// DefaultChunkSize is the number of uncompressed tar bytes of a store
 	// path per gzip member. Each member restarts the deflate dictionary
-	// and adds 18+ bytes of framing; on host binaries 256 KiB members
-	// are 0.5% larger than 1 MiB ones and 4 MiB members only 0.1%
-	// smaller, while smaller members spread a single large store path
-	// over more cores and need less memory in flight (one chunk per
-	// queue slot).
+	// and adds 18+ bytes of framing, so smaller members compress a little
+	// worse, while they spread a single large store path over more cores
+	// and need less memory in flight (one chunk per queue slot); the
+	// same table measures 256 KiB and 4 MiB against this default.
 	DefaultChunkSize = 1 << 20
 )
 

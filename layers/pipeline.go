@@ -36,7 +36,7 @@ type pathPlan struct {
 type runResult struct {
 	diffID        v1.Hash
 	tarSize       int64
-	stats         []PathStats
+	stats         []pathStats
 	cached, built int // store paths copied from the cache, compressed
 }
 
@@ -99,9 +99,8 @@ type job struct {
 
 var outPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// pipeline builds the store paths in plans. With out == nil it only fills
-// the member cache (for PathStats): no header, trailer or cached members
-// are written.
+// pipeline builds the store paths in plans into the layer blob written to
+// out.
 //
 // Four stages run at once, connected by bounded channels:
 //
@@ -284,11 +283,9 @@ func (a *Assembler) pipeline(ctx context.Context, plans []pathPlan, out io.Write
 
 // write is the pipeline's last stage.
 func (a *Assembler) write(ctx context.Context, plans []pathPlan, queue <-chan item, out io.Writer, res *runResult) error {
-	res.stats = make([]PathStats, len(plans))
-	if out != nil {
-		if _, err := out.Write(a.headerMember); err != nil {
-			return err
-		}
+	res.stats = make([]pathStats, len(plans))
+	if _, err := out.Write(a.headerMember); err != nil {
+		return err
 	}
 	var mt *memberTemp // entry being written for the current path
 	defer func() {
@@ -340,10 +337,8 @@ func (a *Assembler) write(ctx context.Context, plans []pathPlan, queue <-chan it
 					return err
 				}
 			}
-			if out != nil {
-				if _, err := out.Write(j.out.Bytes()); err != nil {
-					return err
-				}
+			if _, err := out.Write(j.out.Bytes()); err != nil {
+				return err
 			}
 			if _, err := mt.Write(j.out.Bytes()); err != nil {
 				return fmt.Errorf("layers: member cache: %w", err)
@@ -351,9 +346,9 @@ func (a *Assembler) write(ctx context.Context, plans []pathPlan, queue <-chan it
 			outPool.Put(j.out)
 		case evEnd:
 			if p.kind != planBuild {
-				if st := res.stats[it.i]; st.TarSize != it.size {
+				if st := res.stats[it.i]; st.tarSize != it.size {
 					os.Remove(p.name)
-					return fmt.Errorf("%w: %s holds %d tar bytes, the store path has %d", errRetry, p.name, st.TarSize, it.size)
+					return fmt.Errorf("%w: %s holds %d tar bytes, the store path has %d", errRetry, p.name, st.tarSize, it.size)
 				}
 				continue
 			}
@@ -366,46 +361,38 @@ func (a *Assembler) write(ctx context.Context, plans []pathPlan, queue <-chan it
 				return err
 			}
 			a.release(p.name, p.claim)
-			res.stats[it.i] = PathStats{TarSize: h.tarSize, CompressedSize: h.compSize}
+			res.stats[it.i] = pathStats{tarSize: h.tarSize, compSize: h.compSize}
 			res.built++
 		}
 	}
-	if out != nil {
-		if _, err := out.Write(a.trailerMember); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := out.Write(a.trailerMember)
+	return err
 }
 
-// copyMembers copies the members of a member cache entry to out (if not
-// nil), checking them against the entry's checksum. A damaged or missing entry
+// copyMembers copies the members of a member cache entry to out, checking them against the entry's checksum. A damaged or missing entry
 // is removed and reported as errRetry.
-func (a *Assembler) copyMembers(name string, out io.Writer, buf []byte) (PathStats, error) {
+func (a *Assembler) copyMembers(name string, out io.Writer, buf []byte) (pathStats, error) {
 	f, h, err := openMember(name)
 	if err != nil {
 		if errors.Is(err, errCorrupt) {
 			os.Remove(name)
-			return PathStats{}, fmt.Errorf("%w: %v", errRetry, err)
+			return pathStats{}, fmt.Errorf("%w: %v", errRetry, err)
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return PathStats{}, fmt.Errorf("%w: %s vanished", errRetry, name)
+			return pathStats{}, fmt.Errorf("%w: %s vanished", errRetry, name)
 		}
-		return PathStats{}, err
+		return pathStats{}, err
 	}
 	defer f.Close()
-	st := PathStats{TarSize: h.tarSize, CompressedSize: h.compSize}
-	if out == nil {
-		return st, nil
-	}
+	st := pathStats{tarSize: h.tarSize, compSize: h.compSize}
 	sum := crc32.New(castagnoli)
 	n, err := io.CopyBuffer(io.MultiWriter(out, sum), io.LimitReader(onlyReader{f}, h.compSize), buf)
 	if err != nil {
-		return PathStats{}, err
+		return pathStats{}, err
 	}
 	if n != h.compSize || sum.Sum32() != h.crc {
 		os.Remove(name)
-		return PathStats{}, fmt.Errorf("%w: %s: members do not match their checksum", errRetry, name)
+		return pathStats{}, fmt.Errorf("%w: %s: members do not match their checksum", errRetry, name)
 	}
 	return st, nil
 }

@@ -9,10 +9,13 @@
 //   - [Blob]: a blob GET from the registry against [http.ServeFile] on the
 //     same file (500 MB by default). Target: at least 0.8x the throughput.
 //
-// Both servers run in this process, each on its own 127.0.0.1 listener, and
-// wrk loads them in turn with the same settings (64 connections for
-// manifests, 4 for the blob, 2 threads; a warm-up of 1 s per server, then
-// two alternating rounds of 10 s per server by default). Running wrk,
+// This is the project's one benchmark of HTTP serving: the harness
+// (benchmarks/cmd/harness) runs both measurements as its "http" stage and
+// writes their figures into the results. Both servers run in this process,
+// each on its own 127.0.0.1 listener, and wrk loads them in turn with the
+// same settings (64 connections for manifests, 4 for the blob, 2 threads; a
+// warm-up of 1 s per server, then two alternating rounds of 10 s per server
+// by default). Running wrk,
 // parsing its report and the side-by-side rounds are package speed's:
 // [speed.ManifestLatency] for the manifest, [speed.Compare] for the blob.
 //
@@ -98,6 +101,23 @@ func (o *Options) defaults() {
 type Result struct {
 	Name string // "manifest" or "blob"
 	speed.Comparison
+}
+
+// Target describes the project's target for the measurement; Met reports
+// whether r meets it.
+func (r Result) Target() string {
+	if r.Name == "blob" {
+		return "throughput >= 0.80x the baseline's"
+	}
+	return "requests per second >= 0.80x and median latency <= 1.25x the baseline's"
+}
+
+// Met reports whether r meets [Result.Target].
+func (r Result) Met() bool {
+	if r.Name == "blob" {
+		return r.ThroughputRatio() >= 0.8
+	}
+	return r.RequestsRatio() >= 0.8 && r.MedianRatio() <= 1.25
 }
 
 func (r Result) String() string {

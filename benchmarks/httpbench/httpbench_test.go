@@ -55,3 +55,23 @@ func checkSides(t *testing.T, r Result, conns int) {
 		}
 	}
 }
+
+func TestTargets(t *testing.T) {
+	side := func(rps, mbps float64, p50 time.Duration) *speed.WrkResult {
+		return &speed.WrkResult{RequestsPerSec: rps, BytesPerSec: mbps * 1e6, P50: p50}
+	}
+	for _, c := range []struct {
+		r    Result
+		want bool
+	}{
+		{Result{Name: "manifest", Comparison: speed.Comparison{Server: side(80, 1, 125*time.Microsecond), Baseline: side(100, 1, 100*time.Microsecond)}}, true},
+		{Result{Name: "manifest", Comparison: speed.Comparison{Server: side(79, 1, 100*time.Microsecond), Baseline: side(100, 1, 100*time.Microsecond)}}, false},
+		{Result{Name: "manifest", Comparison: speed.Comparison{Server: side(100, 1, 126*time.Microsecond), Baseline: side(100, 1, 100*time.Microsecond)}}, false},
+		{Result{Name: "blob", Comparison: speed.Comparison{Server: side(1, 800, time.Second), Baseline: side(1, 1000, time.Millisecond)}}, true},
+		{Result{Name: "blob", Comparison: speed.Comparison{Server: side(1, 790, time.Millisecond), Baseline: side(1, 1000, time.Millisecond)}}, false},
+	} {
+		if got := c.r.Met(); got != c.want {
+			t.Errorf("%s %+v / %+v: Met = %v, want %v (%s)", c.r.Name, *c.r.Server, *c.r.Baseline, got, c.want, c.r.Target())
+		}
+	}
+}

@@ -52,13 +52,6 @@ type Options struct {
 	DockerHost string
 	// Env adds environment variables for `nixery serve`.
 	Env []string
-	// Load, when its Duration is not zero, also measures the running
-	// server after the pulls (directly, not through the proxy): cached
-	// manifest latency of the last image's manifest by digest under Load.Connections (64 by
-	// default) with [speed.ManifestLatency], and blob throughput of the
-	// largest layer pulled with [speed.BlobThroughput] (4 connections),
-	// each side by side with a bare net/http baseline.
-	Load speed.WrkOptions
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
 }
@@ -116,12 +109,9 @@ type Result struct {
 	// PerBlobBytes when the server lists shared layers first. Docker's
 	// measured LayerBytes must equal ChainBytes.
 	ChainBytes int64
-	// Server is the resource use of `nixery serve` over the whole run,
-	// load tests included: Server.MaxRSS is its peak RSS.
+	// Server is the resource use of `nixery serve` over the whole run:
+	// Server.MaxRSS is its peak RSS.
 	Server speed.Usage
-	// Manifest and Blob are the load tests of Options.Load; nil when not
-	// asked for.
-	Manifest, Blob *speed.Comparison
 	// Engine is "private" or the DOCKER_HOST used.
 	Engine string
 	// Duration is the wall time of all pulls.
@@ -271,11 +261,6 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 	}
 	res.Duration = time.Since(start)
 	model(res.Images)
-	if opts.Load.Duration > 0 {
-		if err := res.load(ctx, srv.Addr, opts.Load, work); err != nil {
-			return nil, err
-		}
-	}
 	for _, img := range res.Images {
 		res.LayerBytes += img.LayerBytes
 		res.ConfigBytes += img.ConfigBytes
@@ -284,35 +269,6 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 		res.ChainBytes += img.ChainBytes
 	}
 	return res, nil
-}
-
-// load runs the load tests against the server at addr.
-func (res *Result) load(ctx context.Context, addr string, o speed.WrkOptions, work string) error {
-	last := res.Images[len(res.Images)-1]
-	m := o
-	// By digest: a manifest by tag from a package set that is not pinned
-	// (NIXERY_PKGS_PATH never is) runs Nix on every request, as upstream
-	// Nixery does, so only the digest URL measures the cached path.
-	m.URL = "http://" + addr + "/v2/" + ImageName(last.Packages) + "/manifests/" + last.ManifestDigest
-	m.Header = http.Header{"Accept": {string(last.Manifest.MediaType)}}
-	var err error
-	if res.Manifest, err = speed.ManifestLatency(ctx, m); err != nil {
-		return err
-	}
-	var big v1.Descriptor
-	var name string
-	for _, img := range res.Images {
-		for _, l := range img.Manifest.Layers {
-			if l.Size > big.Size {
-				big, name = l, ImageName(img.Packages)
-			}
-		}
-	}
-	b := o
-	b.Connections = 0
-	b.URL = "http://" + addr + "/v2/" + name + "/blobs/" + big.Digest.String()
-	res.Blob, err = speed.BlobThroughput(ctx, b, work)
-	return err
 }
 
 // alreadyExists matches Docker's progress line for a layer it holds.

@@ -46,8 +46,8 @@ func sum(s []int64) int64 {
 // are closed over the corpus graph, grouped with [layers.Group] and the
 // corpus popularity into budget-1 layers (budget counts the customisation
 // layer, as NIXERY_MAX_LAYERS does; 0 means [layers.DefaultBudget]), and
-// each layer is sized exactly with a layers.Assembler caching in cacheDir
-// (each store path compressed once). Attribute names must be spelt as in
+// each layer is built by a layers.Assembler into cacheDir, which gives its
+// exact size. Attribute names must be spelt as in
 // the corpus.
 func Simulate(ctx context.Context, c *corpus.Corpus, imgs [][]string, budget int, cacheDir string) (*Prediction, error) {
 	if budget <= 0 {
@@ -89,16 +89,11 @@ func Simulate(ctx context.Context, c *corpus.Corpus, imgs [][]string, budget int
 		}
 		var list []Descriptor
 		for _, group := range layers.Group(g, c.Popularity, budget-1) {
-			stats := make([]layers.PathStats, 0, len(group))
-			for _, sp := range group {
-				st, err := asm.PathStats(ctx, sp)
-				if err != nil {
-					return nil, err
-				}
-				stats = append(stats, st)
+			d, err := asm.Layer(ctx, group)
+			if err != nil {
+				return nil, err
 			}
-			_, size := asm.Sizes(stats)
-			list = append(list, Descriptor{Digest: strings.Join(group, ":"), Size: size})
+			list = append(list, Descriptor{Digest: strings.Join(group, ":"), Size: d.Size})
 		}
 		p.Layers = append(p.Layers, list)
 	}

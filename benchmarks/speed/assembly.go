@@ -2,14 +2,18 @@ package speed
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/nixery-go/nixery/closure"
 	"github.com/nixery-go/nixery/layers"
@@ -58,8 +62,8 @@ type AssemblyOptions struct {
 	// TmpDir holds the assembler's blob store and cache; "" means
 	// os.TempDir(). Everything created there is removed at the end.
 	TmpDir string
-	// Baselines, when true, also times `tar | gzip -6` and
-	// `tar | pigz -6` on the same groups of paths.
+	// Baselines, when true, also times `tar | gzip -6`, `tar | pigz -6`
+	// and the bare single-core work on the same groups of paths.
 	Baselines bool
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
@@ -80,9 +84,12 @@ type AssemblyResult struct {
 	// Cached asks again for Cold's layers: descriptor lookups only.
 	Cached Throughput
 	// TarGzip and TarPigz are `tar -C / -c PATHS | gzip -6` and
-	// `... | pigz -6`, one pipeline per layer; zero when
-	// AssemblyOptions.Baselines is false.
-	TarGzip, TarPigz Throughput
+	// `... | pigz -6`, one pipeline per layer; Bare is the work a cold
+	// build does, on one goroutine: the same tar through a sha256 (the
+	// DiffID) and klauspost's gzip at the layers' level into a second
+	// sha256 (the digest). All are zero when AssemblyOptions.Baselines is
+	// false.
+	TarGzip, TarPigz, Bare Throughput
 }
 
 // SelectPaths returns store paths of g, in store path order (which, the
@@ -97,6 +104,21 @@ func SelectPaths(g *closure.Graph, maxBytes int64) []closure.Path {
 		}
 		out = append(out, p)
 		total += p.NarSize
+	}
+	return out
+}
+
+// SamplePaths returns store paths of g, in store path order, skipping any
+// that would take the total over maxBytes: a sample of at most maxBytes
+// that mixes packages of all sizes.
+func SamplePaths(g *closure.Graph, maxBytes int64) []closure.Path {
+	var out []closure.Path
+	var total int64
+	for _, p := range g.Paths() {
+		if total+p.NarSize <= maxBytes {
+			out = append(out, p)
+			total += p.NarSize
+		}
 	}
 	return out
 }
@@ -116,9 +138,9 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 	if n <= 0 {
 		n = 10
 	}
-	if n > len(opts.Paths) {
-		n = len(opts.Paths)
-	}
+	// At least two paths per layer, so that the warm groups, shifted by
+	// at least one path, are combinations not built before.
+	n = max(min(n, len(opts.Paths)/2), 1)
 	var input int64
 	names := make([]string, len(opts.Paths))
 	for i, p := range opts.Paths {
@@ -126,7 +148,7 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 		input += p.NarSize
 	}
 	cold := split(names, n, 0)
-	warm := split(names, n, len(names)/n/2)
+	warm := split(names, n, max(len(names)/n/2, 1)%len(names))
 
 	tmp, err := os.MkdirTemp(opts.TmpDir, "nixery-speed-")
 	if err != nil {
@@ -139,7 +161,7 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 	}
 
 	// Warm the page cache.
-	if _, _, err := pipeline(ctx, root, names, nil); err != nil {
+	if _, _, err := pipeline(ctx, root, names, nil, io.Discard); err != nil {
 		return nil, err
 	}
 
@@ -193,7 +215,7 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 		t := Throughput{Name: c.name, InputBytes: input}
 		start := time.Now()
 		for _, g := range cold {
-			_, out, err := pipeline(ctx, root, g, c.argv)
+			_, out, err := pipeline(ctx, root, g, c.argv, nil)
 			if err != nil {
 				return nil, err
 			}
@@ -203,7 +225,45 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 		log.Info("assembly", "contender", c.name, "bytes", input, "out", t.OutputBytes, "duration", t.Duration)
 		*c.dst = t
 	}
+	level := opts.Layer.Level
+	if level == 0 {
+		level = layers.DefaultLevel
+	}
+	res.Bare = Throughput{Name: "bare single-core", InputBytes: input}
+	start := time.Now()
+	for _, g := range cold {
+		out, err := bare(ctx, root, g, level)
+		if err != nil {
+			return nil, err
+		}
+		res.Bare.OutputBytes += out
+	}
+	res.Bare.Duration = time.Since(start)
+	log.Info("assembly", "contender", res.Bare.Name, "bytes", input, "out", res.Bare.OutputBytes, "duration", res.Bare.Duration)
 	return res, nil
+}
+
+// bare pipes `tar -C root -c PATHS` through a sha256 and a klauspost gzip
+// writer at level whose output goes through a second sha256, all on the
+// calling goroutine, and returns the compressed size.
+func bare(ctx context.Context, root string, paths []string, level int) (int64, error) {
+	cw := &counter{}
+	digest := sha256.New()
+	zw, err := gzip.NewWriterLevel(io.MultiWriter(cw, digest), level)
+	if err != nil {
+		return 0, err
+	}
+	diffID := sha256.New()
+	_, _, err = pipeline(ctx, root, paths, nil, io.MultiWriter(diffID, zw))
+	if err == nil {
+		err = zw.Close()
+	}
+	if err != nil {
+		return 0, err
+	}
+	diffID.Sum(nil)
+	digest.Sum(nil)
+	return cw.n, nil
 }
 
 // split cuts names into n contiguous groups of nearly equal length, the
@@ -220,10 +280,10 @@ func split(names []string, n, shift int) [][]string {
 	return groups
 }
 
-// pipeline runs `tar -C root -c PATHS` piped into argv (or nowhere when
-// argv is nil) and returns the tar and output sizes. Paths are given to tar
+// pipeline runs `tar -C root -c PATHS` piped into argv, or into sink when
+// argv is nil, and returns the tar and output sizes. Paths are given to tar
 // relative to root.
-func pipeline(ctx context.Context, root string, paths []string, argv []string) (tarBytes, outBytes int64, err error) {
+func pipeline(ctx context.Context, root string, paths []string, argv []string, sink io.Writer) (tarBytes, outBytes int64, err error) {
 	args := []string{"-C", root, "-cf", "-"}
 	for _, p := range paths {
 		args = append(args, strings.TrimPrefix(p, "/"))
@@ -233,7 +293,7 @@ func pipeline(ctx context.Context, root string, paths []string, argv []string) (
 	tarCmd.Stderr = &tarErr
 	if argv == nil {
 		cw := &counter{}
-		tarCmd.Stdout = cw
+		tarCmd.Stdout = io.MultiWriter(cw, sink)
 		if err := tarCmd.Run(); err != nil {
 			return 0, 0, fmt.Errorf("speed: tar: %w: %s", err, tarErr.String())
 		}

@@ -14,9 +14,13 @@ import (
 
 	"github.com/nixery-go/nixery/closure"
 	"github.com/nixery-go/nixery/internal/testutil"
+	"github.com/nixery-go/nixery/layers"
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(rssChildEnv); spec != "" {
+		os.Exit(rssChild(spec)) // child process of BenchmarkPeakRSS
+	}
 	if n := os.Getenv("SPEED_TEST_ALLOC_MIB"); n != "" {
 		// Child process of TestRunUsage: touch n MiB and exit.
 		var mib int
@@ -68,7 +72,7 @@ func TestAssembly(t *testing.T) {
 	for _, p := range paths {
 		input += p.NarSize
 	}
-	for _, th := range []Throughput{res.Cold, res.Warm, res.Cached, res.TarGzip, res.TarPigz} {
+	for _, th := range []Throughput{res.Cold, res.Warm, res.Cached, res.Bare, res.TarGzip, res.TarPigz} {
 		if th.InputBytes != input || th.Duration <= 0 || th.BytesPerSec() <= 0 {
 			t.Errorf("%s: %+v", th.Name, th)
 		}
@@ -86,6 +90,62 @@ func TestAssembly(t *testing.T) {
 	}
 	if _, err := Assembly(context.Background(), AssemblyOptions{}); err == nil {
 		t.Error("Assembly without paths succeeded")
+	}
+	// Fewer paths than twice the layers: two paths per layer, and the warm
+	// run still builds new combinations.
+	lopts.Paths, lopts.Layers, lopts.Baselines = paths[:5], 10, false
+	if res, err = Assembly(context.Background(), lopts); err != nil {
+		t.Fatal(err)
+	}
+	if res.Layers != 2 || res.Bare.Duration != 0 || res.Warm.Duration < 10*res.Cached.Duration {
+		t.Errorf("5 paths: %d layers; bare %v, warm %v, cached %v", res.Layers, res.Bare.Duration, res.Warm.Duration, res.Cached.Duration)
+	}
+}
+
+func TestCompression(t *testing.T) {
+	testutil.RequireTools(t, "tar")
+	root, paths := fakeStore(t, 3, 1<<20)
+	got, err := Compression(context.Background(), CompressionOptions{Paths: paths, Root: root, Levels: []int{1, 9}, ChunkSizes: []int{64 << 10}, TmpDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Level != 1 || got[1].Level != 9 || got[2].ChunkSize != 64<<10 || got[2].Level != layers.DefaultLevel {
+		t.Fatalf("settings %+v", got)
+	}
+	for _, s := range got {
+		if r := s.Ratio(); r < 0.45 || r > 0.6 || s.Duration <= 0 {
+			t.Errorf("level %d, chunk %d: ratio %.3f in %v", s.Level, s.ChunkSize, r, s.Duration)
+		}
+	}
+	// Level 9 is smaller than level 1 on the text half.
+	if got[1].OutputBytes >= got[0].OutputBytes {
+		t.Errorf("level 9 gives %d bytes, level 1 %d", got[1].OutputBytes, got[0].OutputBytes)
+	}
+	if _, err := Compression(context.Background(), CompressionOptions{}); err == nil {
+		t.Error("Compression without paths succeeded")
+	}
+}
+
+func TestSelectAndSamplePaths(t *testing.T) {
+	var ps []closure.Path
+	for i, size := range []int64{50, 10, 300, 20, 5} {
+		ps = append(ps, closure.Path{Path: fmt.Sprintf("/nix/store/%032d-p%d", i, i), NarSize: size})
+	}
+	g, err := closure.New(ps, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(ps []closure.Path) (n int64) {
+		for _, p := range ps {
+			n += p.NarSize
+		}
+		return n
+	}
+	if got := SelectPaths(g, 100); len(got) != 3 || sum(got) != 360 {
+		t.Errorf("SelectPaths(100) = %v: want the first paths up to at least 100 bytes", got)
+	}
+	if got := SamplePaths(g, 100); len(got) != 4 || sum(got) != 85 {
+		t.Errorf("SamplePaths(100) = %v: want every path that fits in 100 bytes", got)
 	}
 }
 

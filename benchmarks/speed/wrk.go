@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -23,7 +21,7 @@ import (
 var ErrWrkOutput = errors.New("speed: cannot parse wrk output")
 
 // WrkOptions configure the wrk load generator: one run ([Wrk]) or a side
-// by side comparison ([Compare], [ManifestLatency], [BlobThroughput]).
+// by side comparison ([Compare], [ManifestLatency]).
 type WrkOptions struct {
 	// URL is the address to load, on 127.0.0.1.
 	URL string
@@ -282,41 +280,6 @@ func ManifestLatency(ctx context.Context, opts WrkOptions) (*Comparison, error) 
 	return Compare(ctx, opts, bare, int64(len(body)))
 }
 
-// BlobThroughput measures blob GET throughput: it downloads opts.URL once
-// into a temporary file in tmpDir, then compares the server with
-// [http.ServeFile] of that file, using [Compare] with opts' connections (4
-// by default, since each response is large).
-func BlobThroughput(ctx context.Context, opts WrkOptions, tmpDir string) (*Comparison, error) {
-	if opts.Connections <= 0 {
-		opts.Connections = 4
-	}
-	f, err := os.CreateTemp(tmpDir, "blob-*")
-	if err != nil {
-		return nil, err
-	}
-	defer os.Remove(f.Name())
-	defer f.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, opts.URL, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	n, err := io.Copy(f, resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("speed: GET %s: %s", opts.URL, resp.Status)
-	}
-	name, _ := filepath.Abs(f.Name())
-	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { http.ServeFile(w, r, name) })
-	return Compare(ctx, opts, bare, n)
-}
-
 // Compare loads the server under test at opts.URL and baseline, served on
 // a new 127.0.0.1 listener at the same path, with [Wrk] under the same
 // options, side by side. size is the response body size it records.
@@ -325,8 +288,8 @@ func BlobThroughput(ctx context.Context, opts WrkOptions, tmpDir string) (*Compa
 // the figures discarded. Then come opts.Rounds rounds (1 by default), each
 // loading both sides: the baseline first in even rounds, the server first in
 // odd ones. The order matters: whichever server is loaded second in a pair
-// measured some 8% slower when both were the same bare handler, so with two
-// or more rounds neither side is favoured. The runs of a side are combined:
+// measured slower when both were the same bare handler, so with two or more
+// rounds neither side is favoured. The runs of a side are combined:
 // requests and errors added up, rates and percentiles averaged, weighted by
 // duration. For example, rounds of 10 s at 40000 and 44000 requests per
 // second give 42000.

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nixery-go/nixery/benchmarks/corpus"
@@ -45,6 +44,7 @@ func main() {
 type options struct {
 	quick, synthetic bool
 	speed, pull      bool
+	http             bool
 	out, workDir     string
 	cacheDir         string
 	images           int
@@ -63,6 +63,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.images, "images", 0, "images per workload (default 60, quick 50)")
 	fs.IntVar(&o.seeds, "seeds", 3, "seeds per workload shape")
 	fs.BoolVar(&o.speed, "speed", true, "measure assembly speed against tar | gzip and tar | pigz (needs the corpus)")
+	fs.BoolVar(&o.http, "http", true, "measure the registry's cached manifest and blob GETs against bare net/http with wrk (benchmarks/httpbench)")
 	fs.BoolVar(&o.pull, "pull", true, "pull a small workload with a private Docker engine from nixery serve and compare with the simulation (needs the corpus and dockerd)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -191,7 +192,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	phase("simulation", t0)
 
-	// 4. Speed (speed.go) and real pulls (pull.go), unless -synthetic.
+	// 4. Speed (speed.go) and real pulls (pull.go), unless -synthetic, and
+	// HTTP serving (http.go).
 	for _, st := range stages {
 		t0 = time.Now()
 		if err := st.run(ctx, &env{opts: o, corpus: c, universe: u, workloads: workloads, sizes: sizes, data: d, log: log}); err != nil {
@@ -230,6 +232,7 @@ type stage struct {
 // stages run after the simulation, in this order.
 var stages = []stage{
 	{name: "speed", run: runSpeed},     // speed.go
+	{name: "http", run: runHTTP},       // http.go
 	{name: "real pulls", run: runPull}, // pull.go
 }
 
@@ -266,10 +269,8 @@ func fromCorpus(c *corpus.Corpus) *sim.Universe {
 }
 
 // measureSizes returns the exact compressed size of every path as nixery's
-// layers package builds it: a layers.Assembler compresses each path once
-// into its member cache in cacheDir (kept across runs: store paths never
-// change) and reports the sizes, and an empty layer gives the per-layer
-// overhead.
+// layers package builds it (sim.MeasureSizes), with a layers.Assembler
+// caching in cacheDir (kept across runs: store paths never change).
 func measureSizes(ctx context.Context, cacheDir string, paths []string, log *slog.Logger) (sim.Sizes, string, error) {
 	store, err := layers.NewFSStore(filepath.Join(cacheDir, "store"))
 	if err != nil {
@@ -279,31 +280,9 @@ func measureSizes(ctx context.Context, cacheDir string, paths []string, log *slo
 	if err != nil {
 		return sim.Sizes{}, "", err
 	}
-	_, overhead := asm.Sizes(nil)
-	sizes := sim.Sizes{Paths: make(map[string]int64, len(paths)), Overhead: overhead}
-	stats := make([]layers.PathStats, len(paths))
-	errs := make([]error, len(paths))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				stats[i], errs[i] = asm.PathStats(ctx, paths[i])
-			}
-		}()
-	}
-	for i := range paths {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for i, p := range paths {
-		if errs[i] != nil {
-			return sim.Sizes{}, "", fmt.Errorf("measuring %s: %w", p, errs[i])
-		}
-		sizes.Paths[p] = stats[i].CompressedSize
+	sizes, err := sim.MeasureSizes(ctx, asm, paths, runtime.GOMAXPROCS(0))
+	if err != nil {
+		return sim.Sizes{}, "", err
 	}
 	log.Info("sizes measured", "paths", len(paths), "cache", cacheDir)
 	return sizes, asm.Format(), nil

@@ -34,6 +34,9 @@ func TestQuickSyntheticRun(t *testing.T) {
 		"](" + report.PullRatioFile + ")",
 		"### Targets",
 		"## Registry bytes / ideal",
+		"## HTTP serving", // httpbench runs without the corpus
+		"| manifest | 64 | ",
+		"| blob | 4 | 33554432 | bare net/http | ",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("results.md lacks %q", want)

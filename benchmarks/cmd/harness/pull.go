@@ -6,12 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/nixery-go/nixery/benchmarks/pull"
 	"github.com/nixery-go/nixery/benchmarks/report"
 	"github.com/nixery-go/nixery/benchmarks/sim"
-	"github.com/nixery-go/nixery/benchmarks/speed"
 	"github.com/nixery-go/nixery/layers"
 )
 
@@ -60,16 +58,11 @@ func runPull(ctx context.Context, e *env) error {
 		return err
 	}
 	defer os.RemoveAll(work)
-	load := speed.WrkOptions{Duration: 5 * time.Second}
-	if e.opts.quick {
-		load.Duration = time.Second
-	}
 	res, err := pull.Run(ctx, pull.Options{
 		PkgsPath:   e.corpus.PkgsPath,
 		Popularity: e.corpus.Popularity,
 		Images:     images,
 		WorkDir:    filepath.Join(work, "run"),
-		Load:       load,
 		Logger:     e.log,
 	})
 	if err != nil {
@@ -97,12 +90,6 @@ func runPull(ctx context.Context, e *env) error {
 	fmt.Fprintf(&b, "\n- Store-path layer bytes Docker downloaded: %d (all layer bytes %d, with the customisation layers).\n", measured, res.LayerBytes)
 	fmt.Fprintf(&b, "- Simulated by this harness (layers.Group, budget %d, Docker's chain rule): %d: %s (%+.3f%%).\n", budget, simulated, verdict, 100*float64(measured-simulated)/float64(max(simulated, 1)))
 	fmt.Fprintf(&b, "- Peak RSS of `nixery serve` over the run: %.1f MiB.\n", float64(res.Server.MaxRSS)/(1<<20))
-	if m := res.Manifest; m != nil {
-		fmt.Fprintf(&b, "- Cached manifest GET, %d connections: %s\n", m.Server.Connections, describeComparison(m))
-	}
-	if bl := res.Blob; bl != nil {
-		fmt.Fprintf(&b, "- Blob GET throughput: %s\n", describeComparison(bl))
-	}
 	e.data.Sections = append(e.data.Sections, report.Section{Title: "Real pulls", Body: b.String()})
 	if verdict != "agree within 2%" {
 		return fmt.Errorf("real pulls: %s", verdict)
@@ -117,15 +104,4 @@ func isShell(u *sim.Universe, attr string) bool {
 		}
 	}
 	return false
-}
-
-// describeComparison renders a load test next to its bare net/http
-// baseline.
-func describeComparison(c *speed.Comparison) string {
-	w := func(r *speed.WrkResult) string {
-		return fmt.Sprintf("%.0f req/s, %.1f MB/s, p50 %s, p90 %s, p99 %s", r.RequestsPerSec, r.BytesPerSec/1e6,
-			r.P50.Round(time.Microsecond), r.P90.Round(time.Microsecond), r.P99.Round(time.Microsecond))
-	}
-	return fmt.Sprintf("nixery %s; bare net/http on the same %d bytes %s (requests ratio %.2f)",
-		w(c.Server), c.Bytes, w(c.Baseline), c.RequestsRatio())
 }
