@@ -72,3 +72,20 @@ func (s *server) blobsFetchedSince(t *testing.T, mark int, want []string) []stri
 func (s *server) nixRunsSince(mark int) int {
 	return strings.Count(s.LogSince(mark), `msg="nix command"`)
 }
+
+// Mark returns the log mark once the log has been quiet for 200 ms (at
+// most five seconds): the server writes its log in the background, so
+// lines of requests that have been answered can still be on their way,
+// and they must not count as coming after the mark.
+func (s *server) Mark() int {
+	n := s.Nixery.Mark()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		m := s.Nixery.Mark()
+		if m == n {
+			break
+		}
+		n = m
+	}
+	return n
+}
