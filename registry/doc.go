@@ -56,10 +56,25 @@
 //	UNSUPPORTED       405  pushes, deletes, other methods
 //	NOT_FOUND         404  paths outside the API
 //	UNKNOWN           500  a failed build
-//	UNAVAILABLE       503  a build that ran out of time
+//	UNAVAILABLE       503  a build that ran out of time, or a server too
+//	                       busy to build (an error with a [RetryAfter])
+//	TOOMANYREQUESTS   429  a client over its limit of cold requests
 //
 // Messages are the errors' own text, with bytes that are not printable
-// escaped.
+// escaped. Every 503 and 429 carries Retry-After: the delay of the error's
+// [RetryAfter], or [DefaultRetryAfter].
+//
+// # Limits
+//
+// Writing a response has a deadline of [WithWriteTimeout] from when it
+// starts; blobs are sent in chunks (still with sendfile), each under a new
+// deadline, and a chunk that times out after some progress gets another,
+// so a slow client gets the whole blob while one that stops reading loses
+// its connection. When the [Images] can answer cached images without
+// building ([CachedImages]), requests by tag for other images count
+// against the client's limit ([WithMaxClientBuilds]) while they wait;
+// cached images and requests by digest are never limited. The server's
+// own limits (connections, header sizes) belong to its http.Server.
 //
 // # Logs
 //
