@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -72,14 +73,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"storage", srv.Storage(),
 		"nix_timeout", c.nixTimeout,
 		"max_builds", c.maxBuilds,
+		"max_queue", c.maxQueue,
+		"max_client_builds", c.maxClient,
+		"max_conns", c.maxConns,
+		"write_timeout", c.writeTimeout,
 		"max_layers", c.maxLayers)
+	if c.debugAddr != "" {
+		stop, err := serveDebug(c.debugAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
+	}
 
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    c.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
 	}
+	ln = limitListen(ln, c.maxConns)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	if ready != nil {
@@ -99,4 +114,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveDebug serves Go's profiling endpoints (/debug/pprof/, whose
+// goroutine profile counts the goroutines) on addr until stop.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve: debug address: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ds := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go ds.Serve(ln)
+	log.Info("debug endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { ds.Close() }, nil
 }
