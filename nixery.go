@@ -112,9 +112,9 @@ func WithMaxBuilds(n int) Option { return func(o *options) { o.maxBuilds = n } }
 // negative n lets no build wait.
 func WithMaxQueue(n int) Option { return func(o *options) { o.maxQueue = n } }
 
-// WithMaxClientBuilds bounds the requests one client may have waiting for
-// images that are not built yet (429 TOOMANYREQUESTS beyond it); cached
-// images are never limited. The default is
+// WithMaxClientBuilds bounds the images not built yet that one client may
+// wait for at once (429 TOOMANYREQUESTS beyond it); requests for the same
+// image count once, and cached images are never limited. The default is
 // [registry.DefaultMaxClientBuilds]; a negative n sets no limit.
 func WithMaxClientBuilds(n int) Option { return func(o *options) { o.maxClientBuilds = n } }
 

@@ -71,9 +71,10 @@
 // deadline, and a chunk that times out after some progress gets another,
 // so a slow client gets the whole blob while one that stops reading loses
 // its connection. When the [Images] can answer cached images without
-// building ([CachedImages]), requests by tag for other images count
-// against the client's limit ([WithMaxClientBuilds]) while they wait;
-// cached images and requests by digest are never limited. The server's
+// building ([CachedImages]), the other images a client asks for by tag
+// count against its limit ([WithMaxClientBuilds]) while it waits for them
+// (requests for the same name and tag once); cached images and requests by
+// digest are never limited. The server's
 // own limits (connections, header sizes) belong to its http.Server.
 //
 // # Logs

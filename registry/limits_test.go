@@ -88,31 +88,40 @@ func serveFrom(reg http.Handler, method, path, remote string) *httptest.Response
 	return w
 }
 
-// TestClientLimit: a client may have at most WithMaxClientBuilds requests
-// waiting for images not built yet; the next one is a 429 with
-// Retry-After, while other clients and cached images are served.
+// TestClientLimit: a client may wait for at most WithMaxClientBuilds
+// images not built yet; a request for another one is a 429 with
+// Retry-After, while more requests for the same images, other clients and
+// cached images are served.
 func TestClientLimit(t *testing.T) {
 	f := newFakeImages()
-	f.images["cold"] = f.images["hello"]
-	c := &cachingImages{fakeImages: f, cached: map[string]bool{"hello": true}, slow: map[string]bool{"cold": true},
-		release: make(chan struct{}), entered: make(chan string, 16)}
+	c := &cachingImages{fakeImages: f, cached: map[string]bool{"hello": true}, slow: map[string]bool{},
+		release: make(chan struct{}), entered: make(chan string, 32)}
+	for _, n := range []string{"cold1", "cold2", "cold3"} {
+		f.images[n], c.slow[n] = f.images["hello"], true
+	}
 	reg := New(c, WithLogger(slog.New(slog.DiscardHandler)), WithMaxClientBuilds(2))
 	defer reg.Close()
 
 	var wg sync.WaitGroup
-	codes := make(chan int, 2)
-	for range 2 {
+	codes := make(chan int, 16)
+	cold := func(name, remote string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			codes <- serveFrom(reg, "GET", "/v2/cold/manifests/latest", "192.0.2.1:1000").Code
+			codes <- serveFrom(reg, "GET", "/v2/"+name+"/manifests/latest", remote).Code
 		}()
+		<-c.entered
 	}
-	<-c.entered
-	<-c.entered
-	w := serveFrom(reg, "GET", "/v2/cold/manifests/latest", "192.0.2.1:1001")
+	cold("cold1", "192.0.2.1:1000")
+	cold("cold2", "192.0.2.1:1001")
+	// More requests for images the client waits for already count once:
+	// they share their builds.
+	for range 8 {
+		cold("cold1", "192.0.2.1:1002")
+	}
+	w := serveFrom(reg, "GET", "/v2/cold3/manifests/latest", "192.0.2.1:1003")
 	if w.Code != 429 || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"code":"TOOMANYREQUESTS"`) {
-		t.Errorf("a third cold request: %d %v %s", w.Code, w.Header(), w.Body)
+		t.Errorf("a third image: %d %v %s", w.Code, w.Header(), w.Body)
 	}
 	// A cached image is served to the same client, however many at once.
 	var cached sync.WaitGroup
@@ -120,24 +129,29 @@ func TestClientLimit(t *testing.T) {
 		cached.Add(1)
 		go func() {
 			defer cached.Done()
-			if w := serveFrom(reg, "GET", "/v2/hello/manifests/latest", "192.0.2.1:1002"); w.Code != 200 {
+			if w := serveFrom(reg, "GET", "/v2/hello/manifests/latest", "192.0.2.1:1004"); w.Code != 200 {
 				t.Errorf("a cached image: %d %s", w.Code, w.Body)
 			}
 		}()
 	}
 	cached.Wait()
 	// Another client is not limited by the first.
-	go func() { codes <- serveFrom(reg, "GET", "/v2/cold/manifests/latest", "192.0.2.2:1000").Code }()
-	<-c.entered
+	cold("cold3", "192.0.2.2:1000")
 	close(c.release)
 	wg.Wait()
-	for range 3 {
-		if code := <-codes; code != 200 {
+	close(codes)
+	n := 0
+	for code := range codes {
+		n++
+		if code != 200 {
 			t.Errorf("a cold request within the limit: %d", code)
 		}
 	}
-	// Once they are done the client may ask again.
-	if w := serveFrom(reg, "GET", "/v2/cold/manifests/latest", "192.0.2.1:1003"); w.Code != 200 {
+	if n != 11 {
+		t.Errorf("%d answers, want 11", n)
+	}
+	// Once they are done the client may ask for another.
+	if w := serveFrom(reg, "GET", "/v2/cold3/manifests/latest", "192.0.2.1:1005"); w.Code != 200 {
 		t.Errorf("after the cold requests ended: %d", w.Code)
 	}
 	reg.clients.mu.Lock()
@@ -234,7 +248,7 @@ func TestWriteDeadlines(t *testing.T) {
 	defer slow.Close()
 	got := make(chan []byte, 1)
 	go func() {
-		r := bufio.NewReader(&pacedReader{slow, 16 << 10, 10 * time.Millisecond})
+		r := bufio.NewReader(&testutil.PacedReader{R: slow, N: 16 << 10, Pause: 10 * time.Millisecond})
 		resp, err := http.ReadResponse(r, nil)
 		if err != nil {
 			t.Error(err)
@@ -270,16 +284,4 @@ func TestWriteDeadlines(t *testing.T) {
 
 func isReset(err error) bool {
 	return strings.Contains(err.Error(), "connection reset")
-}
-
-// pacedReader reads at most n bytes every pause.
-type pacedReader struct {
-	r     io.Reader
-	n     int
-	pause time.Duration
-}
-
-func (p *pacedReader) Read(b []byte) (int, error) {
-	time.Sleep(p.pause)
-	return p.r.Read(b[:min(len(b), p.n)])
 }

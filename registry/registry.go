@@ -54,9 +54,8 @@ const maxLoggedPath = 256
 // its connection is closed, unless [WithWriteTimeout] says otherwise.
 const DefaultWriteTimeout = 30 * time.Second
 
-// DefaultMaxClientBuilds is how many requests one client may have waiting
-// for images that are not built yet, unless [WithMaxClientBuilds] says
-// otherwise.
+// DefaultMaxClientBuilds is how many images not built yet one client may
+// wait for at once, unless [WithMaxClientBuilds] says otherwise.
 const DefaultMaxClientBuilds = 4
 
 // An Option configures a [Registry].
@@ -78,9 +77,10 @@ func WithMaxNameLength(n int) Option { return func(r *Registry) { r.maxName = n 
 // [DefaultWriteTimeout]; a negative d sets no deadlines.
 func WithWriteTimeout(d time.Duration) Option { return func(r *Registry) { r.writeTimeout = d } }
 
-// WithMaxClientBuilds bounds the requests by tag that one client (an IPv4
-// address, or an IPv6 /64) may have waiting for images that are not built
-// yet; more are answered 429 TOOMANYREQUESTS with Retry-After. Cached
+// WithMaxClientBuilds bounds the images not built yet that one client (an
+// IPv4 address, or an IPv6 /64) may wait for at once: a request by tag for
+// another one is answered 429 TOOMANYREQUESTS with Retry-After. Requests
+// for the same name and tag count once, since they share a build; cached
 // images are never limited (see [CachedImages]). Zero means
 // [DefaultMaxClientBuilds]; a negative n sets no limit.
 func WithMaxClientBuilds(n int) Option { return func(r *Registry) { r.clients.max = n } }
@@ -290,13 +290,13 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name,
 			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
 			return nil
 		}
-		client := clientOf(req.RemoteAddr)
-		if !r.clients.enter(client) {
-			e := newError(CodeTooManyRequests, "too many requests for images not built yet from %s: at most %d at once", client, r.clients.max)
+		client, image := clientOf(req.RemoteAddr), name+":"+ref
+		if !r.clients.enter(client, image) {
+			e := newError(CodeTooManyRequests, "%s waits for %d images not built yet, the most one client may", client, r.clients.max)
 			e.RetryAfter = DefaultRetryAfter
 			return e
 		}
-		defer r.clients.leave(client)
+		defer r.clients.leave(client, image)
 	}
 	ms, err := r.images.Manifests(req.Context(), name, ref)
 	if err != nil {
@@ -432,40 +432,51 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, ref strin
 	return nil
 }
 
-// clientLimit counts the requests of each client that wait for images not
-// built yet.
+// clientLimit counts, for each client, the distinct images (name and tag
+// as requested) it waits for that are not built yet. Requests of one
+// client for the same image share one build, so they count once.
 type clientLimit struct {
 	max int // <= 0: no limit
 
 	mu sync.Mutex
-	n  map[string]int
+	n  map[string]map[string]int // client -> image -> requests
 }
 
-// enter counts a request of client, unless the client has max already.
-func (l *clientLimit) enter(client string) bool {
+// enter counts a request of client for image, unless the client waits for
+// max other images already.
+func (l *clientLimit) enter(client, image string) bool {
 	if l.max <= 0 {
 		return true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.n[client] >= l.max {
+	waits := l.n[client]
+	if waits[image] == 0 && len(waits) >= l.max {
 		return false
 	}
-	if l.n == nil {
-		l.n = map[string]int{}
+	if waits == nil {
+		if l.n == nil {
+			l.n = map[string]map[string]int{}
+		}
+		waits = map[string]int{}
+		l.n[client] = waits
 	}
-	l.n[client]++
+	waits[image]++
 	return true
 }
 
 // leave ends a request that enter counted.
-func (l *clientLimit) leave(client string) {
+func (l *clientLimit) leave(client, image string) {
 	if l.max <= 0 {
 		return
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.n[client]--; l.n[client] <= 0 {
+	waits := l.n[client]
+	if waits[image]--; waits[image] <= 0 {
+		delete(waits, image)
+	}
+	if len(waits) == 0 {
 		delete(l.n, client)
 	}
 }

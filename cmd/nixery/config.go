@@ -101,7 +101,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	maxBuilds := fs.String("max-builds", env("NIXERY_MAX_BUILDS", strconv.Itoa(nix.DefaultMaxConcurrent)), "bound on concurrent Nix builds [NIXERY_MAX_BUILDS]")
 	maxQueue := fs.String("max-queue", env("NIXERY_MAX_QUEUE", strconv.Itoa(nix.DefaultMaxQueue)), "bound on builds waiting for a build slot; 0 lets none wait [NIXERY_MAX_QUEUE]")
 	maxLayers := fs.String("max-layers", env("NIXERY_MAX_LAYERS", strconv.Itoa(images.DefaultMaxLayers)), "bound on the layers of an image, customisation layer included [NIXERY_MAX_LAYERS]")
-	maxClient := fs.String("max-client-builds", env("NIXERY_MAX_CLIENT_BUILDS", strconv.Itoa(registry.DefaultMaxClientBuilds)), "bound on one client's requests waiting for images not built yet; 0 for none [NIXERY_MAX_CLIENT_BUILDS]")
+	maxClient := fs.String("max-client-builds", env("NIXERY_MAX_CLIENT_BUILDS", strconv.Itoa(registry.DefaultMaxClientBuilds)), "bound on the images not built yet one client may wait for at once; 0 for none [NIXERY_MAX_CLIENT_BUILDS]")
 	writeTimeout := fs.String("write-timeout", env("NIXERY_WRITE_TIMEOUT", registry.DefaultWriteTimeout.String()), "how long a response may make no progress before its connection is closed, in `seconds` or as a Go duration [NIXERY_WRITE_TIMEOUT]")
 	maxConns := fs.String("max-conns", env("NIXERY_MAX_CONNS", strconv.Itoa(defaultMaxConns)), "bound on connections served at once; 0 for none [NIXERY_MAX_CONNS]")
 	maxHeader := fs.String("max-header-bytes", env("NIXERY_MAX_HEADER_BYTES", strconv.Itoa(defaultMaxHeaderBytes)), "bound on a request's header, in bytes [NIXERY_MAX_HEADER_BYTES]")

@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"io"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -14,7 +17,7 @@ func TestLimitListen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := limitListen(inner, 2)
+	ln := serveListen(inner, 2)
 	accepted := make(chan net.Conn, 3)
 	go func() {
 		for {
@@ -58,7 +61,45 @@ func TestLimitListen(t *testing.T) {
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept after Close: %v", err)
 	}
-	if limitListen(inner, 0) != inner {
-		t.Error("a cap of 0 wrapped the listener")
+}
+
+// TestServeConn: connections keep ReadFrom (sendfile), and one whose write
+// ran past its deadline is reset when closed, while one closed normally
+// ends with EOF; without a cap, connections are not limited.
+func TestServeConn(t *testing.T) {
+	inner, err := netListen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := serveListen(inner, 0)
+	defer ln.Close()
+	for _, stall := range []bool{false, true} {
+		client, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		client.(*net.TCPConn).SetReadBuffer(4 << 10)
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.(io.ReaderFrom); !ok {
+			t.Fatal("a connection without ReadFrom: no sendfile")
+		}
+		if stall {
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			if _, err := c.Write(make([]byte, 64<<20)); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("a write to a client that does not read: %v", err)
+			}
+		} else if _, err := c.Write([]byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err = io.Copy(io.Discard, client)
+		if reset := err != nil && strings.Contains(err.Error(), "connection reset"); reset != stall {
+			t.Errorf("stalled %v: the client's read ended with %v", stall, err)
+		}
 	}
 }

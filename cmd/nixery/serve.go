@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nixery-go/nixery"
@@ -49,21 +51,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// a background writer batches them (see LogBuffer).
 	logOut := NewLogBuffer(stderr)
 	defer logOut.Close()
-	var handler slog.Handler
-	if c.logFormat == "json" {
-		handler = slog.NewJSONHandler(logOut, nil)
-	} else {
-		handler = slog.NewTextHandler(logOut, nil)
+	newHandler := func(w io.Writer) slog.Handler {
+		if c.logFormat == "json" {
+			return slog.NewJSONHandler(w, nil)
+		}
+		return slog.NewTextHandler(w, nil)
 	}
+	handler := newHandler(logOut)
 	log := slog.New(handler)
 
-	srv, err := nixery.New(ctx, append(c.options(), nixery.WithLogger(log))...)
+	// What the library logs while it starts (the popularity may be ready
+	// at once) waits until the first line has said what is served where.
+	held := &heldWriter{w: logOut}
+	srv, err := nixery.New(ctx, append(c.options(), nixery.WithLogger(slog.New(newHandler(held))))...)
 	if err != nil {
+		held.release()
 		return err
 	}
 	defer srv.Close()
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
+		held.release()
 		return err
 	}
 	addr := ln.Addr().String()
@@ -78,6 +86,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"max_conns", c.maxConns,
 		"write_timeout", c.writeTimeout,
 		"max_layers", c.maxLayers)
+	held.release()
 	if c.debugAddr != "" {
 		stop, err := serveDebug(c.debugAddr, log)
 		if err != nil {
@@ -94,7 +103,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		MaxHeaderBytes:    c.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
 	}
-	ln = limitListen(ln, c.maxConns)
+	ln = serveListen(ln, c.maxConns)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	if ready != nil {
@@ -133,4 +142,36 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 	go ds.Serve(ln)
 	log.Info("debug endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
 	return func() { ds.Close() }, nil
+}
+
+// heldWriter keeps what is written to it until release, then writes it to
+// w and passes later writes straight on.
+type heldWriter struct {
+	w        io.Writer
+	released atomic.Bool // read without mu on the hot path
+	mu       sync.Mutex
+	held     []byte
+}
+
+func (h *heldWriter) Write(p []byte) (int, error) {
+	if h.released.Load() {
+		return h.w.Write(p)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released.Load() {
+		return h.w.Write(p)
+	}
+	h.held = append(h.held, p...)
+	return len(p), nil
+}
+
+func (h *heldWriter) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.released.Load() {
+		h.w.Write(h.held)
+		h.held = nil
+		h.released.Store(true)
+	}
 }
