@@ -20,6 +20,22 @@ import (
 // SIGTERM before its process group gets SIGKILL.
 const killGrace = 3 * time.Second
 
+// nixNice is how much lower than the server's the CPU priority (nice
+// value) of Nix and its builders is: while builds run, the server still
+// answers at once, with cached images and with a full queue's 503s.
+const nixNice = 10
+
+// nixPriority returns the nice value for Nix processes: the server's plus
+// nixNice, at most 19.
+func nixPriority() int {
+	// Linux's getpriority returns 20 minus the nice value.
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		return nixNice
+	}
+	return min(20-prio+nixNice, 19)
+}
+
 // stderrLimit bounds how much of Nix's standard error is kept in memory
 // while it runs: its end, where Nix says what went wrong.
 const stderrLimit = 64 << 10
@@ -93,6 +109,8 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 	if err := cmd.Start(); err != nil {
 		return output{}, fmt.Errorf("nix: starting %s: %w", c.prog, err)
 	}
+	// The builders Nix forks inherit its priority.
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, nixPriority())
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -3,9 +3,12 @@ package nix
 import (
 	"context"
 	"errors"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -210,5 +213,25 @@ func TestStarted(t *testing.T) {
 	close(release)
 	if queuedStarted.Load() || calls.Load() != 1 {
 		t.Errorf("Started called %d times for the running build, %v for the cancelled one", calls.Load(), queuedStarted.Load())
+	}
+}
+
+// TestNixRunsNicer: Nix and the builders it starts run nixNice below this
+// process's CPU priority.
+func TestNixRunsNicer(t *testing.T) {
+	requireNix(t)
+	src, _ := NewPathSource(testSet(t, "nice", map[string]string{"@NONCE@": nonce(t)}))
+	b, _ := countingBuilder(t, src, Options{})
+	res := build(t, b, Request{Packages: []string{"nice"}})
+	out, err := os.ReadFile(res.Packages[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(out)), strconv.Itoa(min(20-prio+nixNice, 19)); got != want {
+		t.Errorf("the builder ran at nice %s, want %s", got, want)
 	}
 }
