@@ -350,7 +350,11 @@ func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *
 			log.LogAttrs(ctx, slog.LevelInfo, "build cancelled", slog.Duration("duration", nixTime), slog.String("reason", "every request waiting for it left"))
 			return nil, err
 		}
-		log.LogAttrs(ctx, slog.LevelWarn, "build failed", slog.Duration("duration", nixTime), slog.String("error", err.Error()))
+		level := slog.LevelWarn
+		if errors.As(err, new(interface{ RetryAfter() time.Duration })) {
+			level = slog.LevelDebug // a full queue: the request's log line says so
+		}
+		log.LogAttrs(ctx, level, "build failed", slog.Duration("duration", nixTime), slog.String("error", err.Error()))
 		b.failed.put(rk, err)
 		return nil, err
 	}
