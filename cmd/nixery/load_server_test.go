@@ -217,11 +217,17 @@ func (ty *tally) String() string {
 	return fmt.Sprintf("statuses %v, codes %v, gave up %d, wrong %d, %d digests", ty.statuses, ty.codes, ty.gaveUp, len(ty.wrong), len(ty.digests))
 }
 
-// flood sends one manifest request for each name, from clients concurrent
-// clients, each from its own loopback address (first address index
-// firstIP) and sending its next request when the last is answered or it
-// gave up on it after giveUp.
-func (s *loadServer) flood(ctx context.Context, names []string, clients, firstIP int, giveUp time.Duration) *tally {
+// A flood is many clients asking for many names.
+type flood struct {
+	clients int           // concurrent clients, each on its own loopback address
+	firstIP int           // the index (testutil.LoopbackIP) of the first client's
+	giveUp  time.Duration // a client gives up on a request after this; 0: never
+	retry   time.Duration // a client asks again for a name that got a 503 after this; 0: never
+}
+
+// run sends the names, each client its next request when its last was
+// answered, and counts the answers (a retried 503 counts too).
+func (f flood) run(ctx context.Context, s *loadServer, names []string) *tally {
 	ty := &tally{}
 	next := make(chan string)
 	go func() {
@@ -235,14 +241,21 @@ func (s *loadServer) flood(ctx context.Context, names []string, clients, firstIP
 		}
 	}()
 	var wg sync.WaitGroup
-	for i := range clients {
+	for i := range f.clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := testutil.ClientFrom(testutil.LoopbackIP(firstIP + i))
+			c := testutil.ClientFrom(testutil.LoopbackIP(f.firstIP + i))
 			defer c.CloseIdleConnections()
 			for n := range next {
-				ty.add(get(ctx, c, s.manifestURL(n), giveUp))
+				for {
+					a := get(ctx, c, s.manifestURL(n), f.giveUp)
+					ty.add(a)
+					if a.status != http.StatusServiceUnavailable || f.retry == 0 || ctx.Err() != nil {
+						break
+					}
+					time.Sleep(f.retry)
+				}
 			}
 		}()
 	}

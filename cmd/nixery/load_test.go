@@ -140,7 +140,7 @@ func TestLoadFlood(t *testing.T) {
 		// queued builds are abandoned and must not run.
 		mark := s.Mark()
 		before := len(s.records(t))
-		ty := s.flood(t.Context(), testutil.SmallNames("p", names)[1:], 50, 100, 300*time.Millisecond)
+		ty := flood{clients: 50, firstIP: 100, giveUp: 300 * time.Millisecond}.run(t.Context(), s, testutil.SmallNames("p", names)[1:])
 		t.Logf("%d names: %s", names-1, ty)
 		checkTally(t, ty)
 		if ty.statuses[503] == 0 || ty.codes["UNAVAILABLE"] != ty.statuses[503] {
@@ -173,7 +173,7 @@ func TestLoadFlood(t *testing.T) {
 		}
 		// Docker sends names in lower case; other clients send any case.
 		before := len(s.records(t))
-		ty := s.flood(t.Context(), variants, 50, 200, 0)
+		ty := flood{clients: 50, firstIP: 200}.run(t.Context(), s, variants)
 		t.Logf("%d spellings: %s", len(variants), ty)
 		checkTally(t, ty)
 		s.quiet(t, idle)
