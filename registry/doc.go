@@ -86,5 +86,7 @@
 //	level=INFO msg=request method=GET path=/v2/shell/manifests/latest status=200 bytes=1234 duration=85µs
 //
 // A failed request adds a "request failed" line with the cause (at Error
-// level for 5xx), or "request cancelled" when the client went away first.
+// level for 5xx, at Debug for a 503 of a server too busy to build, whose
+// request line says enough), or "request cancelled" when the client went
+// away first.
 package registry

@@ -187,8 +187,9 @@ type errorEntry struct {
 }
 
 // fail writes err as the spec's JSON error body and logs its cause: at
-// Error level for server failures, at Info for the client's mistakes, and
-// as "request cancelled" when the client went away first.
+// Error level for server failures, at Info for the client's mistakes, at
+// Debug for a server too busy (an error with a retry delay), and as
+// "request cancelled" when the client went away first.
 func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
 	re := classify(err)
 	ctx := req.Context()
@@ -200,8 +201,10 @@ func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
 	case re.Err != nil:
 		lvl := slog.LevelInfo
 		switch {
-		case re.RetryAfter > 0: // shedding load: nothing is broken
-			lvl = slog.LevelWarn
+		case re.RetryAfter > 0:
+			// Shedding load: nothing is broken, and a flood of them
+			// must not flood the log; the request line has the 503.
+			lvl = slog.LevelDebug
 		case re.Code.Status >= 500:
 			lvl = slog.LevelError
 		}
