@@ -33,6 +33,19 @@
 //	pkgs-<hash>/    the bundled package set, extracted for Nix
 //
 // Several processes may share the directory.
+//
+// # Limits
+//
+// The server bounds its work: [WithMaxBuilds] Nix builds run at once and
+// [WithMaxQueue] wait (a full queue is a 503 with Retry-After), the
+// timeout ([WithTimeout]) counts the wait, a waiting build that every
+// request left is cancelled, and a failed build is remembered for a few
+// seconds. One client may wait for [WithMaxClientBuilds] images that are
+// not built yet (then 429); cached images are never limited. A response
+// that makes no progress for [WithWriteTimeout] loses its connection.
+// What only an http.Server can bound is the embedder's: `nixery serve`
+// caps its connections and sets http.Server.MaxHeaderBytes, and so
+// should a server that embeds this one.
 package nixery
 
 import (
@@ -55,14 +68,17 @@ import (
 type Option func(*options)
 
 type options struct {
-	storage    string
-	source     nix.Source
-	sourceCfg  nix.SourceConfig
-	popularity string
-	timeout    time.Duration
-	maxBuilds  int
-	maxLayers  int
-	log        *slog.Logger
+	storage         string
+	source          nix.Source
+	sourceCfg       nix.SourceConfig
+	popularity      string
+	timeout         time.Duration
+	maxBuilds       int
+	maxQueue        int
+	maxLayers       int
+	maxClientBuilds int
+	writeTimeout    time.Duration
+	log             *slog.Logger
 }
 
 // WithStorage sets the storage directory (see the package documentation).
@@ -89,6 +105,24 @@ func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout =
 // WithMaxBuilds bounds the Nix builds that run at once; the default is
 // [nix.DefaultMaxConcurrent].
 func WithMaxBuilds(n int) Option { return func(o *options) { o.maxBuilds = n } }
+
+// WithMaxQueue bounds the builds that wait for one of [WithMaxBuilds]
+// slots; a request that finds the queue full is answered 503 UNAVAILABLE
+// with Retry-After at once. The default is [nix.DefaultMaxQueue]; a
+// negative n lets no build wait.
+func WithMaxQueue(n int) Option { return func(o *options) { o.maxQueue = n } }
+
+// WithMaxClientBuilds bounds the images not built yet that one client may
+// wait for at once (429 TOOMANYREQUESTS beyond it); requests for the same
+// image count once, and cached images are never limited. The default is
+// [registry.DefaultMaxClientBuilds]; a negative n sets no limit.
+func WithMaxClientBuilds(n int) Option { return func(o *options) { o.maxClientBuilds = n } }
+
+// WithWriteTimeout bounds how long writing a response may make no
+// progress before its connection is closed (see
+// [registry.WithWriteTimeout]). The default is
+// [registry.DefaultWriteTimeout]; a negative d sets no deadlines.
+func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
 // WithMaxLayers bounds the layers of an image, the customisation layer
 // included; the default is [images.DefaultMaxLayers].
@@ -148,6 +182,7 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 	nb := nix.NewBuilder(src, nix.Options{
 		Timeout:       o.timeout,
 		MaxConcurrent: o.maxBuilds,
+		MaxQueue:      o.maxQueue,
 		Logger:        o.log,
 		GCRootDir:     filepath.Join(o.storage, "gcroots"),
 		PopularityURL: o.popularity,
@@ -169,12 +204,13 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
 	go nb.Popularity(life)
 	return &Server{
-		Registry: registry.New(ib, registry.WithLogger(o.log)),
-		images:   ib,
-		nix:      nb,
-		source:   src,
-		storage:  o.storage,
-		stop:     stop,
+		Registry: registry.New(ib, registry.WithLogger(o.log),
+			registry.WithMaxClientBuilds(o.maxClientBuilds), registry.WithWriteTimeout(o.writeTimeout)),
+		images:  ib,
+		nix:     nb,
+		source:  src,
+		storage: o.storage,
+		stop:    stop,
 	}, nil
 }
 

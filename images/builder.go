@@ -14,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -82,6 +83,12 @@ type Config struct {
 	// Logger gets a line for every image built and every build that
 	// failed; nil is slog.Default().
 	Logger *slog.Logger
+	// NegativeTTL is how long a request whose build failed for a lasting
+	// reason (unknown packages, a failed Nix build; not a timeout or a
+	// full queue) is answered with the same error without running Nix
+	// again. Zero means [DefaultNegativeTTL]; a negative value remembers
+	// no failure.
+	NegativeTTL time.Duration
 }
 
 // Builder turns image names into images: it parses the name
@@ -101,6 +108,12 @@ type Config struct {
 // too, so that a cached image is found without running Nix, also after a
 // restart.
 //
+// A build runs for the Builder's lifetime, not for the request's. While it
+// waits for a Nix slot (see [nix.Request].Started), it ends when every
+// request waiting for it has left; once Nix runs, it finishes, so that the
+// next request finds its image. A build that failed for a lasting reason
+// is remembered for [Config.NegativeTTL].
+//
 // A Builder is safe for concurrent use.
 type Builder struct {
 	cfg    Config
@@ -111,6 +124,9 @@ type Builder struct {
 
 	requests flight.Group[*Image] // by request key: one Nix run
 	images   flight.Group[*Image] // by image key: one assembly
+	failed   failures             // by request key: recent lasting failures
+
+	pop atomic.Pointer[nix.Popularity] // the latest popularity, once known
 }
 
 // New returns a Builder for cfg, loading the index from cfg.IndexDir.
@@ -130,11 +146,22 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.NegativeTTL == 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
+	}
 	b := &Builder{cfg: cfg, log: cfg.Logger, index: newIndex(cfg.IndexDir, cfg.Store, cfg.Logger)}
+	b.failed.ttl = cfg.NegativeTTL
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	if err := b.index.load(ctx); err != nil {
 		return nil, err
 	}
+	// CachedManifests needs the popularity to find requests of images
+	// built before a restart.
+	go func() {
+		if pop, err := cfg.Nix.Popularity(b.ctx); err == nil {
+			b.pop.CompareAndSwap(nil, pop)
+		}
+	}()
 	return b, nil
 }
 
@@ -167,6 +194,38 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (*Image, error) {
 		b.index.memoize(name, tag, img)
 	}
 	return img, nil
+}
+
+// CachedManifests returns the manifests of the image that name asks for at
+// tag if the image is built and known by its request (a pinned source),
+// without building and without waiting for anything. The registry answers
+// cached images with it and counts only other requests against a client's
+// limit of cold builds.
+func (b *Builder) CachedManifests(name, tag string) ([]v1.Descriptor, bool) {
+	if img := b.index.memoized(name, tag); img != nil {
+		return img.Manifests(), true
+	}
+	pop := b.pop.Load()
+	if pop == nil {
+		return nil, false
+	}
+	r, err := ParseName(name, b.cfg.MaxPackages)
+	if err != nil {
+		return nil, false
+	}
+	if tag != "" {
+		r.Tag = tag
+	}
+	srcKey, pinned, err := b.cfg.Nix.CacheKey(r.Tag)
+	if err != nil || !pinned {
+		return nil, false
+	}
+	img := b.index.forRequest(b.keyOf(srcKey, pop.Fingerprint, r.System, r.Cmd).request(r.Packages))
+	if img == nil {
+		return nil, false
+	}
+	b.index.memoize(name, tag, img)
+	return img.Manifests(), true
 }
 
 // ImageFor returns the image for req, building it unless it was built
@@ -253,6 +312,9 @@ func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) 
 			slog.String("error", "no popularity to group layers by: "+err.Error()))
 		return nil, false, err
 	}
+	if old := b.pop.Load(); old == nil || old.Fingerprint != pop.Fingerprint {
+		b.pop.Store(pop)
+	}
 	k := b.keyOf(srcKey, pop.Fingerprint, r.System, r.Cmd)
 	rk := k.request(r.Packages)
 	if pinned {
@@ -260,21 +322,40 @@ func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) 
 			return img, true, nil
 		}
 	}
-	img, err := b.requests.Do(ctx, rk, func(context.Context) (*Image, error) {
-		return b.build(b.ctx, r, k, pop, pinned, rk)
+	if err := b.failed.get(rk); err != nil {
+		return nil, pinned, err
+	}
+	img, err := b.requests.Do(ctx, rk, func(abandoned context.Context) (*Image, error) {
+		return b.build(abandoned, r, k, pop, pinned, rk)
 	})
 	return img, pinned, err
 }
 
 // build realises r with Nix and returns its image, assembling it unless
-// another request (another spelling) gave the same image before.
-func (b *Builder) build(ctx context.Context, r *Request, k keyParts, pop *nix.Popularity, pinned bool, rk string) (*Image, error) {
+// another request (another spelling) gave the same image before. It runs
+// in the Builder's context; abandoned (the flight's) ends when every
+// request waiting for the build has left, which cancels the build only
+// while it waits for a Nix slot.
+func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *nix.Popularity, pinned bool, rk string) (*Image, error) {
 	start := time.Now()
 	log := b.log.With(slog.Any("packages", r.Packages), slog.String("tag", r.Tag), slog.String("system", r.System))
-	res, err := b.cfg.Nix.Build(ctx, nix.Request{Packages: r.Packages, System: r.System, Tag: r.Tag})
+	ctx, cancel := context.WithCancelCause(b.ctx)
+	defer cancel(nil)
+	queued := context.AfterFunc(abandoned, func() { cancel(context.Cause(abandoned)) })
+	defer queued()
+	res, err := b.cfg.Nix.Build(ctx, nix.Request{Packages: r.Packages, System: r.System, Tag: r.Tag, Started: func() { queued() }})
 	nixTime := time.Since(start)
 	if err != nil {
-		log.LogAttrs(ctx, slog.LevelWarn, "build failed", slog.Duration("duration", time.Since(start)), slog.String("error", err.Error()))
+		if errors.Is(err, flight.ErrAbandoned) || errors.Is(context.Cause(ctx), flight.ErrAbandoned) {
+			log.LogAttrs(ctx, slog.LevelInfo, "build cancelled", slog.Duration("duration", nixTime), slog.String("reason", "every request waiting for it left"))
+			return nil, err
+		}
+		level := slog.LevelWarn
+		if errors.As(err, new(interface{ RetryAfter() time.Duration })) {
+			level = slog.LevelDebug // a full queue: the request's log line says so
+		}
+		log.LogAttrs(ctx, level, "build failed", slog.Duration("duration", nixTime), slog.String("error", err.Error()))
+		b.failed.put(rk, err)
 		return nil, err
 	}
 	attrs := resolvedAttrs(res.Packages)

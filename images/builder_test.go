@@ -239,11 +239,172 @@ func TestErrors(t *testing.T) {
 		t.Errorf("build failure: %v", err)
 	}
 	f.nix.Err = nil
-	if _, err := f.b.Image(ctx, "curl", "latest"); err != nil {
+	// The failure is remembered for the request as spelt; the timeout
+	// before it was not.
+	if _, err := f.b.Image(ctx, "curl", "latest"); err == nil || !strings.Contains(err.Error(), "build failed") {
+		t.Errorf("right after a build failure: %v, want the same failure", err)
+	}
+	if _, err := f.b.Image(ctx, "CURL", "latest"); err != nil {
 		t.Errorf("after failures: %v", err)
 	}
 	if got := f.nix.Runs.Load(); got != 5 {
-		t.Errorf("Nix ran %d times, want 5 (arm64 alone never reaches it)", got)
+		t.Errorf("Nix ran %d times, want 5 (arm64 alone never reaches it, the remembered failure neither)", got)
+	}
+}
+
+// TestNegativeCache: lasting failures are remembered for NegativeTTL by
+// request, so Nix does not run again for them; timeouts, full queues and
+// cancellations are not remembered.
+func TestNegativeCache(t *testing.T) {
+	f := newFixture(t, nil, nil, "")
+	ctx := t.Context()
+	for range 3 {
+		if _, err := f.b.Image(ctx, "nosuchpackage", "latest"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("unknown package: %v", err)
+		}
+	}
+	if got := f.nix.Runs.Load(); got != 1 {
+		t.Errorf("three requests for an unknown package ran Nix %d times, want 1", got)
+	}
+	for _, transient := range []error{
+		fmt.Errorf("nix-build: %w", nix.ErrTimeout),
+		&nix.BusyError{Running: 2, Queued: 32, After: time.Second},
+		context.Canceled,
+	} {
+		f.nix.Err = transient
+		f.nix.Runs.Store(0)
+		for range 2 {
+			if _, err := f.b.Image(ctx, "hello", "latest"); !errors.Is(err, transient) {
+				t.Fatalf("%v: got %v", transient, err)
+			}
+		}
+		if got := f.nix.Runs.Load(); got != 2 {
+			t.Errorf("%v: Nix ran %d times for two requests, want 2 (not remembered)", transient, got)
+		}
+	}
+	f.nix.Err = nil
+	if _, err := f.b.Image(ctx, "hello", "latest"); err != nil {
+		t.Errorf("after transient failures: %v", err)
+	}
+
+	// Entries expire, and the cache is bounded.
+	var c failures
+	c.ttl = time.Millisecond
+	c.put("a", fs.ErrNotExist)
+	if c.get("a") == nil {
+		t.Error("a failure was not remembered")
+	}
+	time.Sleep(5 * time.Millisecond)
+	if c.get("a") != nil {
+		t.Error("a failure outlived its TTL")
+	}
+	c.ttl = time.Hour
+	for i := range maxFailures + 100 {
+		c.put(fmt.Sprint(i), fs.ErrNotExist)
+	}
+	if len(c.m) != maxFailures || c.get(fmt.Sprint(maxFailures+99)) == nil {
+		t.Errorf("%d failures remembered, want %d with the latest", len(c.m), maxFailures)
+	}
+	off := newFixtureTTL(t, nil, nil, "", -1)
+	for range 2 {
+		off.b.Image(ctx, "nosuchpackage", "latest")
+	}
+	if got := off.nix.Runs.Load(); got != 2 {
+		t.Errorf("with NegativeTTL < 0, Nix ran %d times for two requests, want 2", got)
+	}
+}
+
+// TestAbandonedQueuedBuild: a build still waiting for a Nix slot when its
+// last waiter leaves is cancelled and builds nothing; a new request starts
+// a new build.
+func TestAbandonedQueuedBuild(t *testing.T) {
+	f := newFixture(t, &fakenix.Nix{Queue: make(chan struct{})}, nil, "")
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := f.b.Image(ctx, "curl", "latest"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a queued build answered: %v", err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(f.logs.String(), `msg="build cancelled"`) && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if s := f.logs.String(); !strings.Contains(s, `msg="build cancelled"`) || strings.Contains(s, "build failed") {
+		t.Errorf("log:\n%s", s)
+	}
+	close(f.nix.Queue)
+	if _, total := f.lay.Builds(); total != 0 {
+		t.Errorf("the abandoned build built %d layers", total)
+	}
+	if _, err := f.b.Image(t.Context(), "curl", "latest"); err != nil {
+		t.Errorf("a new request after an abandoned build: %v", err)
+	}
+	if got := f.nix.Runs.Load(); got != 2 {
+		t.Errorf("Nix ran %d times, want 2", got)
+	}
+}
+
+// TestAbandonedRunningBuild: a build whose Nix has started finishes when
+// its last waiter leaves, and its image is cached.
+func TestAbandonedRunningBuild(t *testing.T) {
+	f := newFixture(t, &fakenix.Nix{Block: make(chan struct{})}, nil, "")
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := f.b.Image(ctx, "curl", "latest"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a blocked build answered: %v", err)
+	}
+	close(f.nix.Block)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(f.logs.String(), "msg=build ") && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	if _, ok := f.b.CachedManifests("curl", "latest"); !ok {
+		t.Fatalf("the abandoned build's image is not cached; log:\n%s", f.logs.String())
+	}
+	if got := f.nix.Runs.Load(); got != 1 {
+		t.Errorf("Nix ran %d times, want 1", got)
+	}
+}
+
+// TestCachedManifests: the lookup answers built images of a pinned source
+// without Nix, also after a restart, and nothing else.
+func TestCachedManifests(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, nil, nil, dir)
+	if _, ok := f.b.CachedManifests("shell/curl", "latest"); ok {
+		t.Error("an image not built yet is cached")
+	}
+	img, err := f.b.Image(t.Context(), "shell/curl", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms, ok := f.b.CachedManifests("shell/curl", "latest"); !ok || ms[0].Digest != img.Manifests()[0].Digest {
+		t.Errorf("the built image: %v %v", ms, ok)
+	}
+	f.b.Close()
+	f2 := newFixture(t, nil, f.store, dir)
+	var ms []v1.Descriptor
+	ok := false
+	for deadline := time.Now().Add(5 * time.Second); !ok && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		ms, ok = f2.b.CachedManifests("shell/curl", "latest") // once the popularity is known
+	}
+	if !ok || ms[1].Digest != img.Manifests()[1].Digest {
+		t.Errorf("after a restart: %v %v", ms, ok)
+	}
+	for _, name := range []string{"curl/shell/nosuch", "Shell/curl", "a//b", "hello"} {
+		if _, ok := f2.b.CachedManifests(name, "latest"); ok {
+			t.Errorf("%s is cached", name)
+		}
+	}
+	if _, ok := f2.b.CachedManifests("shell/curl", "v2"); ok {
+		t.Error("an unknown tag is cached")
+	}
+	if got := f2.nix.Runs.Load(); got != 0 {
+		t.Errorf("lookups ran Nix %d times", got)
+	}
+	un := newFixture(t, &fakenix.Nix{Unpinned: true}, nil, "")
+	if _, err := un.b.Image(t.Context(), "hello", "latest"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := un.b.CachedManifests("hello", "latest"); ok {
+		t.Error("an unpinned source's image is cached by request")
 	}
 }
 

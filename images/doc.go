@@ -26,27 +26,34 @@
 //     pinned (a commit, the bundled set); for a pinned source a request
 //     seen before (by this process or, through the index, an earlier one)
 //     is answered at once, without Nix;
-//  2. Nix resolves and realises the packages and reports their closure:
+//  2. a request whose build failed for a lasting reason (unknown packages,
+//     a failed Nix build) a moment ago gets the same error again, without
+//     Nix, for [Config.NegativeTTL];
+//  3. Nix resolves and realises the packages and reports their closure:
 //     once per request, however many clients ask at the same time;
-//  3. the image key is a hash of everything the image's bytes depend on:
+//  4. the image key is a hash of everything the image's bytes depend on:
 //     the image and layer formats, the layer budget, the popularity's
 //     fingerprint, the source's cache key, the system, the command, and
 //     the attribute paths the names resolved to with their store paths.
 //     Since it is made of what the names resolved to, every spelling of a
 //     package ("HELLO", "hello") gives one image, built once;
-//  4. unless the index has the key, [layers.Group] splits the closure
+//  5. unless the index has the key, [layers.Group] splits the closure
 //     into at most MaxLayers-1 groups, the LayerBuilder builds each (it
 //     caches layers by content, so images that share store paths share
 //     layers), the customisation layer goes last, and the config and the
 //     two manifests (Docker v2 schema 2 and OCI: the same config bytes and
 //     layer blobs, different media types) are written to the store;
-//  5. the image is entered in the index, whose records in IndexDir keep it
+//  6. the image is entered in the index, whose records in IndexDir keep it
 //     across restarts: a record is loaded only if its manifests and config
 //     are in the store and hash to their digests, and its layers are there
 //     with their recorded sizes.
 //
 // A caller that gives up stops waiting; the build goes on for the others
-// and for the cache.
+// and for the cache. When every caller has left a build that still waits
+// for a Nix slot (package nix's queue), it is cancelled: it has cost
+// nothing yet. [Builder.CachedManifests] answers, without building or
+// waiting, whether an image is cached (step 1), so that the registry can
+// limit only the other requests.
 //
 // # Customisation layer
 //
@@ -66,4 +73,8 @@
 //	level=INFO msg=build packages="[bashInteractive ...]" tag=latest system=x86_64-linux attrs="[...]"
 //	    paths=24 layers=25 bytes=31457280 nix_duration=2.1s duration=3.4s docker_digest=sha256:... oci_digest=sha256:...
 //	level=WARN msg="build failed" packages=[...] tag=latest system=... duration=... error="nix: unknown packages: foo"
+//
+// and one at Info for a build cancelled before Nix ran (msg="build
+// cancelled"). A build refused by a full queue is logged at Debug only:
+// the registry logs the request.
 package images

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/internal/testutil/fakenix"
@@ -73,6 +74,12 @@ type fixture struct {
 // earlier fixture (a restart), or nil and "" for new ones.
 func newFixture(t testing.TB, nx *fakenix.Nix, store *layers.FSStore, dir string) *fixture {
 	t.Helper()
+	return newFixtureTTL(t, nx, store, dir, 0)
+}
+
+// newFixtureTTL is newFixture with a Config.NegativeTTL.
+func newFixtureTTL(t testing.TB, nx *fakenix.Nix, store *layers.FSStore, dir string, negativeTTL time.Duration) *fixture {
+	t.Helper()
 	if nx == nil {
 		nx = &fakenix.Nix{}
 	}
@@ -81,13 +88,14 @@ func newFixture(t testing.TB, nx *fakenix.Nix, store *layers.FSStore, dir string
 	}
 	f := &fixture{nix: nx, store: store, logs: &testutil.SyncBuffer{}, dir: dir, lay: &fakenix.Layers{Store: store}}
 	b, err := New(t.Context(), Config{
-		Nix:       nx,
-		Layers:    f.lay,
-		Store:     store,
-		IndexDir:  dir,
-		StoreFS:   fakenix.StoreFS(),
-		MaxLayers: 6,
-		Logger:    slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Nix:         nx,
+		Layers:      f.lay,
+		Store:       store,
+		IndexDir:    dir,
+		StoreFS:     fakenix.StoreFS(),
+		MaxLayers:   6,
+		Logger:      slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		NegativeTTL: negativeTTL,
 	})
 	if err != nil {
 		t.Fatal(err)

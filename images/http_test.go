@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -90,13 +91,19 @@ func TestHTTPErrors(t *testing.T) {
 	if code, msg := r.RegistryError(t); r.Status != 500 || code != "UNKNOWN" || strings.Contains(msg, "line 2") || !strings.Contains(msg, "build failed") {
 		t.Errorf("build failure: %d %s %q", r.Status, code, msg)
 	}
+	// Other names: the failure of curl is remembered for a while.
 	f.nix.Err = fmt.Errorf("nix-build: %w", nix.ErrTimeout)
-	r = do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
-	if code, msg := r.RegistryError(t); r.Status != 503 || code != "UNAVAILABLE" || !strings.Contains(msg, "timed out") {
-		t.Errorf("timeout: %d %s %q", r.Status, code, msg)
+	r = do(t, srv, "GET", "/v2/hello/manifests/latest", nil)
+	if code, msg := r.RegistryError(t); r.Status != 503 || code != "UNAVAILABLE" || !strings.Contains(msg, "timed out") || r.Header.Get("Retry-After") == "" {
+		t.Errorf("timeout: %d %s %q, Retry-After %q", r.Status, code, msg, r.Header.Get("Retry-After"))
+	}
+	f.nix.Err = &nix.BusyError{Running: 2, Queued: 32, After: 42 * time.Second}
+	r = do(t, srv, "GET", "/v2/hello/manifests/latest", nil)
+	if code, msg := r.RegistryError(t); r.Status != 503 || code != "UNAVAILABLE" || !strings.Contains(msg, "too many builds") || r.Header.Get("Retry-After") != "42" {
+		t.Errorf("queue full: %d %s %q, Retry-After %q", r.Status, code, msg, r.Header.Get("Retry-After"))
 	}
 	f.nix.Err = fmt.Errorf("%w", nix.ErrNixNotFound)
-	r = do(t, srv, "GET", "/v2/curl/manifests/latest", nil)
+	r = do(t, srv, "GET", "/v2/git/manifests/latest", nil)
 	if code, msg := r.RegistryError(t); r.Status != 500 || code != "UNKNOWN" || !strings.Contains(msg, "not installed") {
 		t.Errorf("nix missing: %d %s %q", r.Status, code, msg)
 	}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nixery-go/nixery/closure"
@@ -29,6 +30,11 @@ const DefaultTimeout = 60 * time.Second
 // DefaultMaxConcurrent is how many Builds run Nix at once unless
 // [Options.MaxConcurrent] says otherwise (NIXERY_MAX_BUILDS in the server).
 const DefaultMaxConcurrent = 2
+
+// DefaultMaxQueue is how many Builds may wait for one of the
+// [Options.MaxConcurrent] slots unless [Options.MaxQueue] says otherwise
+// (NIXERY_MAX_QUEUE in the server).
+const DefaultMaxQueue = 32
 
 // DefaultNixConfig is the Nix configuration given to every Nix process
 // unless [Options.NixConfig] says otherwise: single-user, offline, no
@@ -51,14 +57,18 @@ const DefaultSystem = "x86_64-linux"
 
 // Options configure a [Builder]. The zero value is usable.
 type Options struct {
-	// Timeout bounds one Build, all Nix processes together; on expiry the
-	// processes are killed and Build returns an error wrapping
-	// [ErrTimeout]. Zero means [DefaultTimeout].
+	// Timeout bounds one Build from its call, the wait for a slot and all
+	// Nix processes together; on expiry the processes are killed and Build
+	// returns an error wrapping [ErrTimeout]. Zero means [DefaultTimeout].
 	Timeout time.Duration
 	// MaxConcurrent bounds how many Builds run Nix at once; others wait.
 	// Zero means [DefaultMaxConcurrent]. This is the one bound on Nix runs
 	// of a server.
 	MaxConcurrent int
+	// MaxQueue bounds how many Builds wait for a slot; a Build that finds
+	// the queue full returns a [*BusyError] at once. Zero means
+	// [DefaultMaxQueue]; a negative value lets no Build wait.
+	MaxQueue int
 	// Logger receives one record per Nix command (with its duration) and
 	// Nix's standard error (Debug on success, Error on failure). Nil
 	// discards.
@@ -88,9 +98,12 @@ type Builder struct {
 	src  Source
 	opts Options
 	env  []string
-	sem  chan struct{}
+	sem  chan struct{} // one token per Build running Nix
 	run  runFunc
 	pop  popularityState
+
+	waiting atomic.Int64 // Builds waiting for a slot
+	meanRun atomic.Int64 // moving mean of the time a slot is held, in ns
 }
 
 // NewBuilder returns a builder for packages of src.
@@ -100,6 +113,12 @@ func NewBuilder(src Source, opts Options) *Builder {
 	}
 	if opts.MaxConcurrent <= 0 {
 		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
+	switch {
+	case opts.MaxQueue == 0:
+		opts.MaxQueue = DefaultMaxQueue
+	case opts.MaxQueue < 0:
+		opts.MaxQueue = 0
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -136,6 +155,11 @@ type Request struct {
 	System string
 	// Tag is the image tag; it selects the version of a git source.
 	Tag string
+	// Started, when set, is called once the Build has a slot, just before
+	// the first Nix process starts. Until then the Build is only queued,
+	// and a caller may end ctx to cancel it at no cost; after it, ending
+	// ctx kills Nix and wastes the work done.
+	Started func()
 }
 
 // Package is one requested name and what it resolved to.
@@ -172,14 +196,17 @@ type resolved struct {
 //
 //  1. every name is checked with [ValidateName] and the system against
 //     [Systems] (and the source's own list), before any Nix runs;
-//  2. nix-instantiate evaluates resolve.nix with the request as a JSON
+//  2. the Build waits for one of [Options.MaxConcurrent] slots, or returns
+//     a [*BusyError] at once if [Options.MaxQueue] Builds wait already;
+//  3. nix-instantiate evaluates resolve.nix with the request as a JSON
 //     string, which looks the names up and writes the derivations;
 //     unknown names are reported together as [*UnknownPackagesError];
-//  3. nix-store --realise builds the derivations;
-//  4. nix path-info --json --recursive reports the closure, parsed with
+//  4. nix-store --realise builds the derivations;
+//  5. nix path-info --json --recursive reports the closure, parsed with
 //     [closure.ParsePathInfo].
 //
-// The whole Build is bounded by [Options.Timeout].
+// The whole Build, the wait for a slot included, is bounded by
+// [Options.Timeout].
 func (b *Builder) Build(ctx context.Context, req Request) (*Result, error) {
 	return b.buildWithin(ctx, req, b.opts.Timeout)
 }
@@ -212,23 +239,81 @@ func (b *Builder) buildWithin(ctx context.Context, req Request, timeout time.Dur
 		}
 	}
 
-	select {
-	case b.sem <- struct{}{}:
-		defer func() { <-b.sem }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, ErrTimeout)
 	defer cancel()
+	queued := time.Now()
+	if err := b.acquire(ctx); err != nil {
+		if errors.Is(err, ErrTimeout) {
+			return nil, fmt.Errorf("%w after %s waiting for a build slot (%s)", ErrTimeout, timeout, b.src)
+		}
+		return nil, err
+	}
+	started := time.Now()
+	defer b.release(started)
+	if req.Started != nil {
+		req.Started()
+	}
 
 	res, err := b.build(ctx, imp, system, req.Packages)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), ErrTimeout) {
-			return nil, fmt.Errorf("%w after %s (%s)", ErrTimeout, timeout, b.src)
+			return nil, fmt.Errorf("%w after %s, %s of it waiting for a build slot (%s)",
+				ErrTimeout, timeout, started.Sub(queued).Round(time.Millisecond), b.src)
 		}
-		return nil, classify(err, system)
+		return nil, classify(err, system, imp, req.Tag)
 	}
 	return res, nil
+}
+
+// acquire takes a slot, waiting in the queue while there is room in it
+// and ctx lasts.
+func (b *Builder) acquire(ctx context.Context) error {
+	select {
+	case b.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	if n := b.waiting.Add(1); n > int64(b.opts.MaxQueue) {
+		b.waiting.Add(-1)
+		return &BusyError{Running: b.opts.MaxConcurrent, Queued: b.opts.MaxQueue, After: b.retryAfter()}
+	}
+	defer b.waiting.Add(-1)
+	select {
+	case b.sem <- struct{}{}:
+		if ctx.Err() != nil { // both were ready: the slot goes to another
+			<-b.sem
+			return context.Cause(ctx)
+		}
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// release gives the slot taken at start back and folds the time it was
+// held into the moving mean.
+func (b *Builder) release(start time.Time) {
+	<-b.sem
+	d := int64(time.Since(start))
+	for {
+		old := b.meanRun.Load()
+		mean := d
+		if old > 0 {
+			mean = old + (d-old)/8
+		}
+		if b.meanRun.CompareAndSwap(old, mean) {
+			return
+		}
+	}
+}
+
+// retryAfter estimates when a full queue will have had its turn: the mean
+// time a slot is held times the queue's length over the slots, at least a
+// second and at most the timeout.
+func (b *Builder) retryAfter() time.Duration {
+	rounds := (b.opts.MaxQueue + b.opts.MaxConcurrent - 1) / b.opts.MaxConcurrent
+	d := time.Duration(b.meanRun.Load()) * time.Duration(max(rounds, 1))
+	return min(max(d, time.Second), b.opts.Timeout)
 }
 
 func (b *Builder) build(ctx context.Context, imp Import, system string, names []string) (*Result, error) {
@@ -253,7 +338,7 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 	}
 	var r resolved
 	if err := json.Unmarshal(out.stdout, &r); err != nil {
-		return nil, &BuildError{Op: "evaluate", Err: fmt.Errorf("unexpected output: %v", err), Log: tail(out.stderr, tailLines)}
+		return nil, &BuildError{Op: "evaluate", Err: fmt.Errorf("unexpected output: %v", err), Log: tail(out.stderr)}
 	}
 	if len(r.Unknown) > 0 {
 		u := slices.Clone(r.Unknown)
@@ -319,7 +404,7 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 func graph(out output, roots []string, pkgs []Package) (*Result, error) {
 	paths, err := closure.ParsePathInfo(out.stdout)
 	if err != nil {
-		return nil, &BuildError{Op: "query", Err: err, Log: tail(out.stderr, tailLines)}
+		return nil, &BuildError{Op: "query", Err: err, Log: tail(out.stderr)}
 	}
 	g, err := closure.New(paths, roots)
 	if err != nil {
@@ -329,8 +414,10 @@ func graph(out output, roots []string, pkgs []Package) (*Result, error) {
 }
 
 // classify turns Nix's complaints about systems into
-// [*UnsupportedSystemError]s and passes other errors on.
-func classify(err error, system string) error {
+// [*UnsupportedSystemError]s and those of git about a ref or commit that a
+// git source does not have into errors wrapping [ErrUnknownTag], and passes
+// other errors on.
+func classify(err error, system string, imp Import, tag string) error {
 	var be *BuildError
 	if !errors.As(err, &be) {
 		return err
@@ -342,9 +429,29 @@ func classify(err error, system string) error {
 			return &UnsupportedSystemError{System: system, Reason: strings.TrimSpace(reason)}
 		case strings.Contains(line, "is required to build") && strings.Contains(line, "but I am a"):
 			return &UnsupportedSystemError{System: system, Reason: strings.TrimSpace(strings.TrimPrefix(line, "error:"))}
+		case imp.Kind == "git" && missingRef(line):
+			what := "branch"
+			if imp.Rev != "" {
+				what = "commit"
+			}
+			return fmt.Errorf("%w %q: the git repository %s has no such %s", ErrUnknownTag, truncate(tag, 64), imp.URL, what)
 		}
 	}
 	return err
+}
+
+// missingRef reports whether a line of Nix's or git's standard error says
+// that fetchGit found no such ref or commit: git fetching from a remote
+// ("couldn't find remote ref", "not our ref"), git asked about a local
+// working tree ("unknown revision"), or Nix looking for a commit ("Cannot
+// find Git revision").
+func missingRef(line string) bool {
+	for _, s := range []string{"couldn't find remote ref", "not our ref", "unknown revision or path not in the working tree", "Cannot find Git revision"} {
+		if strings.Contains(line, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // shortHash returns 16 hex digits of the SHA-256 of paths.

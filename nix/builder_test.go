@@ -419,10 +419,19 @@ func TestBuildGitRepo(t *testing.T) {
 	if branch.Packages[0].Path != latest.Packages[0].Path {
 		t.Errorf("branch main gave %s, latest %s", branch.Packages[0].Path, latest.Packages[0].Path)
 	}
-	_, err = b.Build(context.Background(), Request{Packages: []string{"hello"}, Tag: "0000000000000000000000000000000000000000"})
-	var be *BuildError
-	if !errors.As(err, &be) {
-		t.Errorf("a missing commit gave %v, want *BuildError", err)
+	// Refs the repository does not have name no image: the error wraps
+	// ErrUnknownTag (fs.ErrNotExist) and names the ref, for the working
+	// tree and for a bare clone fetched as a remote.
+	bare := filepath.Join(t.TempDir(), "bare.git")
+	git(t, repo, "clone", "-q", "--bare", repo, bare)
+	bareSrc, _ := NewGitSource("file://" + bare)
+	for _, b := range []*Builder{b, NewBuilder(bareSrc, Options{Logger: testLogger(t)})} {
+		for _, tag := range []string{"0000000000000000000000000000000000000000", "no-such-branch"} {
+			_, err = b.Build(context.Background(), Request{Packages: []string{"hello"}, Tag: tag})
+			if !errors.Is(err, ErrUnknownTag) || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), `"`+tag+`"`) {
+				t.Errorf("%s: the missing ref %s gave %v, want ErrUnknownTag naming it", b.Source(), tag, err)
+			}
+		}
 	}
 }
 

@@ -58,11 +58,22 @@
 //     [closure.ParsePathInfo] and becomes the result's graph, whose roots
 //     are the requested outputs.
 //
-// All of it is bounded by [Options.Timeout]: when it expires the Nix
+// At most [Options.MaxConcurrent] Builds run Nix at once, and at most
+// [Options.MaxQueue] wait for a slot; a Build that finds the queue full
+// returns a [*BusyError] at once, whose RetryAfter estimates when the
+// queue will have had its turn. [Request].Started tells the caller when a
+// Build leaves the queue, so that it can cancel a Build nobody waits for
+// while that costs nothing. Nix runs 10 nice levels below the caller.
+//
+// All of it, the wait for a slot included, is bounded by
+// [Options.Timeout]: when it expires the Nix
 // process group gets SIGTERM (Nix then kills its builders, which run in
 // sessions of their own), then SIGKILL, and Build returns an error wrapping
-// [ErrTimeout]. Other failures are a [*BuildError] carrying the tail of
-// Nix's standard error, or [ErrNixNotFound].
+// [ErrTimeout]. A branch or commit that a git source does not have is an
+// error wrapping [ErrUnknownTag] that names it. Other failures are a
+// [*BuildError] carrying the tail of Nix's standard error (its last 25
+// lines, at most 4 KB, logged once when the command fails), or
+// [ErrNixNotFound].
 //
 // # Name resolution
 //

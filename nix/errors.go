@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 )
 
 // The errors of this package say what kind of failure they are by the
@@ -17,8 +18,9 @@ import (
 //	errors.ErrUnsupported     [*UnsupportedSystemError]
 //	context.DeadlineExceeded  [ErrTimeout]
 //
-// Everything else ([*BuildError], [ErrNixNotFound]) is a failure of the
-// server, not of the request.
+// A [*BusyError] matches none of them: it says when to try again with its
+// RetryAfter method instead. Everything else ([*BuildError],
+// [ErrNixNotFound]) is a failure of the server, not of the request.
 
 // ErrTimeout is returned (wrapped) when Nix ran longer than the builder's
 // timeout and was stopped. It matches context.DeadlineExceeded.
@@ -28,6 +30,22 @@ type timeoutError struct{}
 
 func (timeoutError) Error() string        { return "nix: build timed out" }
 func (timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// BusyError is returned by [Builder.Build] when every slot runs Nix and
+// the queue of Builds waiting for one is full. The request did nothing
+// wrong: it may be sent again after RetryAfter.
+type BusyError struct {
+	Running int           // the builder's slots, all taken
+	Queued  int           // the Builds waiting, as many as the queue holds
+	After   time.Duration // the estimate RetryAfter returns
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("nix: too many builds: %d running and %d waiting; try again in %s", e.Running, e.Queued, e.After.Round(time.Second))
+}
+
+// RetryAfter estimates when the queue has room again.
+func (e *BusyError) RetryAfter() time.Duration { return e.After }
 
 // ErrNixNotFound is returned (wrapped) when the Nix binaries cannot be found.
 var ErrNixNotFound = errors.New("nix: Nix is not installed; install it (on Debian: apt-get install nix-bin, then run .ci/setup)")
@@ -93,12 +111,16 @@ func (e *BuildError) Error() string {
 		msg += ": " + e.Err.Error()
 	}
 	if last := lastLine(e.Log); last != "" {
-		msg += ": " + last
+		msg += ": " + truncate(last, maxErrorLine)
 	}
 	return msg
 }
 
 func (e *BuildError) Unwrap() error { return e.Err }
+
+// maxErrorLine bounds the line of Nix's log that a [*BuildError]'s message
+// quotes.
+const maxErrorLine = 512
 
 // lastLine returns the line of a Nix log that best says what went wrong:
 // the last one that starts with "error:" (Nix prints the innermost error

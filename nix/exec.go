@@ -13,17 +13,39 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // killGrace is how long a Nix process may take to stop its builders after
 // SIGTERM before its process group gets SIGKILL.
 const killGrace = 3 * time.Second
 
-// stderrLimit bounds how much of Nix's standard error is kept.
-const stderrLimit = 256 << 10
+// nixNice is how much lower than the server's the CPU priority (nice
+// value) of Nix and its builders is: while builds run, the server still
+// answers at once, with cached images and with a full queue's 503s.
+const nixNice = 10
 
-// tailLines is how many lines of stderr a [*BuildError] carries.
-const tailLines = 25
+// nixPriority returns the nice value for Nix processes: the server's plus
+// nixNice, at most 19.
+func nixPriority() int {
+	// Linux's getpriority returns 20 minus the nice value.
+	prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, 0)
+	if err != nil {
+		return nixNice
+	}
+	return min(20-prio+nixNice, 19)
+}
+
+// stderrLimit bounds how much of Nix's standard error is kept in memory
+// while it runs: its end, where Nix says what went wrong.
+const stderrLimit = 64 << 10
+
+// tailLines and tailBytes bound the tail of stderr that a [*BuildError]
+// carries and that is logged, once, when a command fails.
+const (
+	tailLines = 25
+	tailBytes = 4 << 10
+)
 
 // command is one Nix invocation.
 type command struct {
@@ -87,6 +109,8 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 	if err := cmd.Start(); err != nil {
 		return output{}, fmt.Errorf("nix: starting %s: %w", c.prog, err)
 	}
+	// The builders Nix forks inherit its priority.
+	_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, nixPriority())
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -117,7 +141,13 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 	}
 	log.Info("nix command", "op", c.op, "cmd", c.prog, "args", logArgs, "duration", d, "err", err)
 	if ctx.Err() != nil {
-		log.Error("nix stopped", "op", c.op, "cmd", c.prog, "reason", ctx.Err(), "stderr", out.stderr)
+		// A timeout is the operator's business; a build nobody waits
+		// for any more, or a server shutting down, is not a failure.
+		level := slog.LevelInfo
+		if errors.Is(context.Cause(ctx), ErrTimeout) {
+			level = slog.LevelWarn
+		}
+		log.Log(context.Background(), level, "nix stopped", "op", c.op, "cmd", c.prog, "reason", context.Cause(ctx), "stderr", tail(out.stderr))
 		return out, ctx.Err()
 	}
 	if err != nil {
@@ -125,11 +155,12 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 		if c.quiet {
 			level = slog.LevelDebug
 		}
-		log.Log(context.Background(), level, "nix failed", "op", c.op, "cmd", c.prog, "stderr", out.stderr)
-		return out, &BuildError{Op: c.op, Err: err, Log: tail(out.stderr, tailLines)}
+		be := &BuildError{Op: c.op, Err: err, Log: tail(out.stderr)}
+		log.Log(context.Background(), level, "nix failed", "op", c.op, "cmd", c.prog, "stderr", be.Log)
+		return out, be
 	}
 	if out.stderr != "" {
-		log.Debug("nix stderr", "op", c.op, "cmd", c.prog, "stderr", out.stderr)
+		log.Debug("nix stderr", "op", c.op, "cmd", c.prog, "stderr", tail(out.stderr))
 	}
 	return out, nil
 }
@@ -157,14 +188,28 @@ func (t *tailBuffer) String() string {
 	return string(t.buf)
 }
 
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
+// tail returns the end of a command's standard error: its last tailLines
+// lines, cut to their last tailBytes bytes (marked by a leading "...").
+func tail(s string) string {
 	s = strings.TrimRight(s, "\n")
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	start := len(s)
+	for range tailLines {
+		i := strings.LastIndexByte(s[:start], '\n')
+		if i < 0 {
+			start = 0
+			break
+		}
+		start = i
 	}
-	return strings.Join(lines, "\n")
+	s = strings.TrimPrefix(s[start:], "\n")
+	if len(s) > tailBytes {
+		cut := len(s) - tailBytes
+		for cut < len(s) && !utf8.RuneStart(s[cut]) {
+			cut++
+		}
+		s = "..." + s[cut:]
+	}
+	return s
 }
 
 // mergeEnv returns env with NIX_CONFIG set to config followed by the

@@ -56,10 +56,26 @@
 //	UNSUPPORTED       405  pushes, deletes, other methods
 //	NOT_FOUND         404  paths outside the API
 //	UNKNOWN           500  a failed build
-//	UNAVAILABLE       503  a build that ran out of time
+//	UNAVAILABLE       503  a build that ran out of time, or a server too
+//	                       busy to build (an error with a [RetryAfter])
+//	TOOMANYREQUESTS   429  a client over its limit of cold requests
 //
 // Messages are the errors' own text, with bytes that are not printable
-// escaped.
+// escaped. Every 503 and 429 carries Retry-After: the delay of the error's
+// [RetryAfter], or [DefaultRetryAfter].
+//
+// # Limits
+//
+// Writing a response has a deadline of [WithWriteTimeout] from when it
+// starts; blobs are sent in chunks (still with sendfile), each under a new
+// deadline, and a chunk that times out after some progress gets another,
+// so a slow client gets the whole blob while one that stops reading loses
+// its connection. When the [Images] can answer cached images without
+// building ([CachedImages]), the other images a client asks for by tag
+// count against its limit ([WithMaxClientBuilds]) while it waits for them
+// (requests for the same name and tag once); cached images and requests by
+// digest are never limited. The server's
+// own limits (connections, header sizes) belong to its http.Server.
 //
 // # Logs
 //
@@ -70,5 +86,7 @@
 //	level=INFO msg=request method=GET path=/v2/shell/manifests/latest status=200 bytes=1234 duration=85µs
 //
 // A failed request adds a "request failed" line with the cause (at Error
-// level for 5xx), or "request cancelled" when the client went away first.
+// level for 5xx, at Debug for a 503 of a server too busy to build, whose
+// request line says enough), or "request cancelled" when the client went
+// away first.
 package registry

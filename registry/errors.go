@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -28,7 +29,9 @@ type ErrorCode struct {
 // the distribution specification's table but are what the reference
 // implementation (distribution/distribution) sends for server-side failures;
 // PAGINATION_NUMBER_INVALID is distribution's too, and
-// NOT_FOUND answers paths outside the API. Clients act on the status.
+// NOT_FOUND answers paths outside the API. TOOMANYREQUESTS is the
+// specification's code for a client over its limit. Clients act on the
+// status.
 //
 // NAME_UNKNOWN is never sent: every well-formed name may be an image, and
 // names whose packages do not exist are MANIFEST_UNKNOWN, as in upstream
@@ -43,7 +46,12 @@ var (
 	CodeNotFound          = ErrorCode{"NOT_FOUND", http.StatusNotFound}
 	CodeUnknown           = ErrorCode{"UNKNOWN", http.StatusInternalServerError}
 	CodeUnavailable       = ErrorCode{"UNAVAILABLE", http.StatusServiceUnavailable}
+	CodeTooManyRequests   = ErrorCode{"TOOMANYREQUESTS", http.StatusTooManyRequests}
 )
+
+// DefaultRetryAfter is the Retry-After of a 503 or 429 whose cause does not
+// say when to retry (a build that timed out, say).
+const DefaultRetryAfter = 5 * time.Second
 
 // Error is an error the registry reports to its client, rendered in one
 // place as the specification's JSON body:
@@ -56,6 +64,10 @@ type Error struct {
 	Detail any
 	// Err is the underlying cause, for the server log.
 	Err error
+	// RetryAfter, for a 503 or a 429, is when the client may try again,
+	// sent as the Retry-After header in whole seconds; zero means
+	// [DefaultRetryAfter].
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -82,28 +94,42 @@ func newError(code ErrorCode, format string, args ...any) *Error {
 //	fs.ErrNotExist             MANIFEST_UNKNOWN  404  unknown packages or tags
 //	errors.ErrUnsupported      MANIFEST_UNKNOWN  404  a system the source cannot build
 //	context.DeadlineExceeded   UNAVAILABLE       503  Nix ran out of time
+//	a [RetryAfter] error       UNAVAILABLE       503  too busy to build now
 //	anything else              UNKNOWN           500
 //
 // The message is the error's own text (errors of these packages are written
 // to be read), with bytes that are not printable escaped and cut to
-// maxMessage bytes.
+// maxMessage bytes. The delay of a [RetryAfter] error becomes the
+// response's Retry-After.
 func classify(err error) *Error {
 	var re *Error
 	if errors.As(err, &re) {
 		return re
 	}
-	code := CodeUnknown
+	e := &Error{Code: CodeUnknown, Message: printable(err.Error()), Err: err}
+	var ra RetryAfter
 	switch {
 	case errors.Is(err, layers.ErrInvalidDigest):
-		code = CodeDigestInvalid
+		e.Code = CodeDigestInvalid
 	case errors.Is(err, fs.ErrInvalid):
-		code = CodeNameInvalid
+		e.Code = CodeNameInvalid
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, errors.ErrUnsupported):
-		code = CodeManifestUnknown
+		e.Code = CodeManifestUnknown
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		code = CodeUnavailable
+		e.Code = CodeUnavailable
+	case errors.As(err, &ra):
+		e.Code, e.RetryAfter = CodeUnavailable, ra.RetryAfter()
 	}
-	return &Error{Code: code, Message: printable(err.Error()), Err: err}
+	return e
+}
+
+// RetryAfter is an optional capability of errors from [Images]: an error
+// that has it says the request may succeed if sent again after the delay
+// (package nix's BusyError: every build slot taken, the queue full). It is
+// answered with 503 UNAVAILABLE and that delay as Retry-After.
+type RetryAfter interface {
+	error
+	RetryAfter() time.Duration
 }
 
 // unknown classifies an error about a blob or manifest named by digest: a
@@ -161,8 +187,9 @@ type errorEntry struct {
 }
 
 // fail writes err as the spec's JSON error body and logs its cause: at
-// Error level for server failures, at Info for the client's mistakes, and
-// as "request cancelled" when the client went away first.
+// Error level for server failures, at Info for the client's mistakes, at
+// Debug for a server too busy (an error with a retry delay), and as
+// "request cancelled" when the client went away first.
 func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
 	re := classify(err)
 	ctx := req.Context()
@@ -173,7 +200,12 @@ func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
 			slog.String("reason", context.Cause(ctx).Error()))
 	case re.Err != nil:
 		lvl := slog.LevelInfo
-		if re.Code.Status >= 500 {
+		switch {
+		case re.RetryAfter > 0:
+			// Shedding load: nothing is broken, and a flood of them
+			// must not flood the log; the request line has the 503.
+			lvl = slog.LevelDebug
+		case re.Code.Status >= 500:
 			lvl = slog.LevelError
 		}
 		r.log.LogAttrs(ctx, lvl, "request failed",
@@ -192,8 +224,15 @@ func (r *Registry) fail(w http.ResponseWriter, req *http.Request, err error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	if re.Code == CodeUnsupported {
+	switch re.Code.Status {
+	case http.StatusMethodNotAllowed:
 		h.Set("Allow", "GET, HEAD")
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		d := re.RetryAfter
+		if d <= 0 {
+			d = DefaultRetryAfter
+		}
+		h.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 	}
 	w.WriteHeader(re.Code.Status)
 	if req.Method != http.MethodHead {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,16 @@ type Images interface {
 	Blob(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, int64, error)
 }
 
+// CachedImages is an optional capability of [Images]: CachedManifests
+// returns the manifests of an image that is built, without building or
+// waiting for anything, and false for any other. With it the registry
+// answers cached images at once and counts only the other requests by
+// tag, which may start a build, against a client's limit
+// ([WithMaxClientBuilds]); without it there is no such limit.
+type CachedImages interface {
+	CachedManifests(name, tag string) ([]v1.Descriptor, bool)
+}
+
 // DefaultMaxNameLength bounds a repository name unless [WithMaxNameLength]
 // says otherwise. The distribution specification advises clients to limit
 // a name, with its host, to 255 characters.
@@ -38,6 +49,14 @@ const DefaultMaxNameLength = 255
 
 // maxLoggedPath bounds the request path in a log line.
 const maxLoggedPath = 256
+
+// DefaultWriteTimeout is how long a response may make no progress before
+// its connection is closed, unless [WithWriteTimeout] says otherwise.
+const DefaultWriteTimeout = 30 * time.Second
+
+// DefaultMaxClientBuilds is how many images not built yet one client may
+// wait for at once, unless [WithMaxClientBuilds] says otherwise.
+const DefaultMaxClientBuilds = 4
 
 // An Option configures a [Registry].
 type Option func(*Registry)
@@ -50,12 +69,31 @@ func WithLogger(l *slog.Logger) Option { return func(r *Registry) { r.log = l } 
 // [DefaultMaxNameLength].
 func WithMaxNameLength(n int) Option { return func(r *Registry) { r.maxName = n } }
 
+// WithWriteTimeout bounds how long writing a response may make no
+// progress: the registry sets a write deadline of now plus d when a
+// response starts, and sends blobs in chunks, each with a new deadline,
+// so that a large blob is never cut while the client reads it but a
+// client that stops reading loses its connection within 2d. Zero means
+// [DefaultWriteTimeout]; a negative d sets no deadlines.
+func WithWriteTimeout(d time.Duration) Option { return func(r *Registry) { r.writeTimeout = d } }
+
+// WithMaxClientBuilds bounds the images not built yet that one client (an
+// IPv4 address, or an IPv6 /64) may wait for at once: a request by tag for
+// another one is answered 429 TOOMANYREQUESTS with Retry-After. Requests
+// for the same name and tag count once, since they share a build; cached
+// images are never limited (see [CachedImages]). Zero means
+// [DefaultMaxClientBuilds]; a negative n sets no limit.
+func WithMaxClientBuilds(n int) Option { return func(r *Registry) { r.clients.max = n } }
+
 // Registry is an http.Handler serving the read-only part of the OCI
 // distribution API from an [Images]. Create it with [New].
 type Registry struct {
-	images  Images
-	log     *slog.Logger
-	maxName int
+	images       Images
+	log          *slog.Logger
+	maxName      int
+	writeTimeout time.Duration // <= 0: none
+	cached       CachedImages  // nil if images lacks the capability
+	clients      clientLimit
 
 	requests  chan requestEntry // to requestLogger
 	closed    atomic.Bool
@@ -74,6 +112,13 @@ func New(images Images, opts ...Option) *Registry {
 	if r.maxName <= 0 {
 		r.maxName = DefaultMaxNameLength
 	}
+	if r.writeTimeout == 0 {
+		r.writeTimeout = DefaultWriteTimeout
+	}
+	if r.clients.max == 0 {
+		r.clients.max = DefaultMaxClientBuilds
+	}
+	r.cached, _ = images.(CachedImages)
 	r.requests = make(chan requestEntry, 4096)
 	r.stop = make(chan struct{})
 	r.stopped = make(chan struct{})
@@ -96,7 +141,7 @@ func (r *Registry) Close() error {
 // routes.
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	rw := getRecorder(w)
+	rw := getRecorder(w, r.writeTimeout)
 	if err := r.route(rw, req); err != nil {
 		r.fail(rw, req, err)
 	}
@@ -240,6 +285,19 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name,
 		writeManifest(w, req, d)
 		return nil
 	}
+	if r.cached != nil {
+		if ms, ok := r.cached.CachedManifests(name, ref); ok && len(ms) > 0 {
+			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
+			return nil
+		}
+		client, image := clientOf(req.RemoteAddr), name+":"+ref
+		if !r.clients.enter(client, image) {
+			e := newError(CodeTooManyRequests, "%s waits for %d images not built yet, the most one client may", client, r.clients.max)
+			e.RetryAfter = DefaultRetryAfter
+			return e
+		}
+		defer r.clients.leave(client, image)
+	}
 	ms, err := r.images.Manifests(req.Context(), name, ref)
 	if err != nil {
 		return err
@@ -372,6 +430,71 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, ref strin
 	// ServeContent, so that the body is sent with sendfile.
 	http.ServeContent(w, req, "", time.Time{}, f)
 	return nil
+}
+
+// clientLimit counts, for each client, the distinct images (name and tag
+// as requested) it waits for that are not built yet. Requests of one
+// client for the same image share one build, so they count once.
+type clientLimit struct {
+	max int // <= 0: no limit
+
+	mu sync.Mutex
+	n  map[string]map[string]int // client -> image -> requests
+}
+
+// enter counts a request of client for image, unless the client waits for
+// max other images already.
+func (l *clientLimit) enter(client, image string) bool {
+	if l.max <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	waits := l.n[client]
+	if waits[image] == 0 && len(waits) >= l.max {
+		return false
+	}
+	if waits == nil {
+		if l.n == nil {
+			l.n = map[string]map[string]int{}
+		}
+		waits = map[string]int{}
+		l.n[client] = waits
+	}
+	waits[image]++
+	return true
+}
+
+// leave ends a request that enter counted.
+func (l *clientLimit) leave(client, image string) {
+	if l.max <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	waits := l.n[client]
+	if waits[image]--; waits[image] <= 0 {
+		delete(waits, image)
+	}
+	if len(waits) == 0 {
+		delete(l.n, client)
+	}
+}
+
+// clientOf names the client at a request's remote address: its IPv4
+// address, or the /64 of its IPv6 address (one host commonly has a whole
+// /64).
+func clientOf(remoteAddr string) string {
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return remoteAddr
+	}
+	a := ap.Addr().Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.String()
+	}
+	return a.String()
 }
 
 // parseDigest validates a digest from a URL: sha256 and 64 lower-case hex

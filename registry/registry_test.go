@@ -392,16 +392,23 @@ func TestNegotiate(t *testing.T) {
 }
 
 // FuzzHandler sends arbitrary paths and methods to the handler: it must
-// never panic, every error must be the spec's JSON, and every name that
-// reaches Images must follow the repository grammar.
+// never panic, every error must be the spec's JSON, every 503 and 429 must
+// carry Retry-After, and every name that reaches Images must follow the
+// repository grammar. The Images answer hello from their cache and
+// "busy" with an error that has a retry delay.
 func FuzzHandler(f *testing.F) {
 	for _, s := range []string{"/v2/", "/v2/hello/manifests/latest", "/v2/a/blobs/sha256:00", "/v2/a/blobs/uploads/",
-		"/v2/x/tags/list?n=3", "/v2//manifests/", "/v2/${x}/manifests/latest", "/v2/a/../b/manifests/latest"} {
+		"/v2/x/tags/list?n=3", "/v2//manifests/", "/v2/${x}/manifests/latest", "/v2/a/../b/manifests/latest",
+		"/v2/shell/curl/manifests/latest", "/v2/busy/manifests/latest", "/v2/hello/manifests/v2", "/v2/HELLO/manifests/latest",
+		"/v2/" + strings.Repeat("a", 300) + "/manifests/latest"} {
 		f.Add("GET", s)
 	}
 	f.Add("DELETE", "/v2/hello/manifests/latest")
+	f.Add("HEAD", "/v2/busy/manifests/latest")
 	images := newFakeImages()
-	reg := New(images, WithLogger(slog.New(slog.DiscardHandler)))
+	images.errs["busy"] = busyError{time.Second}
+	reg := New(&cachingImages{fakeImages: images, cached: map[string]bool{"hello": true}},
+		WithLogger(slog.New(slog.DiscardHandler)), WithMaxClientBuilds(1))
 	defer reg.Close()
 	f.Fuzz(func(t *testing.T, method, target string) {
 		req, err := http.NewRequest(method, "http://registry.test"+target, nil)
@@ -417,6 +424,9 @@ func FuzzHandler(f *testing.F) {
 			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || len(body.Errors) != 1 || body.Errors[0].Code == "" {
 				t.Fatalf("%s %q: status %d with body %q", method, target, w.Code, w.Body.Bytes())
 			}
+		}
+		if (w.Code == 503 || w.Code == 429) && w.Header().Get("Retry-After") == "" {
+			t.Fatalf("%s %q: %d without Retry-After", method, target, w.Code)
 		}
 		images.names.Range(func(k, _ any) bool {
 			if err := checkRepoName(k.(string), DefaultMaxNameLength); err != nil {

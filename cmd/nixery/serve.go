@@ -9,7 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nixery-go/nixery"
@@ -48,21 +51,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// a background writer batches them (see LogBuffer).
 	logOut := NewLogBuffer(stderr)
 	defer logOut.Close()
-	var handler slog.Handler
-	if c.logFormat == "json" {
-		handler = slog.NewJSONHandler(logOut, nil)
-	} else {
-		handler = slog.NewTextHandler(logOut, nil)
+	newHandler := func(w io.Writer) slog.Handler {
+		if c.logFormat == "json" {
+			return slog.NewJSONHandler(w, nil)
+		}
+		return slog.NewTextHandler(w, nil)
 	}
+	handler := newHandler(logOut)
 	log := slog.New(handler)
 
-	srv, err := nixery.New(ctx, append(c.options(), nixery.WithLogger(log))...)
+	// What the library logs while it starts (the popularity may be ready
+	// at once) waits until the first line has said what is served where.
+	held := &heldWriter{w: logOut}
+	srv, err := nixery.New(ctx, append(c.options(), nixery.WithLogger(slog.New(newHandler(held))))...)
 	if err != nil {
+		held.release()
 		return err
 	}
 	defer srv.Close()
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
+		held.release()
 		return err
 	}
 	addr := ln.Addr().String()
@@ -72,14 +81,29 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 		"storage", srv.Storage(),
 		"nix_timeout", c.nixTimeout,
 		"max_builds", c.maxBuilds,
+		"max_queue", c.maxQueue,
+		"max_client_builds", c.maxClient,
+		"max_conns", c.maxConns,
+		"write_timeout", c.writeTimeout,
 		"max_layers", c.maxLayers)
+	held.release()
+	if c.debugAddr != "" {
+		stop, err := serveDebug(c.debugAddr, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer stop()
+	}
 
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    c.maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
 	}
+	ln = serveListen(ln, c.maxConns)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	if ready != nil {
@@ -99,4 +123,55 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveDebug serves Go's profiling endpoints (/debug/pprof/, whose
+// goroutine profile counts the goroutines) on addr until stop.
+func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve: debug address: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	ds := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go ds.Serve(ln)
+	log.Info("debug endpoints", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return func() { ds.Close() }, nil
+}
+
+// heldWriter keeps what is written to it until release, then writes it to
+// w and passes later writes straight on.
+type heldWriter struct {
+	w        io.Writer
+	released atomic.Bool // read without mu on the hot path
+	mu       sync.Mutex
+	held     []byte
+}
+
+func (h *heldWriter) Write(p []byte) (int, error) {
+	if h.released.Load() {
+		return h.w.Write(p)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released.Load() {
+		return h.w.Write(p)
+	}
+	h.held = append(h.held, p...)
+	return len(p), nil
+}
+
+func (h *heldWriter) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.released.Load() {
+		h.w.Write(h.held)
+		h.held = nil
+		h.released.Store(true)
+	}
 }

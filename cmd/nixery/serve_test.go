@@ -23,6 +23,7 @@ import (
 
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/nix"
+	"github.com/nixery-go/nixery/registry"
 )
 
 func envMap(m map[string]string) func(string) string {
@@ -35,8 +36,18 @@ func TestParseServe(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.listen != "localhost:8080" || c.storageBackend != "filesystem" || c.nixTimeout != 60*time.Second ||
-		c.maxBuilds != 2 || c.maxLayers != 100 || c.logFormat != "text" || c.storagePath != "" || c.source != (nix.SourceConfig{}) {
+		c.maxBuilds != 2 || c.maxLayers != 100 || c.logFormat != "text" || c.storagePath != "" || c.source != (nix.SourceConfig{}) ||
+		c.maxQueue != nix.DefaultMaxQueue || c.maxClient != registry.DefaultMaxClientBuilds || c.writeTimeout != registry.DefaultWriteTimeout ||
+		c.maxConns != defaultMaxConns || c.maxHeaderBytes != defaultMaxHeaderBytes || c.debugAddr != "" {
 		t.Errorf("defaults: %+v", c)
+	}
+	c, err = parseServe(nil, envMap(map[string]string{"NIXERY_MAX_QUEUE": "0", "NIXERY_MAX_CLIENT_BUILDS": "0", "NIXERY_WRITE_TIMEOUT": "5",
+		"NIXERY_MAX_CONNS": "10", "NIXERY_MAX_HEADER_BYTES": "4096", "NIXERY_DEBUG_ADDR": "127.0.0.1:0"}), io.Discard)
+	if err != nil || c.maxQueue != 0 || c.maxClient != 0 || c.writeTimeout != 5*time.Second || c.maxConns != 10 || c.maxHeaderBytes != 4096 || c.debugAddr != "127.0.0.1:0" {
+		t.Errorf("limits: %+v %v", c, err)
+	}
+	if orNone(0) != -1 || orNone(3) != 3 {
+		t.Error("orNone")
 	}
 
 	env := envMap(map[string]string{
@@ -73,6 +84,13 @@ func TestParseServe(t *testing.T) {
 		{"NIXERY_MAX_LAYERS": "200"},
 		{"NIXERY_MAX_BUILDS": "0"},
 		{"NIXERY_LOG_FORMAT": "xml"},
+		{"NIXERY_MAX_QUEUE": "-1"},
+		{"NIXERY_MAX_QUEUE": "many"},
+		{"NIXERY_MAX_CLIENT_BUILDS": "-2"},
+		{"NIXERY_WRITE_TIMEOUT": "0"},
+		{"NIXERY_WRITE_TIMEOUT": "never"},
+		{"NIXERY_MAX_CONNS": "-1"},
+		{"NIXERY_MAX_HEADER_BYTES": "10"},
 	} {
 		if _, err := parseServe(nil, envMap(bad), io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)

@@ -12,6 +12,11 @@
 //     shut down cleanly;
 //   - registry clients: [GetManifest] fetches a manifest and parses it
 //     with go-containerregistry's types;
+//   - load: [PackageSet] writes a package set of many cheap (or big, or
+//     slow) packages and [GitCommit] pins it in a git repository,
+//     [ClientFrom] plays many clients from distinct loopback addresses,
+//     and [Nixery.RSS] and [Nixery.Goroutines] read a running server's
+//     memory and goroutines;
 //   - logs: [SyncBuffer] is a buffer a server writes while the test reads.
 //
 // This package imports no package of the module, so that the in-package

@@ -82,8 +82,12 @@ type Nix struct {
 	Delay time.Duration
 	// Err, when set, is returned by Build instead of a result.
 	Err error
-	// Block, when set, makes Build wait until it is closed or its context
-	// ends.
+	// Queue, when set, makes Build wait until it is closed or its context
+	// ends before it "starts" (calls the request's Started), as a build
+	// waiting for a slot of the real builder does.
+	Queue chan struct{}
+	// Block, when set, makes a started Build wait until it is closed or
+	// its context ends.
 	Block chan struct{}
 	// Unpinned makes "latest" unpinned, as a local tree is.
 	Unpinned bool
@@ -97,6 +101,16 @@ type Nix struct {
 // returns their closure.
 func (f *Nix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 	f.Runs.Add(1)
+	if f.Queue != nil {
+		select {
+		case <-f.Queue:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	if req.Started != nil {
+		req.Started()
+	}
 	if f.Block != nil {
 		select {
 		case <-f.Block:
