@@ -24,15 +24,20 @@
 // Everything lives under one directory ([WithStorage]; the default is
 // "nixery" in the user's cache directory, ~/.cache/nixery):
 //
-//	store/          the blobs: layers, configs, manifests (layers.FSStore)
+//	store/          the blobs: layers, configs, manifests (layers.FSStore),
+//	                and damaged blobs set aside in store/quarantine/
 //	layer-cache/    the compressed members of every store path and the
 //	                descriptor of every layer (layers.Assembler)
-//	index/          a record of every image built (images.Builder)
+//	index/          a record of every image built, when each was last
+//	                requested, the collectors' lock (images.Builder)
 //	popularity/     the computed popularity of the bundled package set
-//	gcroots/        Nix GC roots of the packages in images
+//	gcroots/        Nix GC roots of the builds in progress, one directory
+//	                per process
 //	pkgs-<hash>/    the bundled package set, extracted for Nix
 //
-// Several processes may share the directory.
+// Several processes may share the directory: temporary files, record
+// saves and garbage collections are locked across processes, and each
+// process loads the images the others built.
 //
 // # Limits
 //
@@ -46,6 +51,14 @@
 // What only an http.Server can bound is the embedder's: `nixery serve`
 // caps its connections and sets http.Server.MaxHeaderBytes, and so
 // should a server that embeds this one.
+//
+// # Integrity and garbage collection
+//
+// Every blob is verified against its digest before it is served, damaged
+// ones are quarantined and rebuilt, and a background scrub hashes every
+// blob ([WithScrubRate]); see [images.Builder.Blob]. A collector keeps the
+// storage within [WithStorageLimit] and drops images not requested within
+// [WithRetention]; see [images.Builder.Collect].
 package nixery
 
 import (
@@ -79,6 +92,11 @@ type options struct {
 	maxClientBuilds int
 	writeTimeout    time.Duration
 	log             *slog.Logger
+
+	storageLimit int64
+	retention    time.Duration
+	scrubRate    int64
+	nixGC        bool
 }
 
 // WithStorage sets the storage directory (see the package documentation).
@@ -127,6 +145,27 @@ func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writ
 // WithMaxLayers bounds the layers of an image, the customisation layer
 // included; the default is [images.DefaultMaxLayers].
 func WithMaxLayers(n int) Option { return func(o *options) { o.maxLayers = n } }
+
+// WithStorageLimit bounds the bytes of the blobs and the layer cache;
+// past it, the least recently requested images are dropped (see
+// [images.Builder.Collect]). Zero, the default, means no limit.
+func WithStorageLimit(bytes int64) Option { return func(o *options) { o.storageLimit = bytes } }
+
+// WithRetention drops the images not requested for longer than d. Zero,
+// the default, keeps them.
+func WithRetention(d time.Duration) Option { return func(o *options) { o.retention = d } }
+
+// WithScrubRate sets the bytes per second at which the background scrub
+// hashes blobs; the default is [images.DefaultScrubRate], and a negative
+// rate turns the scrub off.
+func WithScrubRate(bytesPerSecond int64) Option {
+	return func(o *options) { o.scrubRate = bytesPerSecond }
+}
+
+// WithNixGC makes each collection also delete from the Nix store the store
+// paths of the images it dropped that no kept image has (nix-store
+// --delete: Nix keeps what anything else still needs). Off by default.
+func WithNixGC(on bool) Option { return func(o *options) { o.nixGC = on } }
 
 // WithLogger sets the logger; the default is slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -195,6 +234,11 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 		IndexDir:  filepath.Join(o.storage, "index"),
 		MaxLayers: o.maxLayers,
 		Logger:    o.log,
+
+		StorageLimit: o.storageLimit,
+		Retention:    o.retention,
+		ScrubRate:    o.scrubRate,
+		NixGC:        o.nixGC,
 	})
 	if err != nil {
 		return nil, err

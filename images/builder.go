@@ -1,7 +1,6 @@
 package images
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +13,9 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -89,6 +90,24 @@ type Config struct {
 	// again. Zero means [DefaultNegativeTTL]; a negative value remembers
 	// no failure.
 	NegativeTTL time.Duration
+
+	// Garbage collection and integrity (see [Builder.Collect] and
+	// [Builder.Blob]); they need IndexDir.
+	//
+	// StorageLimit bounds the bytes of the blob store and the layer
+	// builder's cache together; zero means no limit. Retention drops the
+	// images not requested for longer; zero keeps them. NixGC also
+	// deletes from the Nix store the store paths of dropped images that
+	// no kept image has (Nix keeps what anything else still needs).
+	StorageLimit int64
+	Retention    time.Duration
+	NixGC        bool
+	// GCGrace is how old a blob that no image has must be before a
+	// collection deletes it; zero means [DefaultGCGrace].
+	GCGrace time.Duration
+	// ScrubRate bounds the bytes per second the background scrub hashes;
+	// zero means [DefaultScrubRate], a negative rate turns it off.
+	ScrubRate int64
 }
 
 // Builder turns image names into images: it parses the name
@@ -127,6 +146,14 @@ type Builder struct {
 	failed   failures             // by request key: recent lasting failures
 
 	pop atomic.Pointer[nix.Popularity] // the latest popularity, once known
+
+	verifier  *layers.Verifier
+	repairs   flight.Group[struct{}] // by blob digest: one rebuild
+	inflight  inflight               // blobs of images being assembled or repaired
+	gc        gcState
+	refreshMu sync.Mutex
+	refreshed time.Time
+	wg        sync.WaitGroup // background work, for Close
 }
 
 // New returns a Builder for cfg, loading the index from cfg.IndexDir.
@@ -149,10 +176,26 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 	if cfg.NegativeTTL == 0 {
 		cfg.NegativeTTL = DefaultNegativeTTL
 	}
-	b := &Builder{cfg: cfg, log: cfg.Logger, index: newIndex(cfg.IndexDir, cfg.Store, cfg.Logger)}
+	if cfg.GCGrace <= 0 {
+		cfg.GCGrace = DefaultGCGrace
+	}
+	if cfg.ScrubRate == 0 {
+		cfg.ScrubRate = DefaultScrubRate
+	}
+	if cfg.StorageLimit < 0 || cfg.Retention < 0 {
+		return nil, fmt.Errorf("images: negative StorageLimit %d or Retention %v", cfg.StorageLimit, cfg.Retention)
+	}
+	b := &Builder{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		index:    newIndex(cfg.IndexDir, cfg.Store, cfg.Logger),
+		verifier: layers.NewVerifier(cfg.Store),
+	}
 	b.failed.ttl = cfg.NegativeTTL
+	b.gc.init()
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	if err := b.index.load(ctx); err != nil {
+	missing, err := b.index.load(ctx)
+	if err != nil {
 		return nil, err
 	}
 	// CachedManifests needs the popularity to find requests of images
@@ -162,14 +205,27 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 			b.pop.CompareAndSwap(nil, pop)
 		}
 	}()
+	b.repairAll(missing)
+	if cfg.IndexDir != "" {
+		b.wg.Add(2)
+		go b.collectLoop()
+		go b.scrubLoop()
+	}
 	return b, nil
 }
 
-// Close cancels the builds in progress. Images built before are still
-// served.
+// Close cancels the builds, rebuilds, collections and scrubs in progress,
+// waits for them to stop, and saves the last-requested times. Images built
+// before are still served.
 func (b *Builder) Close() error {
 	b.cancel()
-	return nil
+	b.wg.Wait()
+	if b.index.lock == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return b.index.lock.Do(ctx, b.index.syncTimes)
 }
 
 // Store returns the blob store the builder writes to.
@@ -179,6 +235,7 @@ func (b *Builder) Store() layers.BlobStore { return b.cfg.Store }
 // building it unless it was built before.
 func (b *Builder) Image(ctx context.Context, name, tag string) (*Image, error) {
 	if img := b.index.memoized(name, tag); img != nil {
+		b.touch(img)
 		return img, nil
 	}
 	req, err := ParseName(name, b.cfg.MaxPackages)
@@ -193,6 +250,7 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (*Image, error) {
 	if pinned {
 		b.index.memoize(name, tag, img)
 	}
+	b.touch(img)
 	return img, nil
 }
 
@@ -232,7 +290,11 @@ func (b *Builder) CachedManifests(name, tag string) ([]v1.Descriptor, bool) {
 // before. The meta-packages of [ParseName] have no meaning here.
 func (b *Builder) ImageFor(ctx context.Context, req Request) (*Image, error) {
 	img, _, err := b.image(ctx, req)
-	return img, err
+	if err != nil {
+		return nil, err
+	}
+	b.touch(img)
+	return img, nil
 }
 
 // Manifests returns the manifests of the image name asks for at tag, as
@@ -250,7 +312,8 @@ func (b *Builder) Manifests(ctx context.Context, name, tag string) ([]v1.Descrip
 // process sharing it). It is an error wrapping fs.ErrNotExist if there is
 // none.
 func (b *Builder) Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error) {
-	if d, ok := b.index.manifest(h); ok {
+	if d, img := b.index.manifest(h); img != nil {
+		b.touch(img)
 		return d, nil
 	}
 	d := v1.Descriptor{Digest: h}
@@ -272,29 +335,6 @@ func (b *Builder) Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error
 	d.MediaType, d.Data = probe.MediaType, body
 	return d, nil
 }
-
-// Blob opens the blob h (a layer, a config or a manifest) and returns its
-// size. It is an error wrapping fs.ErrNotExist if the store has no such
-// blob, and one wrapping [ErrDamaged] if the store's copy does not have the
-// size an image records for it.
-func (b *Builder) Blob(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, int64, error) {
-	n, err := b.cfg.Store.Stat(ctx, h)
-	if err != nil {
-		return nil, 0, err
-	}
-	if want, ok := b.index.blobSize(h); ok && want != n {
-		return nil, 0, fmt.Errorf("%w: blob %s has %d bytes, %d recorded", ErrDamaged, h, n, want)
-	}
-	f, err := b.cfg.Store.Open(ctx, h)
-	if err != nil {
-		return nil, 0, err
-	}
-	return f, n, nil
-}
-
-// ErrDamaged is returned (wrapped) for a blob whose stored bytes do not
-// match what the images that use it record.
-var ErrDamaged = errors.New("images: damaged blob")
 
 // image returns the image for req and whether its source is pinned.
 func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) {
@@ -358,28 +398,46 @@ func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *
 		b.failed.put(rk, err)
 		return nil, err
 	}
+	// The GC root keeps the closure in the Nix store while the layers are
+	// read from it, and no longer.
+	defer res.Release()
 	attrs := resolvedAttrs(res.Packages)
 	key := k.image(attrs, res.Graph.Roots())
 	if !pinned {
 		rk = ""
 	}
 	if img := b.index.get(key); img != nil {
-		return img, b.index.add(img, rk)
+		return img, b.index.add(ctx, img, rk)
 	}
 	img, err := b.images.Do(ctx, key, func(context.Context) (*Image, error) {
 		if img := b.index.get(key); img != nil {
 			return img, nil
 		}
-		return b.assemble(ctx, key, attrs, r, res, pop)
+		img, err := b.assemble(ctx, key, attrs, r, res, pop)
+		if err != nil {
+			return nil, err
+		}
+		defer b.inflight.doneAll(img)
+		b.touch(img)
+		if err := b.keep(ctx, img, rk); err != nil {
+			// The image is served anyway; it is built again after a
+			// restart.
+			log.LogAttrs(ctx, slog.LevelError, "cannot save the image record", slog.String("error", err.Error()))
+		}
+		return img, nil
 	})
 	if err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "build failed", slog.Duration("duration", time.Since(start)), slog.String("error", err.Error()))
+		if errors.Is(err, syscall.ENOSPC) {
+			b.kickGC(true)
+		}
 		return nil, err
 	}
-	if err := b.index.add(img, rk); err != nil {
-		// The image is served anyway; it is built again after a restart.
+	b.touch(img) // before a collection can see it
+	if err := b.index.add(ctx, img, rk); err != nil {
 		log.LogAttrs(ctx, slog.LevelError, "cannot save the image record", slog.String("error", err.Error()))
 	}
+	b.kickGC(false)
 	var total int64
 	for _, l := range img.layers {
 		total += l.Size
@@ -403,22 +461,30 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 	groups := layers.Group(res.Graph, pop.Map, b.cfg.MaxLayers-1)
 	ls := make([]layers.Descriptor, 0, len(groups)+1)
 	history := make([]string, 0, len(groups)+1)
+	var done []v1.Hash // blobs marked in flight, until the record is kept
+	fail := func(err error) (*Image, error) {
+		for _, h := range done {
+			b.inflight.done(h)
+		}
+		return nil, err
+	}
 	for _, g := range groups {
 		d, err := b.cfg.Layers.Layer(ctx, g)
 		if err != nil {
-			return nil, fmt.Errorf("images: layer of %s: %w", summarise(g), err)
+			return fail(fmt.Errorf("images: layer of %s: %w", summarise(g), err))
 		}
+		b.inflight.add(d.Digest)
+		done = append(done, d.Digest)
 		ls = append(ls, d)
 		history = append(history, "store paths: "+summarise(g))
 	}
-	tree, err := customisation(b.cfg.StoreFS, res.Packages)
+	outputs := outputsOf(attrs, res.Packages)
+	custom, err := b.customLayer(ctx, res.Packages)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	custom, err := layers.WriteTarLayer(ctx, b.cfg.Store, 0, func(tw *tar.Writer) error { return writeTree(tw, "", tree) })
-	if err != nil {
-		return nil, fmt.Errorf("images: customisation layer: %w", err)
-	}
+	b.inflight.add(custom.Digest)
+	done = append(done, custom.Digest)
 	ls = append(ls, custom)
 	history = append(history, "customisation layer: "+strings.Join(attrs, " "))
 
@@ -428,17 +494,65 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 	}
 	img, err := newImage(key, attrs, r.System, config, ls)
 	if err != nil {
-		return nil, err
+		return fail(err)
+	}
+	img.tag, img.groups, img.outputs = r.Tag, groups, outputs
+	for h := range img.blobs() {
+		b.inflight.add(h)
+	}
+	for _, h := range done {
+		b.inflight.done(h)
 	}
 	if _, err := layers.Put(ctx, b.cfg.Store, config); err != nil {
+		b.inflight.doneAll(img)
 		return nil, fmt.Errorf("images: storing the config: %w", err)
 	}
 	for _, m := range img.manifests {
 		if _, err := layers.Put(ctx, b.cfg.Store, m.Data); err != nil {
+			b.inflight.doneAll(img)
 			return nil, fmt.Errorf("images: storing a manifest: %w", err)
 		}
 	}
 	return img, nil
+}
+
+// keep saves the record of a new image and then checks that every blob it
+// names is in the store, rebuilding those that are not: a collection in
+// another process may have deleted a blob the image reused between the
+// reuse and the save (after the save, collections see the record).
+func (b *Builder) keep(ctx context.Context, img *Image, rk string) error {
+	for attempt := 1; ; attempt++ {
+		if err := b.index.add(ctx, img, rk); err != nil {
+			return err
+		}
+		missing := b.missingBlobs(ctx, img)
+		if len(missing) == 0 {
+			return nil
+		}
+		if attempt == 3 {
+			return fmt.Errorf("images: blobs %v of image %s keep disappearing", missing, img.Key)
+		}
+		b.log.Warn("rebuilding blobs of a new image that a collection removed", "key", img.Key, "blobs", len(missing))
+		for _, h := range missing {
+			if err := b.rebuild(ctx, img, h); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// outputsOf returns the package each of attrs resolved to.
+func outputsOf(attrs []string, pkgs []nix.Package) []nix.Package {
+	out := make([]nix.Package, 0, len(attrs))
+	for _, a := range attrs {
+		for _, p := range pkgs {
+			if p.Attr == a {
+				out = append(out, nix.Package{Name: a, Attr: a, Path: p.Path})
+				break
+			}
+		}
+	}
+	return out
 }
 
 // resolvedAttrs returns the attribute paths packages resolved to, sorted

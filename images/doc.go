@@ -44,9 +44,8 @@
 //     two manifests (Docker v2 schema 2 and OCI: the same config bytes and
 //     layer blobs, different media types) are written to the store;
 //  6. the image is entered in the index, whose records in IndexDir keep it
-//     across restarts: a record is loaded only if its manifests and config
-//     are in the store and hash to their digests, and its layers are there
-//     with their recorded sizes.
+//     across restarts (with the store paths of each layer, so that a lost
+//     layer can be rebuilt); the Nix GC root of the build is released.
 //
 // A caller that gives up stops waiting; the build goes on for the others
 // and for the cache. When every caller has left a build that still waits
@@ -54,6 +53,31 @@
 // nothing yet. [Builder.CachedManifests] answers, without building or
 // waiting, whether an image is cached (step 1), so that the registry can
 // limit only the other requests.
+//
+// # Integrity
+//
+// No blob is served that does not hash to its digest ([Builder.Blob]):
+// each is verified the first time this process serves it and again when
+// its file changes, and a background scrub ([Builder.Scrub]) hashes them
+// all at [Config.ScrubRate]. A damaged blob is quarantined and rebuilt:
+// configs and manifests from the image's bytes, layers by the
+// LayerBuilder (from its cache, or after Nix realises the store paths
+// again). At start, a record whose manifest or config is missing or
+// damaged is removed, and layers that are missing or have another size
+// are quarantined and rebuilt in the background; an image whose blob
+// cannot be rebuilt is dropped, and built again when asked for.
+//
+// # Garbage collection
+//
+// [Builder.Collect] keeps the storage within [Config.StorageLimit] and
+// drops the images not requested within [Config.Retention]: least
+// recently requested images first, then the blobs no kept image has, then
+// the LayerBuilder's cache ([CacheTrimmer]). It works through the
+// [layers.BlobStore] interface (List, Delete and modification times), so
+// any store has it. Several processes may share IndexDir and the store:
+// record saves and collections hold one lock, each process loads the
+// records the others write, and a blob that no record names is deleted
+// only when a dropped image had it or it is older than [Config.GCGrace].
 //
 // # Customisation layer
 //
@@ -76,5 +100,9 @@
 //
 // and one at Info for a build cancelled before Nix ran (msg="build
 // cancelled"). A build refused by a full queue is logged at Debug only:
-// the registry logs the request.
+// the registry logs the request. Storage logs "quarantined a damaged
+// blob", "rebuilt a blob", "dropped image" (with the reason), one
+// "garbage collection" line per collection that removed something
+// (images, blobs and bytes, cache entries, store paths, bytes before and
+// after), and one "scrub" line per pass.
 package images

@@ -9,7 +9,10 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/internal/testutil/fakenix"
@@ -65,7 +68,8 @@ type fixture struct {
 	b     *Builder
 	nix   *fakenix.Nix
 	lay   *fakenix.Layers
-	store *layers.FSStore
+	store *layers.FSStore // nil when the fixture has another store
+	fs    fstest.MapFS    // the store paths the customisation layer reads
 	logs  *testutil.SyncBuffer
 	dir   string
 }
@@ -80,27 +84,51 @@ func newFixture(t testing.TB, nx *fakenix.Nix, store *layers.FSStore, dir string
 // newFixtureTTL is newFixture with a Config.NegativeTTL.
 func newFixtureTTL(t testing.TB, nx *fakenix.Nix, store *layers.FSStore, dir string, negativeTTL time.Duration) *fixture {
 	t.Helper()
-	if nx == nil {
-		nx = &fakenix.Nix{}
-	}
 	if store == nil {
 		store = newStore(t)
 	}
-	f := &fixture{nix: nx, store: store, logs: &testutil.SyncBuffer{}, dir: dir, lay: &fakenix.Layers{Store: store}}
-	b, err := New(t.Context(), Config{
-		Nix:         nx,
-		Layers:      f.lay,
-		Store:       store,
-		IndexDir:    dir,
-		StoreFS:     fakenix.StoreFS(),
-		MaxLayers:   6,
-		Logger:      slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		NegativeTTL: negativeTTL,
-	})
+	f := newFixtureWith(t, nx, store, dir, func(c *Config) { c.NegativeTTL = negativeTTL })
+	f.store = store
+	return f
+}
+
+// newFixtureWith returns a fixture over any store, with the configuration
+// changed by mod (if not nil).
+func newFixtureWith(t testing.TB, nx *fakenix.Nix, store layers.BlobStore, dir string, mod func(*Config)) *fixture {
+	t.Helper()
+	if nx == nil {
+		nx = &fakenix.Nix{}
+	}
+	f := &fixture{nix: nx, logs: &testutil.SyncBuffer{}, dir: dir, lay: &fakenix.Layers{Store: store}, fs: fakenix.StoreFS()}
+	cfg := Config{
+		Nix:       nx,
+		Layers:    f.lay,
+		Store:     store,
+		IndexDir:  dir,
+		StoreFS:   f.fs,
+		MaxLayers: 6,
+		Logger:    slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ScrubRate: -1, // tests scrub when they mean to
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	b, err := New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
 	f.b = b
 	return f
+}
+
+// checkBody reads rc to its end, closes it, and fails the test unless the
+// bytes hash to h.
+func checkBody(t testing.TB, rc io.ReadCloser, h v1.Hash) {
+	t.Helper()
+	defer rc.Close()
+	got, n, err := v1.SHA256(rc)
+	if err != nil || got != h {
+		t.Errorf("blob %s: %d bytes hash to %s (%v)", h, n, got, err)
+	}
 }

@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/nix"
 )
 
 // Image is a built image: one config and its layers, described by a Docker
@@ -30,6 +33,51 @@ type Image struct {
 	configD   v1.Descriptor
 	layers    []layers.Descriptor
 	manifests []v1.Descriptor // Docker first, then OCI; Data holds the bytes
+
+	// What rebuilding a damaged layer takes, when known (records written
+	// before they were kept lack them): the tag the image was asked for,
+	// the store paths of each layer but the customisation layer, and the
+	// package each attribute of Packages resolved to.
+	tag     string
+	groups  [][]string
+	outputs []nix.Package
+
+	used       atomic.Int64 // when last requested, unix milliseconds (here or, as far as known, elsewhere)
+	here       atomic.Int64 // when last requested from this process
+	saved      bool         // its record is on disk (guarded by the index's mu)
+	dropReason string       // why a collection drops it (the collector's)
+}
+
+// touch notes that the image was requested from this process now.
+func (img *Image) touch() {
+	if now := time.Now().UnixMilli(); img.here.Load() != now {
+		img.here.Store(now)
+		img.used.Store(now)
+	}
+}
+
+// blobs returns the digests and sizes of every blob of the image: its
+// manifests, its config and its layers.
+func (img *Image) blobs() map[v1.Hash]int64 {
+	m := make(map[v1.Hash]int64, len(img.layers)+3)
+	for _, d := range img.manifests {
+		m[d.Digest] = d.Size
+	}
+	m[img.configD.Digest] = img.configD.Size
+	for _, l := range img.layers {
+		m[l.Digest] = l.Size
+	}
+	return m
+}
+
+// storePaths returns the store paths of the image's layers (its closure),
+// when known.
+func (img *Image) storePaths() []string {
+	var ps []string
+	for _, g := range img.groups {
+		ps = append(ps, g...)
+	}
+	return ps
 }
 
 // Manifests returns the image's manifests, Docker v2 schema 2 first (the

@@ -133,8 +133,8 @@ func NewAssembler(store BlobStore, cacheDir string, opts Options) (*Assembler, e
 			return nil, fmt.Errorf("layers: cache: %w", err)
 		}
 	}
-	atomicfile.RemoveStale(a.tmpDir, "member-", staleTemp)
-	atomicfile.RemoveStale(a.layerDir, atomicfile.TempPrefix, staleTemp)
+	atomicfile.RemoveStale(a.tmpDir, "member-")
+	atomicfile.RemoveStale(a.layerDir, atomicfile.TempPrefix)
 	var buf bytes.Buffer
 	if err := c.member(&buf, storeHeaderTar); err != nil {
 		return nil, err

@@ -107,7 +107,7 @@ type memberTemp struct {
 }
 
 func newMemberTemp(dir string) (*memberTemp, error) {
-	f, err := os.CreateTemp(dir, "member-*")
+	f, err := atomicfile.CreateTemp(dir, "member-")
 	if err != nil {
 		return nil, fmt.Errorf("layers: member cache: %w", err)
 	}
@@ -126,9 +126,11 @@ func (m *memberTemp) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// commit writes the header and renames the entry into place as name. The
-// entry is not fsync'd: it is checked on every use, and after a power loss
-// a damaged entry is rebuilt.
+// commit writes the header and renames the entry into place as name
+// (before closing it, so that its lock keeps RemoveStale away). The entry
+// is not fsync'd: it is checked on every use (length and CRC-32C), and
+// after a power loss a damaged entry is removed and rebuilt, so syncing
+// thousands of entries would buy nothing.
 func (m *memberTemp) commit(name string, tarSize int64) (memberHeader, error) {
 	h := memberHeader{tarSize: tarSize, compSize: m.n}
 	h.crc = m.h.Sum32()
@@ -136,12 +138,12 @@ func (m *memberTemp) commit(name string, tarSize int64) (memberHeader, error) {
 		m.discard()
 		return h, fmt.Errorf("layers: member cache: %w", err)
 	}
-	if err := m.f.Close(); err != nil {
+	if err := os.Rename(m.f.Name(), name); err != nil {
 		m.discard()
 		return h, fmt.Errorf("layers: member cache: %w", err)
 	}
-	if err := os.Rename(m.f.Name(), name); err != nil {
-		os.Remove(m.f.Name())
+	if err := m.f.Close(); err != nil {
+		os.Remove(name)
 		return h, fmt.Errorf("layers: member cache: %w", err)
 	}
 	return h, nil

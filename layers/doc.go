@@ -197,8 +197,16 @@
 //
 // Every cache file is written to a temporary file and renamed into place.
 // Entries are checked when used; a truncated or corrupt entry is removed and
-// rebuilt, never served. Concurrent requests for the same layer build it
-// once, and concurrent builds that share a store path compress it once. A
-// process killed in the middle of a build leaves only temporary files, which
-// are never read and are removed a day later.
+// rebuilt, never served. Member entries are not fsync'd (every use checks
+// their length and CRC, so one damaged by a power loss is rebuilt); layer
+// entries are small and written durably. Concurrent requests for the same
+// layer build it once, and concurrent builds that share a store path
+// compress it once. A process killed in the middle of a build leaves only
+// temporary files, which are never read; their writers hold flocks on them
+// (package internal/atomicfile), and a new Assembler or [FSStore] removes
+// the unlocked ones, also while another process writes its own.
+//
+// [Assembler.Trim] keeps the member cache within a size, for a garbage
+// collector. [Verifier] checks stored blobs against their digests before
+// they are served.
 package layers

@@ -19,25 +19,29 @@ import (
 
 // FSStore is a [BlobStore] in a directory of the local filesystem:
 //
-//	dir/blobs/sha256/<hex>   committed blobs, read-only (0444)
-//	dir/tmp/blob-*           blobs being written
+//	dir/blobs/sha256/<hex>          committed blobs, read-only (0444)
+//	dir/tmp/blob-*                  blobs being written
+//	dir/quarantine/<hex>.<time>     damaged blobs set aside ([FSStore.Quarantine])
 //
 // A blob is written to a temporary file in dir/tmp (the same filesystem),
 // hashed as it is written, fsync'd, checked against its digest and renamed
 // into place, so a blob is visible only once all of its bytes are on disk.
-// A process killed while writing leaves at most a temporary file, which is
-// never served; [NewFSStore] removes such files once they are a day old.
+// A writer holds an flock on its temporary file (see package atomicfile);
+// [NewFSStore] removes the temporary files nobody holds, which a killed
+// process left behind, and quarantined blobs older than a week.
 //
 // Several processes may share one directory.
 type FSStore struct {
 	dir string
 }
 
-var _ BlobStore = (*FSStore)(nil)
+var (
+	_ BlobStore   = (*FSStore)(nil)
+	_ Quarantiner = (*FSStore)(nil)
+)
 
-// staleTemp is the age after which NewFSStore removes an abandoned
-// temporary file. It is long enough that no live writer is affected.
-const staleTemp = 24 * time.Hour
+// quarantineAge is how long a quarantined blob is kept.
+const quarantineAge = 7 * 24 * time.Hour
 
 // NewFSStore returns a store in dir, creating the directories it needs.
 func NewFSStore(dir string) (*FSStore, error) {
@@ -51,7 +55,8 @@ func NewFSStore(dir string) (*FSStore, error) {
 			return nil, fmt.Errorf("layers: blob store: %w", err)
 		}
 	}
-	atomicfile.RemoveStale(s.tmpDir(), "blob-", staleTemp)
+	atomicfile.RemoveStale(s.tmpDir(), "blob-")
+	s.purgeQuarantine(quarantineAge)
 	return s, nil
 }
 
@@ -60,6 +65,9 @@ func (s *FSStore) Dir() string { return s.dir }
 
 func (s *FSStore) blobDir() string { return filepath.Join(s.dir, "blobs", "sha256") }
 func (s *FSStore) tmpDir() string  { return filepath.Join(s.dir, "tmp") }
+func (s *FSStore) quarantineDir() string {
+	return filepath.Join(s.dir, "quarantine")
+}
 
 // path returns the file holding h, after validating h.
 func (s *FSStore) path(h v1.Hash) (string, error) {
@@ -106,7 +114,7 @@ func (s *FSStore) Create(ctx context.Context) (BlobWriter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(s.tmpDir(), "blob-*")
+	f, err := atomicfile.CreateTemp(s.tmpDir(), "blob-")
 	if err != nil {
 		return nil, fmt.Errorf("layers: create blob: %w", err)
 	}
@@ -160,9 +168,6 @@ func (w *fsBlobWriter) Commit(h v1.Hash) error {
 		w.Cancel()
 		return fmt.Errorf("%w: wrote sha256:%s, want %s", ErrDigestMismatch, got, h)
 	}
-	if _, err := os.Stat(final); err == nil {
-		return w.Cancel() // keep the existing blob
-	}
 	if err := w.f.Chmod(0o444); err != nil {
 		w.Cancel()
 		return fmt.Errorf("layers: commit blob: %w", err)
@@ -171,15 +176,18 @@ func (w *fsBlobWriter) Commit(h v1.Hash) error {
 		w.Cancel()
 		return fmt.Errorf("layers: commit blob: %w", err)
 	}
-	if err := w.f.Close(); err != nil {
-		w.Cancel()
-		return fmt.Errorf("layers: commit blob: %w", err)
-	}
+	// Rename before Close: the temporary file's lock keeps RemoveStale of
+	// other processes away until it is in place. A blob already there is
+	// replaced, since these bytes are verified and the stored ones may
+	// not be.
 	if err := os.Rename(w.f.Name(), final); err != nil {
 		w.Cancel()
 		return fmt.Errorf("layers: commit blob: %w", err)
 	}
 	w.done = true
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("layers: commit blob: %w", err)
+	}
 	atomicfile.SyncDir(filepath.Dir(final))
 	return nil
 }
@@ -197,24 +205,74 @@ func (w *fsBlobWriter) Cancel() error {
 	return nil
 }
 
-// Put stores data as a blob and returns its digest. It is meant for small
-// blobs such as image configs and manifests; data already in s is not
-// written again.
-func Put(ctx context.Context, s BlobStore, data []byte) (v1.Hash, error) {
-	h := v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256(data))}
-	if n, err := s.Stat(ctx, h); err == nil && n == int64(len(data)) {
-		return h, nil
-	}
-	w, err := s.Create(ctx)
+// List calls fn for every committed blob.
+func (s *FSStore) List(ctx context.Context, fn func(BlobInfo) error) error {
+	ents, err := os.ReadDir(s.blobDir())
 	if err != nil {
-		return v1.Hash{}, err
+		return fmt.Errorf("layers: list blobs: %w", err)
 	}
-	if _, err := w.Write(data); err != nil {
-		w.Cancel()
-		return v1.Hash{}, err
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h := v1.Hash{Algorithm: "sha256", Hex: e.Name()}
+		if ValidateDigest(h) != nil || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		if err := fn(BlobInfo{Digest: h, Size: fi.Size(), ModTime: fi.ModTime()}); err != nil {
+			return err
+		}
 	}
-	if err := w.Commit(h); err != nil {
-		return v1.Hash{}, err
+	return nil
+}
+
+// Delete removes the blob h. Readers that have it open keep reading the
+// bytes until they close it.
+func (s *FSStore) Delete(ctx context.Context, h v1.Hash) error {
+	p, err := s.path(h)
+	if err != nil {
+		return err
 	}
-	return h, nil
+	err = os.Remove(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrBlobUnknown, h)
+	}
+	if err != nil {
+		return fmt.Errorf("layers: delete blob: %w", err)
+	}
+	return nil
+}
+
+// Quarantine moves the blob h to dir/quarantine, where it stays for a
+// week.
+func (s *FSStore) Quarantine(ctx context.Context, h v1.Hash) error {
+	p, err := s.path(h)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.quarantineDir(), 0o755); err != nil {
+		return fmt.Errorf("layers: quarantine: %w", err)
+	}
+	err = os.Rename(p, filepath.Join(s.quarantineDir(), fmt.Sprintf("%s.%d", h.Hex, time.Now().UnixNano())))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s", ErrBlobUnknown, h)
+	}
+	if err != nil {
+		return fmt.Errorf("layers: quarantine: %w", err)
+	}
+	return nil
+}
+
+// purgeQuarantine removes quarantined blobs set aside more than age ago.
+func (s *FSStore) purgeQuarantine(age time.Duration) {
+	ents, _ := os.ReadDir(s.quarantineDir())
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > age {
+			os.Remove(filepath.Join(s.quarantineDir(), e.Name()))
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -151,4 +152,127 @@ func FuzzParseDigest(f *testing.F) {
 			t.Fatalf("accepted %q that v1.NewHash rejects: %v", s, err)
 		}
 	})
+}
+
+// TestFSStoreReplacesDamaged: a commit or a Put over a damaged blob (cut
+// short, or the same length with other bytes) replaces it.
+func TestFSStoreReplacesDamaged(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewFSStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("nixery "), 1000)
+	h, err := Put(ctx, s, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(s.Dir(), "blobs", "sha256", h.Hex)
+	for name, damage := range map[string]func() error{
+		"truncated": func() error { return os.WriteFile(file, data[:100], 0o444) },
+		"corrupt": func() error {
+			b := bytes.Clone(data)
+			b[len(b)/2] ^= 1
+			return os.WriteFile(file, b, 0o444)
+		},
+	} {
+		for _, write := range []string{"Put", "Commit"} {
+			os.Chmod(file, 0o644)
+			if err := damage(); err != nil {
+				t.Fatal(err)
+			}
+			if write == "Put" {
+				_, err = Put(ctx, s, data)
+			} else {
+				w, _ := s.Create(ctx)
+				w.Write(data)
+				err = w.Commit(h)
+			}
+			if err != nil {
+				t.Fatalf("%s over a %s blob: %v", write, name, err)
+			}
+			if got, _ := os.ReadFile(file); !bytes.Equal(got, data) {
+				t.Errorf("%s over a %s blob left %d bytes that differ", write, name, len(got))
+			}
+		}
+	}
+}
+
+// TestFSStoreGC: List, Delete and Quarantine.
+func TestFSStoreGC(t *testing.T) {
+	ctx := context.Background()
+	s, err := NewFSStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := Put(ctx, s, []byte("a"))
+	b, _ := Put(ctx, s, []byte("bb"))
+	os.WriteFile(filepath.Join(s.Dir(), "blobs", "sha256", "not-a-digest"), nil, 0o644)
+	got := map[v1.Hash]BlobInfo{}
+	if err := s.List(ctx, func(i BlobInfo) error { got[i.Digest] = i; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[b].Size != 2 || time.Since(got[a].ModTime) > time.Minute {
+		t.Errorf("List: %+v", got)
+	}
+	if err := s.Delete(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, a); !errors.Is(err, ErrBlobUnknown) {
+		t.Errorf("Delete of a deleted blob: %v", err)
+	}
+	if err := Quarantine(ctx, s, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, b); !errors.Is(err, ErrBlobUnknown) {
+		t.Errorf("a quarantined blob is still there: %v", err)
+	}
+	q, _ := filepath.Glob(filepath.Join(s.Dir(), "quarantine", b.Hex+".*"))
+	if len(q) != 1 {
+		t.Fatalf("quarantine holds %q", q)
+	}
+	if data, _ := os.ReadFile(q[0]); string(data) != "bb" {
+		t.Errorf("quarantined bytes %q", data)
+	}
+	if err := Quarantine(ctx, s, b); err != nil {
+		t.Errorf("quarantining a blob that is gone: %v", err)
+	}
+	// A week later the quarantine is emptied when a store opens.
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	os.Chtimes(q[0], old, old)
+	if _, err := NewFSStore(s.Dir()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(q[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a quarantined blob older than a week is kept: %v", err)
+	}
+}
+
+// TestFSStoreTempFiles: a new store (as another process starting on the
+// same directory) removes the temporary files of dead writers, never one
+// being written.
+func TestFSStoreTempFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := NewFSStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(dir, "tmp", "blob-dead")
+	os.WriteFile(dead, []byte("partial"), 0o644)
+	w, _ := s.Create(ctx)
+	w.Write([]byte("live"))
+	if _, err := NewFSStore(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a dead writer's temporary file survived: %v", err)
+	}
+	h := v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256([]byte("live")))}
+	if err := w.Commit(h); err != nil {
+		t.Fatalf("a live writer could not commit after another store started: %v", err)
+	}
+	if n, err := s.Stat(ctx, h); err != nil || n != 4 {
+		t.Errorf("Stat = %d, %v", n, err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -384,6 +385,10 @@ func (a *Assembler) copyMembers(name string, out io.Writer, buf []byte) (pathSta
 		return pathStats{}, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && time.Since(fi.ModTime()) > touchAge {
+		now := time.Now()
+		os.Chtimes(name, now, now) // recently used, for Trim
+	}
 	st := pathStats{tarSize: h.tarSize, compSize: h.compSize}
 	sum := crc32.New(castagnoli)
 	n, err := io.CopyBuffer(io.MultiWriter(out, sum), io.LimitReader(onlyReader{f}, h.compSize), buf)

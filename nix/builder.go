@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -80,7 +79,8 @@ type Options struct {
 	// Empty means [DefaultNixConfig]; [NoNixConfig] adds nothing.
 	NixConfig string
 	// GCRootDir, when set, receives an indirect GC root for the outputs of
-	// every Build, so that `nix-collect-garbage` keeps them.
+	// every Build, so that `nix-collect-garbage` keeps them until the
+	// caller calls [Result.Release].
 	GCRootDir string
 	// PopularityURL, when set, is where [Builder.Popularity] reads the
 	// package set's popularity from: a file path, a file:// URL or an
@@ -104,6 +104,7 @@ type Builder struct {
 
 	waiting atomic.Int64 // Builds waiting for a slot
 	meanRun atomic.Int64 // moving mean of the time a slot is held, in ns
+	gc      gcRoots
 }
 
 // NewBuilder returns a builder for packages of src.
@@ -179,6 +180,8 @@ type Result struct {
 	Graph *closure.Graph
 	// Packages has one entry per requested name, in request order.
 	Packages []Package
+
+	root string // the GC root, until Release
 }
 
 // resolved is resolve.nix's answer.
@@ -369,19 +372,28 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 		prog: "nix",
 		args: append([]string{"path-info", "--json", "--recursive"}, outs...),
 	}
-	args := []string{"--realise"}
-	root := ""
-	if b.opts.GCRootDir != "" {
-		if err := os.MkdirAll(b.opts.GCRootDir, 0o755); err != nil {
-			return nil, fmt.Errorf("nix: GC root directory: %w", err)
-		}
-		root = filepath.Join(b.opts.GCRootDir, closure.Name(outs[0])+"-"+shortHash(outs))
-		args = append(args, "--add-root", root) // indirect: a link in gcroots/auto points to it
+	root, err := b.gc.add(b.opts.GCRootDir, closure.Name(outs[0]))
+	if err != nil {
+		return nil, err
 	}
+	res, err := b.realise(ctx, root, drvs, query, outs, pkgs)
+	if err != nil {
+		releaseRoot(root)
+		return nil, err
+	}
+	res.root = root
+	return res, nil
+}
 
-	// Outputs already in the store (and rooted, if roots are wanted) need
-	// no nix-store process: the query alone tells whether they are valid.
-	if _, err := os.Lstat(root); root == "" || err == nil {
+// realise builds the derivations drvs, adding root (if not "") as an
+// indirect GC root of their outputs, and queries the closure.
+func (b *Builder) realise(ctx context.Context, root string, drvs []string, query command, outs []string, pkgs []Package) (*Result, error) {
+	args := []string{"--realise"}
+	if root != "" {
+		args = append(args, "--add-root", root) // indirect: a link in gcroots/auto points to it
+	} else {
+		// Outputs already in the store need no nix-store process when no
+		// root is wanted: the query alone tells whether they are valid.
 		quiet := query
 		quiet.quiet = true
 		if out, err := b.run(ctx, quiet); err == nil {
@@ -393,7 +405,7 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 	if _, err := b.run(ctx, command{op: "build", prog: "nix-store", args: append(args, drvs...)}); err != nil {
 		return nil, err
 	}
-	out, err = b.run(ctx, query)
+	out, err := b.run(ctx, query)
 	if err != nil {
 		return nil, err
 	}

@@ -471,18 +471,42 @@ func TestBuildConcurrent(t *testing.T) {
 	}
 }
 
+// TestBuildGCRoot: a build holds a GC root for its outputs until it is
+// released; roots of a process that died are removed by the next one.
 func TestBuildGCRoot(t *testing.T) {
 	requireNix(t)
 	roots := t.TempDir()
+	dead := filepath.Join(roots, "0123456789abcdef", "1")
+	os.MkdirAll(dead, 0o755)
+	os.Symlink("/nix/store/x", filepath.Join(dead, "hello"))
+	os.Symlink("/nix/store/y", filepath.Join(roots, "old-layout-root"))
 	b, _ := countingBuilder(t, testBundled(t), Options{GCRootDir: roots})
 	res := build(t, b, Request{Packages: []string{"hello"}})
-	entries, err := os.ReadDir(roots)
-	if err != nil || len(entries) == 0 {
-		t.Fatalf("no GC root in %s: %v", roots, err)
+	links, _ := filepath.Glob(filepath.Join(roots, "*", "*", "*"))
+	if len(links) != 1 {
+		t.Fatalf("roots %q, want one", links)
 	}
-	target, err := os.Readlink(filepath.Join(roots, entries[0].Name()))
+	target, err := os.Readlink(links[0])
 	if err != nil || target != res.Packages[0].Path {
 		t.Errorf("root points to %q (%v), want %s", target, err, res.Packages[0].Path)
+	}
+	if _, err := os.Lstat(filepath.Join(roots, "old-layout-root")); err == nil {
+		t.Error("a root of the old layout was kept")
+	}
+	res.Release()
+	res.Release()
+	if left, _ := filepath.Glob(filepath.Join(roots, "*", "*", "*")); len(left) != 0 {
+		t.Errorf("after Release: %q", left)
+	}
+	// The builder's own directory stays, locked; another builder's first
+	// build leaves it alone.
+	own, _ := filepath.Glob(filepath.Join(roots, "*.lock"))
+	b2, _ := countingBuilder(t, testBundled(t), Options{GCRootDir: roots})
+	build(t, b2, Request{Packages: []string{"hello"}}).Release()
+	for _, l := range own {
+		if _, err := os.Stat(strings.TrimSuffix(l, ".lock")); err != nil {
+			t.Errorf("a live builder's root directory was removed: %v", err)
+		}
 	}
 }
 
@@ -507,5 +531,41 @@ func TestBundledMissingDebianPackage(t *testing.T) {
 	var be *BuildError
 	if !errors.As(err, &be) || be.Op != "evaluate" || !strings.Contains(err.Error(), "nixery-no-such-package is not installed on this host; run .ci/setup") {
 		t.Fatalf("err = %v, want an evaluation error naming the Debian package", err)
+	}
+}
+
+// TestDeletePaths: nix-store --delete removes a store path nobody needs,
+// and keeps one a build still holds a root for. The package is made
+// unique to the test, so that no other user of the machine's store loses
+// a path.
+func TestDeletePaths(t *testing.T) {
+	requireNix(t)
+	dir := t.TempDir()
+	seed := strconv.FormatInt(time.Now().UnixNano(), 10)
+	expr := `{ ... }: { gcme = derivation { name = "nixery-gc-test-` + seed + `"; system = "x86_64-linux"; builder = "/bin/bash"; args = [ "-c" "echo ` + seed + ` > $out; exit 0" ]; }; }`
+	if err := os.WriteFile(filepath.Join(dir, "default.nix"), []byte(expr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := NewPathSource(dir)
+	b, _ := countingBuilder(t, src, Options{GCRootDir: t.TempDir()})
+	res := build(t, b, Request{Packages: []string{"gcme"}})
+	p := res.Packages[0].Path
+	deleted, err := b.DeletePaths(context.Background(), []string{p})
+	if err != nil || len(deleted) != 0 {
+		t.Errorf("DeletePaths of a rooted path: %v, %v", deleted, err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("a rooted path was deleted: %v", err)
+	}
+	res.Release()
+	deleted, err = b.DeletePaths(context.Background(), []string{p})
+	if err != nil || len(deleted) != 1 {
+		t.Errorf("DeletePaths after Release: %v, %v", deleted, err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s is still in the store: %v", p, err)
+	}
+	if _, err := b.DeletePaths(context.Background(), []string{"/etc/passwd"}); err == nil {
+		t.Error("DeletePaths accepted a path outside the store")
 	}
 }

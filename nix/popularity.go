@@ -205,6 +205,7 @@ func writePopularityFile(file, key string, p *Popularity) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
+	atomicfile.RemoveStale(filepath.Dir(file), atomicfile.TempPrefix) // a killed writer's
 	return atomicfile.Write(file, data)
 }
 
@@ -244,6 +245,7 @@ func (b *Builder) computeFromSet(ctx context.Context, imp Import) (closure.Popul
 	if err != nil {
 		return nil, err
 	}
+	res.Release()
 	return closure.Compute(res.Graph), nil
 }
 

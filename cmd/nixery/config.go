@@ -4,8 +4,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nixery-go/nixery"
@@ -42,6 +44,11 @@ type config struct {
 	maxHeaderBytes int
 	debugAddr      string // "" serves no debug endpoints
 	logFormat      string
+
+	storageLimit int64         // bytes; 0 is no limit
+	retention    time.Duration // 0 keeps images
+	scrubRate    int64         // bytes per second; negative is off
+	nixGC        bool
 }
 
 // sourceFlags registers the flags that choose the package source and bound
@@ -107,7 +114,14 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	maxHeader := fs.String("max-header-bytes", env("NIXERY_MAX_HEADER_BYTES", strconv.Itoa(defaultMaxHeaderBytes)), "bound on a request's header, in bytes [NIXERY_MAX_HEADER_BYTES]")
 	fs.StringVar(&c.debugAddr, "debug-addr", env("NIXERY_DEBUG_ADDR", ""), "`address` for Go's profiling endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; off when empty [NIXERY_DEBUG_ADDR]")
 	fs.StringVar(&c.logFormat, "log-format", env("NIXERY_LOG_FORMAT", "text"), "log `format`: text or json [NIXERY_LOG_FORMAT]")
+	storageLimit := fs.String("storage-limit", env("NIXERY_STORAGE_LIMIT", "0"), "bound on the `bytes` of blobs and layer cache (2GB, 500MB, 1GiB); past it the least recently requested images are dropped; 0 is no limit [NIXERY_STORAGE_LIMIT]")
+	retention := fs.String("retention", env("NIXERY_RETENTION", "0"), "drop images not requested for this `duration` (720h); 0 keeps them [NIXERY_RETENTION]")
+	scrubRate := fs.String("scrub-rate", env("NIXERY_SCRUB_RATE", formatBytes(images.DefaultScrubRate)), "`bytes` per second the background scrub hashes; 0 turns it off [NIXERY_SCRUB_RATE]")
+	nixGC := fs.String("nix-gc", env("NIXERY_NIX_GC", "false"), "also delete the store paths of dropped images from the Nix store (true or false) [NIXERY_NIX_GC]")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := c.parseStorage(*storageLimit, *retention, *scrubRate, *nixGC); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
@@ -153,6 +167,67 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	return c, nil
 }
 
+// parseStorage reads the garbage collection and scrub settings.
+func (c *config) parseStorage(limit, retention, scrub, nixGC string) error {
+	var err error
+	if c.storageLimit, err = parseBytes(limit); err != nil {
+		return fmt.Errorf("serve: NIXERY_STORAGE_LIMIT / -storage-limit %q: %w", limit, err)
+	}
+	if c.retention, err = time.ParseDuration(retention); err != nil || c.retention < 0 {
+		return fmt.Errorf("serve: NIXERY_RETENTION / -retention %q: want a Go duration such as 720h, or 0", retention)
+	}
+	if c.scrubRate, err = parseBytes(scrub); err != nil {
+		return fmt.Errorf("serve: NIXERY_SCRUB_RATE / -scrub-rate %q: %w", scrub, err)
+	}
+	if c.scrubRate == 0 {
+		c.scrubRate = -1 // off
+	}
+	if c.nixGC, err = strconv.ParseBool(nixGC); err != nil {
+		return fmt.Errorf("serve: NIXERY_NIX_GC / -nix-gc %q: want true or false", nixGC)
+	}
+	return nil
+}
+
+// byteUnits are the units parseBytes knows: SI (kB, MB, GB, TB: powers of
+// 1000) and binary (KiB, MiB, GiB, TiB: powers of 1024), case-insensitive.
+var byteUnits = []struct {
+	suffix string
+	n      float64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1},
+}
+
+// parseBytes reads a size such as 2GB, 500MB, 1.5GiB or 1000 (bytes).
+func parseBytes(s string) (int64, error) {
+	num, mult := strings.ToLower(strings.TrimSpace(s)), 1.0
+	for _, u := range byteUnits {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.n
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v < 0 || math.IsInf(v, 0) || v*mult >= math.MaxInt64 {
+		return 0, fmt.Errorf("want a size such as 2GB, 500MB or 1GiB")
+	}
+	return int64(v * mult), nil
+}
+
+// formatBytes writes n as parseBytes reads it, in the largest SI unit
+// that divides it.
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		s string
+		n int64
+	}{{"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"kB", 1e3}} {
+		if n != 0 && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + u.s
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // options turns the configuration into the library's options.
 func (c *config) options() []nixery.Option {
 	return []nixery.Option{
@@ -165,6 +240,10 @@ func (c *config) options() []nixery.Option {
 		nixery.WithMaxLayers(c.maxLayers),
 		nixery.WithMaxClientBuilds(orNone(c.maxClient)),
 		nixery.WithWriteTimeout(c.writeTimeout),
+		nixery.WithStorageLimit(c.storageLimit),
+		nixery.WithRetention(c.retention),
+		nixery.WithScrubRate(c.scrubRate),
+		nixery.WithNixGC(c.nixGC),
 	}
 }
 

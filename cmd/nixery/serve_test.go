@@ -99,6 +99,40 @@ func TestParseServe(t *testing.T) {
 	if _, err := parseServe([]string{"extra"}, envMap(nil), io.Discard); err == nil {
 		t.Error("a stray argument was accepted")
 	}
+	// Storage: sizes with units, durations, a scrub rate, a bool.
+	if c, _ := parseServe(nil, envMap(nil), io.Discard); c.storageLimit != 0 || c.retention != 0 || c.scrubRate != 20e6 || c.nixGC {
+		t.Errorf("storage defaults: %+v", c)
+	}
+	c, err = parseServe(nil, envMap(map[string]string{
+		"NIXERY_STORAGE_LIMIT": "500MB", "NIXERY_RETENTION": "720h", "NIXERY_SCRUB_RATE": "0", "NIXERY_NIX_GC": "true",
+	}), io.Discard)
+	if err != nil || c.storageLimit != 500e6 || c.retention != 720*time.Hour || c.scrubRate >= 0 || !c.nixGC {
+		t.Errorf("storage settings: %+v, %v", c, err)
+	}
+	for s, want := range map[string]int64{"2GB": 2e9, "1.5GiB": 3 << 29, "1000": 1000, "64 MiB": 64 << 20, "10kb": 1e4, "0": 0, "7B": 7} {
+		if got, err := parseBytes(s); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	if got := formatBytes(20e6); got != "20MB" {
+		t.Errorf("formatBytes(20e6) = %q", got)
+	}
+	for _, bad := range []map[string]string{
+		{"NIXERY_STORAGE_LIMIT": "lots"},
+		{"NIXERY_STORAGE_LIMIT": "-5GB"},
+		{"NIXERY_STORAGE_LIMIT": "1e30GB"},
+		{"NIXERY_RETENTION": "30d"},
+		{"NIXERY_RETENTION": "-1h"},
+		{"NIXERY_SCRUB_RATE": "fast"},
+		{"NIXERY_NIX_GC": "maybe"},
+	} {
+		if _, err := parseServe(nil, envMap(bad), io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+	if _, err := parseServe([]string{"extra"}, envMap(nil), io.Discard); err == nil {
+		t.Error("a stray argument was accepted")
+	}
 	// Two package sources at once are refused when the server starts.
 	err = serve(t.Context(), nil, envMap(map[string]string{"NIXERY_CHANNEL": "a", "NIXERY_PKGS_PATH": "/b", "STORAGE_PATH": t.TempDir()}), io.Discard, nil)
 	if err == nil || !strings.Contains(err.Error(), "only one package source") {

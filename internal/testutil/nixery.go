@@ -250,6 +250,11 @@ func (n *Nixery) URL(path string) string { return "http://" + n.Addr + path }
 // Ref returns the image reference clients use for repository name.
 func (n *Nixery) Ref(name string) string { return n.Addr + "/" + name }
 
+// Pid is the server's process ID, for reading /proc/<pid>/status or
+// sending it a signal (SIGQUIT makes the Go runtime print every
+// goroutine's stack to the log and exit).
+func (n *Nixery) Pid() int { return n.cmd.Process.Pid }
+
 // FirstLine is the first line the server logged.
 func (n *Nixery) FirstLine() string { return n.firstLine }
 

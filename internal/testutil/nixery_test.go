@@ -96,6 +96,9 @@ func TestStartNixery(t *testing.T) {
 	if !strings.HasPrefix(n.Addr, "127.0.0.1:") || n.Ref("shell/curl") != n.Addr+"/shell/curl" || n.URL("/v2/") != "http://"+n.Addr+"/v2/" {
 		t.Errorf("Addr %s, Ref %s, URL %s", n.Addr, n.Ref("shell/curl"), n.URL("/v2/"))
 	}
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n.Pid())); err != nil || !strings.Contains(string(cmdline), "serve") {
+		t.Errorf("Pid %d is not the server: %q, %v", n.Pid(), cmdline, err)
+	}
 
 	mark := n.Mark()
 	resp, err := n.Client.Get(n.URL("/v2/after-mark"))

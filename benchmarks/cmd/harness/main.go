@@ -9,7 +9,9 @@
 // budget (benchmarks/sim), and writes results.md and SVG plots to DIR
 // (default benchmarks/results/latest, with -quick benchmarks/results/quick,
 // so that CI never overwrites the committed full results). -synthetic uses a seeded synthetic
-// package set instead of the corpus and needs no Nix.
+// package set instead of the corpus and needs no Nix. The storage stage
+// (benchmarks/storage) serves the bundled set under a storage limit and
+// checks the garbage collection target; -storage=false leaves it out.
 package main
 
 import (
@@ -44,7 +46,7 @@ func main() {
 type options struct {
 	quick, synthetic bool
 	speed, pull      bool
-	http             bool
+	http, storage    bool
 	out, workDir     string
 	cacheDir         string
 	images           int
@@ -64,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.seeds, "seeds", 3, "seeds per workload shape")
 	fs.BoolVar(&o.speed, "speed", true, "measure assembly speed against tar | gzip and tar | pigz (needs the corpus)")
 	fs.BoolVar(&o.http, "http", true, "measure the registry's cached manifest and blob GETs against bare net/http with wrk (benchmarks/httpbench)")
+	fs.BoolVar(&o.storage, "storage", true, "serve the bundled set under a storage limit with a workload that would write four times it, and check the storage target (needs Nix)")
 	fs.BoolVar(&o.pull, "pull", true, "pull a small workload with a private Docker engine from nixery serve and compare with the simulation (needs the corpus and dockerd)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -231,9 +234,10 @@ type stage struct {
 
 // stages run after the simulation, in this order.
 var stages = []stage{
-	{name: "speed", run: runSpeed},     // speed.go
-	{name: "http", run: runHTTP},       // http.go
-	{name: "real pulls", run: runPull}, // pull.go
+	{name: "speed", run: runSpeed},           // speed.go
+	{name: "http", run: runHTTP},             // http.go
+	{name: "real pulls", run: runPull},       // pull.go
+	{name: "storage limit", run: runStorage}, // storage.go
 }
 
 // fromCorpus adapts a corpus to the simulation.

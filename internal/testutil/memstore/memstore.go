@@ -1,7 +1,8 @@
 // Package memstore is an in-memory layers.BlobStore for tests, with ways to
-// damage what it holds (truncate, corrupt or delete a blob, fail every
-// call), so that tests can check what a server does when its storage lets
-// it down.
+// damage what it holds (truncate, corrupt or lose a blob, fail every call),
+// so that tests can check what a server does when its storage lets it
+// down. It is a layers.Quarantiner too, and keeps what it quarantines for
+// tests to look at.
 //
 // It is a package of its own, not part of testutil, because it imports
 // layers: the in-package tests of layers use testutil.
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -26,15 +28,22 @@ import (
 // concurrent use, and the faults it injects never disturb a reader already
 // open: they replace a blob's bytes, they do not change them in place.
 type Store struct {
-	mu    sync.Mutex
-	blobs map[v1.Hash][]byte
-	err   error // returned by every call, when set (Fail)
+	mu          sync.Mutex
+	blobs       map[v1.Hash][]byte
+	mod         map[v1.Hash]time.Time // when each blob was last committed or put
+	quarantined map[v1.Hash][]byte
+	err         error // returned by every call, when set (Fail)
 }
 
-var _ layers.BlobStore = (*Store)(nil)
+var (
+	_ layers.BlobStore   = (*Store)(nil)
+	_ layers.Quarantiner = (*Store)(nil)
+)
 
 // New returns an empty store.
-func New() *Store { return &Store{blobs: map[v1.Hash][]byte{}} }
+func New() *Store {
+	return &Store{blobs: map[v1.Hash][]byte{}, mod: map[v1.Hash]time.Time{}, quarantined: map[v1.Hash][]byte{}}
+}
 
 // Stat returns the size of the blob h, or an error wrapping
 // layers.ErrBlobUnknown.
@@ -95,7 +104,7 @@ func (w *writer) Cancel() error {
 	return nil
 }
 
-// Commit stores the bytes written under h when they hash to h; it keeps a
+// Commit stores the bytes written under h when they hash to h, replacing a
 // blob already stored under h.
 func (w *writer) Commit(h v1.Hash) error {
 	if w.canceled {
@@ -113,10 +122,71 @@ func (w *writer) Commit(h v1.Hash) error {
 	if w.s.err != nil {
 		return w.s.err
 	}
-	if _, ok := w.s.blobs[h]; !ok {
-		w.s.blobs[h] = bytes.Clone(w.buf.Bytes())
+	w.s.blobs[h] = bytes.Clone(w.buf.Bytes())
+	w.s.mod[h] = time.Now()
+	return nil
+}
+
+// List calls fn for every blob held.
+func (s *Store) List(ctx context.Context, fn func(layers.BlobInfo) error) error {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return s.err
+	}
+	infos := make([]layers.BlobInfo, 0, len(s.blobs))
+	for h, b := range s.blobs {
+		infos = append(infos, layers.BlobInfo{Digest: h, Size: int64(len(b)), ModTime: s.mod[h]})
+	}
+	s.mu.Unlock()
+	for _, info := range infos {
+		if err := fn(info); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// Delete removes the blob h, or returns an error wrapping
+// layers.ErrBlobUnknown.
+func (s *Store) Delete(_ context.Context, h v1.Hash) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	if _, ok := s.blobs[h]; !ok {
+		return fmt.Errorf("%w: %s", layers.ErrBlobUnknown, h)
+	}
+	delete(s.blobs, h)
+	delete(s.mod, h)
+	return nil
+}
+
+// Quarantine moves the blob h aside, where [Store.Quarantined] finds it.
+func (s *Store) Quarantine(_ context.Context, h v1.Hash) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	b, ok := s.blobs[h]
+	if !ok {
+		return fmt.Errorf("%w: %s", layers.ErrBlobUnknown, h)
+	}
+	s.quarantined[h] = b
+	delete(s.blobs, h)
+	delete(s.mod, h)
+	return nil
+}
+
+// Quarantined returns the bytes last quarantined under h, and whether
+// there are any.
+func (s *Store) Quarantined(h v1.Hash) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.quarantined[h]
+	return bytes.Clone(b), ok
 }
 
 // Len returns the number of blobs held.
@@ -153,15 +223,27 @@ func (s *Store) Put(h v1.Hash, b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.blobs[h] = bytes.Clone(b)
+	s.mod[h] = time.Now()
 }
 
-// Delete removes the blob h, as if the storage had lost it, and reports
+// SetModTime sets the time List reports for the blob h, as if it had been
+// committed then.
+func (s *Store) SetModTime(h v1.Hash, t time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.blobs[h]; ok {
+		s.mod[h] = t
+	}
+}
+
+// Lose removes the blob h, as if the storage had lost it, and reports
 // whether there was one.
-func (s *Store) Delete(h v1.Hash) bool {
+func (s *Store) Lose(h v1.Hash) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.blobs[h]
 	delete(s.blobs, h)
+	delete(s.mod, h)
 	return ok
 }
 
@@ -194,7 +276,8 @@ func (s *Store) Corrupt(h v1.Hash) bool {
 	return true
 }
 
-// Fail makes every later Stat, Open, Create and Commit return err, as an
+// Fail makes every later Stat, Open, Create, Commit, List, Delete and
+// Quarantine return err, as an
 // unavailable storage would, until Fail(nil).
 func (s *Store) Fail(err error) {
 	s.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -96,11 +97,11 @@ func TestStore(t *testing.T) {
 	if b, _ := read(t, s, h); string(b) != "anything" {
 		t.Errorf("after Put: %q", b)
 	}
-	if !s.Delete(h) || s.Delete(h) {
-		t.Error("Delete did not report the blob exactly once")
+	if !s.Lose(h) || s.Lose(h) {
+		t.Error("Lose did not report the blob exactly once")
 	}
 	if _, err := s.Stat(ctx, h); !errors.Is(err, layers.ErrBlobUnknown) {
-		t.Errorf("after Delete: %v", err)
+		t.Errorf("after Lose: %v", err)
 	}
 	down := errors.New("storage down")
 	s.Fail(down)
@@ -113,9 +114,56 @@ func TestStore(t *testing.T) {
 	if _, err := s.Create(ctx); !errors.Is(err, down) {
 		t.Errorf("Create while failing: %v", err)
 	}
+	if err := s.List(ctx, func(layers.BlobInfo) error { return nil }); !errors.Is(err, down) {
+		t.Errorf("List while failing: %v", err)
+	}
 	s.Fail(nil)
 	if b, err := read(t, s, other); err != nil || string(b) != "other" {
 		t.Errorf("after Fail(nil): %q %v", b, err)
+	}
+}
+
+// TestStoreGC: what a collector uses: List, Delete, modification times,
+// and Quarantine (through layers.Quarantine).
+func TestStoreGC(t *testing.T) {
+	ctx := context.Background()
+	s := New()
+	a, b := put(t, s, "a"), put(t, s, "bb")
+	old := time.Now().Add(-time.Hour)
+	s.SetModTime(a, old)
+	got := map[v1.Hash]layers.BlobInfo{}
+	if err := s.List(ctx, func(i layers.BlobInfo) error { got[i.Digest] = i; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || !got[a].ModTime.Equal(old) || got[b].Size != 2 || time.Since(got[b].ModTime) > time.Minute {
+		t.Errorf("List: %+v", got)
+	}
+	stop := errors.New("stop")
+	if err := s.List(ctx, func(layers.BlobInfo) error { return stop }); err != stop {
+		t.Errorf("List passes on fn's error: %v", err)
+	}
+	if err := s.Delete(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, a); !errors.Is(err, layers.ErrBlobUnknown) {
+		t.Errorf("second Delete: %v", err)
+	}
+	if err := layers.Quarantine(ctx, s, b); err != nil {
+		t.Fatal(err)
+	}
+	if q, ok := s.Quarantined(b); !ok || string(q) != "bb" || s.Len() != 0 {
+		t.Errorf("Quarantined: %q %v, %d blobs left", q, ok, s.Len())
+	}
+	if err := layers.Quarantine(ctx, s, b); err != nil {
+		t.Errorf("quarantining a blob that is gone: %v", err)
+	}
+	// Commit replaces a damaged blob.
+	s.Put(a, []byte("not a"))
+	if again := put(t, s, "a"); again != a {
+		t.Fatal(again)
+	}
+	if got, _ := s.Blob(a); string(got) != "a" {
+		t.Errorf("Put over a damaged blob left %q", got)
 	}
 }
 
