@@ -37,7 +37,8 @@ const maxRSS = 300 << 20
 // the server's goroutines come back down.
 func TestLoadStalledReaders(t *testing.T) {
 	const size = 8 << 20
-	s := startLoadServer(t, testutil.PackageSet{Big: map[string]int64{"big": size}}, "NIXERY_WRITE_TIMEOUT=1s")
+	const writeTimeout = 2 * time.Second
+	s := startLoadServer(t, testutil.PackageSet{Big: map[string]int64{"big": size}}, fmt.Sprint("NIXERY_WRITE_TIMEOUT=", writeTimeout))
 	client := testutil.ClientFrom(testutil.LoopbackIP(0))
 	m := s.checkImage(t, client, "big")
 	var blob v1.Descriptor
@@ -69,7 +70,7 @@ func TestLoadStalledReaders(t *testing.T) {
 		stalled = append(stalled, c)
 	}
 	// The slow reader takes 64 KB every 25 ms, 2.6 MB/s: its blob takes
-	// three write timeouts. (Slower readers than that, more slowly than
+	// one and a half write timeouts. (Slower readers than that, more slowly than
 	// a chunk per timeout, are the unit test's, registry's
 	// TestWriteDeadlines: here the kernel's send buffer of a few MB
 	// wakes the writer only when a third of it is free.)
@@ -88,7 +89,7 @@ func TestLoadStalledReaders(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * writeTimeout) // the stalled connections time out
 	for i, c := range stalled {
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		n, err := io.Copy(io.Discard, c)
