@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,10 +21,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nixery-go/nixery"
+	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/nix"
 )
 
@@ -189,6 +192,10 @@ func buildCmd(ctx context.Context, args []string, getenv func(string) string, st
 	if *format == formatDockerArchive {
 		var err error
 		if ref, err = archiveTag(imageName, *tag); err != nil {
+			// A name that is no image says so, as the registry would.
+			if _, nerr := images.ParseName(imageName, 0); nerr != nil {
+				return fmt.Errorf("build %s: %w", imageName, nerr)
+			}
 			return fmt.Errorf("build: %w", err)
 		}
 	}
@@ -403,6 +410,10 @@ func pushCmd(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}()
 	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
+			err = fmt.Errorf("%w\n(the registry refused the credentials of the Docker configuration, or there were none: log in with 'docker login %s', or point DOCKER_CONFIG at a configuration that has them)", err, ref.Context().RegistryStr())
+		}
 		return fmt.Errorf("push %s to %s: %w", imageName, refText, err)
 	}
 	fmt.Fprintf(stdout, "%s@%s\n", ref.Context().Name(), digest)
