@@ -101,7 +101,7 @@ func digestOfRun(t *testing.T, r cliRun) string {
 }
 
 func TestCLI(t *testing.T) {
-	testutil.RequireTools(t, "nix-build", "nix-store", "docker", "skopeo", "registry")
+	testutil.RequireTools(t, "nix-build", "nix-store", "docker", "skopeo", "registry", "script")
 	dir := t.TempDir()
 	c := &cli{bin: testutil.NixeryBinary(t), storage: filepath.Join(dir, "storage")}
 	refused := map[string]string{} // name -> the CLI's stderr
@@ -183,6 +183,33 @@ func TestCLI(t *testing.T) {
 		t.Cleanup(func() { dockerRemove(t, "nixery-cli-test/hi:v1") })
 		if load := mustRun(ctx, t, "docker", "load", "-i", out); !strings.Contains(load, "Loaded image: nixery-cli-test/hi:v1") {
 			t.Errorf("docker load of the -tag archive: %q", load)
+		}
+	})
+
+	t.Run("Terminal", func(t *testing.T) {
+		// On a terminal (script(1) gives the command a pty of 100x40),
+		// -progress auto draws bars: cursor movements, a tick per phase, a
+		// byte bar.
+		ctx, cancel := context.WithTimeout(t.Context(), buildTimeout)
+		defer cancel()
+		out := filepath.Join(dir, "tty.tar")
+		r := c.run(ctx, "build", "-o", out, "hello") // warm: the cache is shared
+		r.must(t, "build hello")
+		shell := fmt.Sprintf("stty cols 100 rows 40 && exec %s build -o %s hello", c.bin, out)
+		cmd := exec.CommandContext(ctx, "script", "-qfec", shell, "/dev/null")
+		cmd.Env = append(withoutPrefix(os.Environ(), "NIXERY_", "STORAGE_PATH="), "STORAGE_PATH="+c.storage)
+		cmd.WaitDelay = 5 * time.Second
+		tty, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("script: %v\n%s", err, tty)
+		}
+		for _, want := range []string{"\x1b[", "✓ evaluating hello (", "✓ hello in the cache: 5 layers", "writing " + out, "done"} {
+			if !bytes.Contains(tty, []byte(want)) {
+				t.Errorf("the terminal does not show %q:\n%q", want, tty)
+			}
+		}
+		if bytes.Contains(tty, []byte("nixery: [")) {
+			t.Errorf("plain progress lines on a terminal:\n%q", tty)
 		}
 	})
 
