@@ -188,8 +188,8 @@ func TestCLI(t *testing.T) {
 
 	t.Run("Terminal", func(t *testing.T) {
 		// On a terminal (script(1) gives the command a pty of 100x40),
-		// -progress auto draws bars: cursor movements, a tick per phase, a
-		// byte bar.
+		// -progress auto draws bars: a tick per phase, a byte bar (cursor
+		// movements only if it lasts past one refresh), no plain lines.
 		ctx, cancel := context.WithTimeout(t.Context(), buildTimeout)
 		defer cancel()
 		out := filepath.Join(dir, "tty.tar")
@@ -203,7 +203,7 @@ func TestCLI(t *testing.T) {
 		if err != nil {
 			t.Fatalf("script: %v\n%s", err, tty)
 		}
-		for _, want := range []string{"\x1b[", "✓ evaluating hello (", "✓ hello in the cache: 5 layers", "writing " + out, "done"} {
+		for _, want := range []string{"✓ evaluating hello (", "✓ hello in the cache: ", " layers, ", "writing " + out, "[=====", " MB done"} {
 			if !bytes.Contains(tty, []byte(want)) {
 				t.Errorf("the terminal does not show %q:\n%q", want, tty)
 			}

@@ -23,8 +23,13 @@ const (
 	progressNone  = "none"  // nothing
 )
 
-// plainInterval is how often plain mode reports the bytes of a transfer.
-const plainInterval = time.Second
+// plainInterval is how often plain mode reports the bytes of a transfer;
+// plainHeartbeat how long a phase may go without a line before plain mode
+// says it is still going (a cold build can realise for minutes).
+const (
+	plainInterval  = time.Second
+	plainHeartbeat = 10 * time.Second
+)
 
 // progress reports what a command does on stderr: each phase of the build,
 // then the bytes of the export or the push. On a terminal it draws progress
@@ -37,10 +42,13 @@ type progress struct {
 
 	bars *mpb.Progress // nil in plain mode
 
-	mu    sync.Mutex
-	phase *phaseText // the current phase
-	since time.Time
-	none  bool
+	mu       sync.Mutex
+	phase    *phaseText // the current phase
+	since    time.Time
+	lastLine time.Time // plain mode: when the last phase line was written
+	none     bool
+
+	stop, stopped chan struct{} // the plain mode's heartbeat
 }
 
 // phaseText is a phase's text and, in bars mode, its spinner, whose
@@ -77,10 +85,39 @@ func newProgress(ctx context.Context, out io.Writer, mode string) *progress {
 			}
 		}
 	}
-	if mode == progressBars {
+	switch {
+	case p.none:
+	case mode == progressBars:
 		p.bars = mpb.NewWithContext(ctx, mpb.WithOutput(out), mpb.WithRefreshRate(120*time.Millisecond), mpb.WithAutoRefresh())
+	default:
+		p.stop, p.stopped = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(p.stopped)
+			tick := time.NewTicker(plainHeartbeat / 4)
+			defer tick.Stop()
+			for {
+				select {
+				case <-p.stop:
+					return
+				case now := <-tick.C:
+					p.beat(now)
+				}
+			}
+		}()
 	}
 	return p
+}
+
+// beat writes, in plain mode, that the current phase is still going if it
+// has had no line for plainHeartbeat.
+func (p *progress) beat(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.phase == nil || p.phase.final || now.Sub(p.lastLine) < plainHeartbeat {
+		return
+	}
+	p.lastLine = now
+	fmt.Fprintf(p.out, "nixery: [%5.1fs] still %s (%s)\n", now.Sub(p.start).Seconds(), p.phase.get(), now.Sub(p.since).Round(time.Second))
 }
 
 // logWriter is where log lines go while bars are drawn: above them.
@@ -110,6 +147,7 @@ func (p *progress) Phase(format string, args ...any) {
 			mpb.AppendDecorators(decor.OnComplete(decor.Elapsed(decor.ET_STYLE_GO, decor.WC{W: 6}), "")),
 		)
 	default:
+		p.lastLine = time.Now()
 		fmt.Fprintf(p.out, "nixery: [%5.1fs] %s\n", time.Since(p.start).Seconds(), text)
 	}
 }
@@ -177,6 +215,11 @@ func (p *progress) Close() {
 	p.mu.Lock()
 	p.endPhase()
 	p.mu.Unlock()
+	if p.stop != nil {
+		close(p.stop)
+		<-p.stopped
+		p.stop = nil
+	}
 	if p.bars != nil {
 		p.bars.Wait()
 		if p.bars.Error != nil {

@@ -49,6 +49,28 @@ func TestProgressPlain(t *testing.T) {
 	}
 }
 
+// TestProgressHeartbeat: a plain phase that lasts says it is still going
+// every plainHeartbeat, with its current text; a result line does not.
+func TestProgressHeartbeat(t *testing.T) {
+	var buf bytes.Buffer
+	p := newProgress(t.Context(), &buf, progressPlain)
+	defer p.Close()
+	p.Phase("building layers")
+	p.Update("building layers: 3 built, 1.0 MB")
+	p.mu.Lock()
+	start := p.lastLine
+	p.mu.Unlock()
+	p.beat(start.Add(plainHeartbeat / 2)) // too soon
+	p.beat(start.Add(plainHeartbeat))
+	p.beat(start.Add(plainHeartbeat + time.Second)) // too soon after the last
+	p.Note("hello built")
+	p.beat(start.Add(5 * plainHeartbeat))
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "] still building layers: 3 built, 1.0 MB (10s)") {
+		t.Errorf("lines:\n%s", buf.String())
+	}
+}
+
 func TestProgressBars(t *testing.T) {
 	var buf bytes.Buffer
 	p := newProgress(t.Context(), &buf, progressBars)
@@ -128,9 +150,12 @@ func TestBuildPhases(t *testing.T) {
 	if n := phases.nixRuns(); n != 7 {
 		t.Errorf("nixRuns %d, want 7", n)
 	}
-	p.phase = &phaseText{}
+	ph := &phaseText{}
+	p.mu.Lock()
+	p.phase = ph
+	p.mu.Unlock()
 	log.Info("layer built", "blob_bytes", int64(1))
-	if got := p.phase.get(); got != "building layers: 3 built, 2.0 MB" {
+	if got := ph.get(); got != "building layers: 3 built, 2.0 MB" {
 		t.Errorf("the layers phase reads %q", got)
 	}
 	// The records also reach the next handler, with their attributes.
