@@ -113,6 +113,11 @@ type record struct {
 	Tag     string        `json:"tag,omitempty"`
 	Layers  []recordLayer `json:"layers,omitempty"`
 	Outputs []string      `json:"outputs,omitempty"`
+	// Annotations are the manifests' annotations, and SBOM the image's
+	// SPDX document (its artifact manifests follow from it and the
+	// manifests). Records written before them lack them.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	SBOM        *v1.Descriptor    `json:"sbom,omitempty"`
 }
 
 // recordLayer is one layer of a record.
@@ -163,9 +168,28 @@ func (x *index) manifest(h v1.Hash) (v1.Descriptor, *Image) {
 					return m, img
 				}
 			}
+			for _, r := range img.referrers {
+				if r.desc.Digest == h {
+					return r.desc, img
+				}
+			}
 		}
 	}
 	return v1.Descriptor{}, nil
+}
+
+// referrers returns the manifests whose subject is the manifest h.
+func (x *index) referrers(h v1.Hash) []v1.Descriptor {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if u := x.blobs[h]; u != nil {
+		for _, img := range u.images {
+			if rs := img.Referrers(h); rs != nil {
+				return rs
+			}
+		}
+	}
+	return nil
 }
 
 // blobSize returns the size recorded for a blob.
@@ -260,6 +284,13 @@ func (x *index) recordLocked(img *Image) *record {
 		Config:    img.configDescriptor(),
 		Manifests: withoutData(img.manifests),
 		Tag:       img.tag,
+
+		Annotations: img.annotations,
+	}
+	if img.referrers != nil {
+		d := img.sbom
+		d.Data = nil
+		rec.SBOM = &d
 	}
 	if img.groups != nil {
 		for i, l := range img.layers {
@@ -459,9 +490,27 @@ func (x *index) loadRecord(ctx context.Context, file string) (*Image, *record, [
 	if err != nil {
 		return nil, nil, nil, x.blobError(err)
 	}
-	img, err := imageFromBlobs(rec.Key, rec.Packages, rec.System, manifest, config)
+	img, err := imageFromBlobs(rec.Key, rec.Packages, rec.System, manifest, config, rec.Annotations)
 	if err != nil {
 		return nil, nil, nil, damaged("%v", err)
+	}
+	if rec.SBOM != nil {
+		sbom, err := x.readBlob(ctx, *rec.SBOM)
+		if err != nil {
+			return nil, nil, nil, x.blobError(err)
+		}
+		if err := img.attachSBOM(sbom); err != nil {
+			return nil, nil, nil, damaged("%v", err)
+		}
+		for _, body := range img.sbomBlobs()[1:] {
+			d := manifestDescriptor("", body)
+			if n, err := x.store.Stat(ctx, d.Digest); err != nil || n != d.Size {
+				if _, err := layers.Put(ctx, x.store, body); err != nil {
+					return nil, nil, nil, err
+				}
+				x.log.Warn("rewrote a missing or damaged SBOM manifest", "digest", d.Digest, "key", img.Key)
+			}
+		}
 	}
 	if err := rec.attach(img); err != nil {
 		return nil, nil, nil, damaged("%v", err)
