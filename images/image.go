@@ -168,14 +168,14 @@ func (img *Image) SBOM() (v1.Descriptor, bool) { return img.sbom, img.referrers 
 // Referrers returns the descriptors of the manifests whose subject is the
 // image's manifest h (its SBOM artifact), each with its artifactType,
 // annotations and bytes as Data.
+// The slice is shared: do not modify it.
 func (img *Image) Referrers(h v1.Hash) []v1.Descriptor {
-	var out []v1.Descriptor
 	for _, r := range img.referrers {
 		if r.subject == h {
-			out = append(out, r.desc)
+			return r.list
 		}
 	}
-	return out
+	return nil
 }
 
 // imageFromBlobs rebuilds an Image from its Docker manifest and its config,

@@ -1,6 +1,7 @@
 package images
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -177,10 +178,11 @@ func sbomFor(title, key string, g *closure.Graph) ([]byte, error) {
 		}
 	}
 	slices.SortFunc(doc.Relationships[1:], func(a, b spdxRelationship) int {
-		return strings.Compare(a.SPDXElementID+"\x00"+a.RelationshipType+"\x00"+a.RelatedSPDXElement,
-			b.SPDXElementID+"\x00"+b.RelationshipType+"\x00"+b.RelatedSPDXElement)
+		return cmp.Or(strings.Compare(a.SPDXElementID, b.SPDXElementID),
+			strings.Compare(a.RelationshipType, b.RelationshipType),
+			strings.Compare(a.RelatedSPDXElement, b.RelatedSPDXElement))
 	})
-	return json.MarshalIndent(doc, "", " ")
+	return json.Marshal(doc)
 }
 
 // spdxPackageID is the SPDX identifier of a store path's package: its
@@ -339,7 +341,8 @@ func sbomManifest(subject v1.Descriptor, sbom v1.Descriptor, annotations map[str
 // referrer is one manifest whose subject is a manifest of an image.
 type referrer struct {
 	subject v1.Hash
-	desc    v1.Descriptor // with ArtifactType, Annotations and Data
+	desc    v1.Descriptor   // with ArtifactType, Annotations and Data
+	list    []v1.Descriptor // the referrers of subject: desc alone
 }
 
 // sbomReferrers returns the SBOM artifact manifests of an image: one for
@@ -357,7 +360,7 @@ func sbomReferrers(manifests []v1.Descriptor, sbom v1.Descriptor) ([]referrer, e
 		d := manifestDescriptor(MediaTypeOCIManifest, body)
 		d.ArtifactType = MediaTypeSPDX
 		d.Annotations = annotations
-		out = append(out, referrer{subject: m.Digest, desc: d})
+		out = append(out, referrer{subject: m.Digest, desc: d, list: []v1.Descriptor{d}})
 	}
 	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,13 +30,25 @@ func (r *Registry) serveReferrers(w http.ResponseWriter, req *http.Request, ref 
 		return unknown(err, CodeManifestUnknown, "manifest", ref)
 	}
 	hd := w.Header()
-	if at, ok := req.URL.Query()["artifactType"]; ok && len(at) > 0 {
-		ds = slices.DeleteFunc(slices.Clone(ds), func(d v1.Descriptor) bool { return d.ArtifactType != at[0] })
-		hd["Oci-Filters-Applied"] = []string{"artifactType"}
+	if req.URL.RawQuery != "" {
+		if at, ok := req.URL.Query()["artifactType"]; ok && len(at) > 0 {
+			ds = slices.DeleteFunc(slices.Clone(ds), func(d v1.Descriptor) bool { return d.ArtifactType != at[0] })
+			hd["Oci-Filters-Applied"] = filtersApplied
+		}
 	}
-	writeIndex(w, req, appendIndex(make([]byte, 0, 256+300*len(ds)), ds))
+	buf := indexBuffers.Get().(*[]byte)
+	body := appendIndex((*buf)[:0], ds)
+	writeIndex(w, req, body, "")
+	*buf = body
+	indexBuffers.Put(buf)
 	return nil
 }
+
+// filtersApplied is the OCI-Filters-Applied header of a filtered list.
+var filtersApplied = []string{"artifactType"}
+
+// indexBuffers are the buffers referrers lists are rendered into.
+var indexBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // isReferrersTag reports whether a tag is the referrers tag schema's tag of
 // a digest: sha256-<64 lower-case hex digits>.
@@ -69,17 +82,23 @@ func (r *Registry) serveReferrersTag(w http.ResponseWriter, req *http.Request, t
 	if len(ds) == 0 {
 		return newError(CodeManifestUnknown, "manifest %s has no referrers", ref)
 	}
-	writeIndex(w, req, appendIndex(make([]byte, 0, 256+300*len(ds)), ds))
+	body := appendIndex(nil, ds)
+	d, _, _ := v1.SHA256(bytes.NewReader(body))
+	writeIndex(w, req, body, d.String())
 	return nil
 }
 
-// writeIndex writes an image index with its headers.
-func writeIndex(w http.ResponseWriter, req *http.Request, body []byte) {
-	h, _, _ := v1.SHA256(bytes.NewReader(body))
+// writeIndex writes an image index with its headers: with its digest as
+// Docker-Content-Digest when served as a manifest (the tag schema); the
+// referrers API needs none.
+func writeIndex(w http.ResponseWriter, req *http.Request, body []byte, digest string) {
+	v := [...]string{mediaTypeIndex, strconv.Itoa(len(body)), digest}
 	hd := w.Header()
-	hd["Content-Type"] = []string{mediaTypeIndex}
-	hd["Content-Length"] = []string{strconv.Itoa(len(body))}
-	hd["Docker-Content-Digest"] = []string{h.String()}
+	hd["Content-Type"] = v[0:1:1]
+	hd["Content-Length"] = v[1:2:2]
+	if digest != "" {
+		hd["Docker-Content-Digest"] = v[2:3:3]
+	}
 	w.WriteHeader(http.StatusOK)
 	if req.Method != http.MethodHead {
 		w.Write(body)
@@ -98,7 +117,10 @@ func appendIndex(b []byte, ds []v1.Descriptor) []byte {
 		b = append(b, `{"mediaType":`...)
 		b = appendJSONString(b, string(d.MediaType))
 		b = append(b, `,"digest":`...)
-		b = appendJSONString(b, d.Digest.String())
+		b = appendJSONString(b, d.Digest.Algorithm)
+		b = append(b[:len(b)-1], ':')
+		b = append(b, d.Digest.Hex...) // hex digits, checked by whoever made d
+		b = append(b, '"')
 		b = append(b, `,"size":`...)
 		b = strconv.AppendInt(b, d.Size, 10)
 		if d.ArtifactType != "" {
@@ -106,7 +128,8 @@ func appendIndex(b []byte, ds []v1.Descriptor) []byte {
 			b = appendJSONString(b, d.ArtifactType)
 		}
 		if len(d.Annotations) > 0 {
-			keys := make([]string, 0, len(d.Annotations))
+			var one [1]string
+			keys := one[:0]
 			for k := range d.Annotations {
 				keys = append(keys, k)
 			}
@@ -132,6 +155,15 @@ func appendIndex(b []byte, ds []v1.Descriptor) []byte {
 func appendJSONString(b []byte, s string) []byte {
 	const hexDigits = "0123456789abcdef"
 	b = append(b, '"')
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		c := s[i]
+		plain = c >= 0x20 && c < 0x80 && c != '"' && c != '\\'
+	}
+	if plain {
+		b = append(b, s...)
+		return append(b, '"')
+	}
 	for _, c := range s {
 		switch {
 		case c == '"' || c == '\\':
