@@ -209,7 +209,7 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 	b.repairAll(missing)
 	if cfg.IndexDir != "" {
 		b.wg.Add(2)
-		go b.collectLoop()
+		go b.collectLoop(cfg.StorageLimit > 0 || cfg.Retention > 0)
 		go b.scrubLoop()
 	}
 	return b, nil
