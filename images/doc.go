@@ -79,10 +79,11 @@
 // each is verified the first time this process serves it and again when
 // its file changes, and a background scrub ([Builder.Scrub]) hashes them
 // all at [Config.ScrubRate]. A damaged blob is quarantined and rebuilt:
-// configs and manifests from the image's bytes, layers by the
+// configs, manifests and SBOMs from the image's bytes, layers by the
 // LayerBuilder (from its cache, or after Nix realises the store paths
-// again). At start, a record whose manifest or config is missing or
-// damaged is removed, and layers that are missing or have another size
+// again). At start, a record whose manifest, config or SBOM is missing or
+// damaged is removed (an SBOM cannot be made again without Nix's
+// closure), and layers that are missing or have another size
 // are quarantined and rebuilt in the background; an image whose blob
 // cannot be rebuilt is dropped, and built again when asked for.
 //

@@ -413,10 +413,20 @@ func (b *Builder) annotationsFor(tag string, attrs, roots []string) map[string]s
 // manifest h (for an image built since SBOMs were, its SBOM artifact),
 // each with its artifactType, annotations and bytes as Data. A manifest
 // that is unknown, or has no referrers, has none: the referrers API
-// answers it with an empty index. h must be a valid digest.
+// answers it with an empty index. h must be a valid digest. A manifest
+// that is in the store but in no image of the index (another process
+// sharing the store built it) makes the index load the records other
+// processes wrote first, as [Builder.Blob] does. The slice is shared: do
+// not modify it.
 func (b *Builder) Referrers(ctx context.Context, h v1.Hash) ([]v1.Descriptor, error) {
 	if err := layers.ValidateDigest(h); err != nil {
 		return nil, err
+	}
+	if rs := b.index.referrers(h); rs != nil || len(b.index.owners(h)) > 0 {
+		return rs, nil
+	}
+	if _, err := b.cfg.Store.Stat(ctx, h); err == nil {
+		b.refresh(ctx)
 	}
 	return b.index.referrers(h), nil
 }

@@ -287,3 +287,54 @@ type provenanceNix struct{ *fakenix.Nix }
 func (provenanceNix) Provenance(tag string) (string, string) {
 	return "https://example.com/pkgs.git", "rev-of-" + tag
 }
+
+// TestReferrersSharedStore: a builder sharing the store and index with
+// the one that built an image lists its referrers, after loading the
+// other's records.
+func TestReferrersSharedStore(t *testing.T) {
+	dir := t.TempDir()
+	a := newFixture(t, nil, nil, dir)
+	b := newFixture(t, nil, a.store, dir)
+	img, err := a.b.Image(t.Context(), "curl", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range img.Manifests() {
+		rs, err := b.b.Referrers(t.Context(), m.Digest)
+		if err != nil || len(rs) != 1 || rs[0].Digest != img.Referrers(m.Digest)[0].Digest {
+			t.Errorf("referrers of %s in the other process: %v %v", m.Digest, rs, err)
+		}
+	}
+	if b.nix.Runs.Load() != 0 {
+		t.Error("the other process ran Nix")
+	}
+}
+
+// TestSBOMLostAtRestart: a record whose SBOM blob is gone when the index
+// loads is dropped (the SBOM needs Nix's closure to be made again); the
+// image is built again when asked for, with the same SBOM.
+func TestSBOMLostAtRestart(t *testing.T) {
+	dir := t.TempDir()
+	f := newFixture(t, nil, nil, dir)
+	img, err := f.b.Image(t.Context(), "hello", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sbom, _ := img.SBOM()
+	f.b.Close()
+	damageFile(t, f.blobFile(sbom.Digest), "delete")
+	g := newFixture(t, f.nix, f.store, dir)
+	if !strings.Contains(g.logs.String(), "dropping damaged image record") {
+		t.Errorf("log:\n%s", g.logs)
+	}
+	again, err := g.b.Image(t.Context(), "hello", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := again.SBOM(); !ok || d.Digest != sbom.Digest || g.nix.Runs.Load() != 2 {
+		t.Errorf("rebuilt SBOM %s (Nix ran %d times), want %s", d.Digest, g.nix.Runs.Load(), sbom.Digest)
+	}
+	if err := serve(t, g.b, sbom.Digest); err != nil {
+		t.Error(err)
+	}
+}
