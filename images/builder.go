@@ -500,9 +500,9 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 	}
 	img.tag, img.groups, img.outputs = r.Tag, groups, outputs
 	sbomStart := time.Now()
-	sbom, err := sbomFor(img.annotations[ocispec.AnnotationTitle], key, res.Graph)
+	docs, err := sbomsFor(img.annotations[ocispec.AnnotationTitle], key, res.Graph)
 	if err == nil {
-		err = img.attachSBOM(sbom)
+		err = img.attachSBOMs(docs)
 	}
 	if err != nil {
 		return fail(err)

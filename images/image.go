@@ -37,10 +37,10 @@ type Image struct {
 	// annotations are the manifests' annotations (provenance, see
 	// provenanceAnnotations); nil for records written before them.
 	annotations map[string]string
-	// sbom is the image's SPDX document, Data holding its bytes, and
-	// referrers the artifact manifests that attach it to each manifest;
-	// both empty for records written before SBOMs.
-	sbom      v1.Descriptor
+	// sboms are the image's SBOMs (SPDX, then CycloneDX), Data holding
+	// their bytes, and referrers the artifact manifests that attach them
+	// to each manifest; both empty for records written before SBOMs.
+	sboms     []v1.Descriptor
 	referrers []referrer
 	sbomTime  time.Duration // how long generating the SBOM took, for the build's log line
 
@@ -74,7 +74,9 @@ func (img *Image) blobs() map[v1.Hash]int64 {
 		m[d.Digest] = d.Size
 	}
 	if img.referrers != nil {
-		m[img.sbom.Digest] = img.sbom.Size
+		for _, d := range img.sboms {
+			m[d.Digest] = d.Size
+		}
 		e := emptyDescriptor()
 		m[e.Digest] = e.Size
 		for _, r := range img.referrers {
@@ -136,25 +138,34 @@ func manifestDescriptor(mediaType string, body []byte) v1.Descriptor {
 	return v1.Descriptor{MediaType: types.MediaType(mediaType), Digest: h, Size: n, Data: body}
 }
 
-// attachSBOM gives img its SBOM (the SPDX document's bytes) and the
-// artifact manifests that attach it to the image's manifests.
-func (img *Image) attachSBOM(body []byte) error {
-	d := sbomDescriptor(body)
-	rs, err := sbomReferrers(img.manifests, d)
+// attachSBOMs gives img its SBOMs (media type and bytes as Data) and the
+// artifact manifests that attach them to the image's manifests.
+func (img *Image) attachSBOMs(docs []v1.Descriptor) error {
+	rs, err := sbomReferrers(img.manifests, docs)
 	if err != nil {
 		return err
 	}
-	img.sbom, img.referrers = d, rs
+	img.sboms, img.referrers = docs, rs
 	return nil
 }
 
-// sbomBlobs returns the bytes of the blobs of the image's SBOM: the
-// document, the empty config and the artifact manifests.
+// sbomBlobs returns the bytes of the blobs of the image's SBOMs: the
+// documents, then the artifacts' blobs (artifactBlobs).
 func (img *Image) sbomBlobs() [][]byte {
+	var out [][]byte
+	for _, d := range img.sboms {
+		out = append(out, d.Data)
+	}
+	return append(out, img.artifactBlobs()...)
+}
+
+// artifactBlobs returns the bytes of the blobs that attach the SBOMs: the
+// empty config and the artifact manifests.
+func (img *Image) artifactBlobs() [][]byte {
 	if img.referrers == nil {
 		return nil
 	}
-	out := [][]byte{img.sbom.Data, emptyJSON}
+	out := [][]byte{emptyJSON}
 	for _, r := range img.referrers {
 		out = append(out, r.desc.Data)
 	}
@@ -163,10 +174,23 @@ func (img *Image) sbomBlobs() [][]byte {
 
 // SBOM returns the image's SPDX 2.3 JSON document, with its bytes as Data,
 // and false for an image built before SBOMs were.
-func (img *Image) SBOM() (v1.Descriptor, bool) { return img.sbom, img.referrers != nil }
+func (img *Image) SBOM() (v1.Descriptor, bool) { return img.sbomOf(MediaTypeSPDX) }
+
+// CycloneDX returns the image's CycloneDX 1.6 JSON document, with its
+// bytes as Data, and false for an image built before it was made.
+func (img *Image) CycloneDX() (v1.Descriptor, bool) { return img.sbomOf(MediaTypeCycloneDX) }
+
+func (img *Image) sbomOf(mediaType string) (v1.Descriptor, bool) {
+	for _, d := range img.sboms {
+		if string(d.MediaType) == mediaType {
+			return d, true
+		}
+	}
+	return v1.Descriptor{}, false
+}
 
 // Referrers returns the descriptors of the manifests whose subject is the
-// image's manifest h (its SBOM artifact), each with its artifactType,
+// image's manifest h (its SBOM artifacts), each with its artifactType,
 // annotations and bytes as Data.
 // The slice is shared: do not modify it.
 func (img *Image) Referrers(h v1.Hash) []v1.Descriptor {

@@ -113,11 +113,11 @@ type record struct {
 	Tag     string        `json:"tag,omitempty"`
 	Layers  []recordLayer `json:"layers,omitempty"`
 	Outputs []string      `json:"outputs,omitempty"`
-	// Annotations are the manifests' annotations, and SBOM the image's
-	// SPDX document (its artifact manifests follow from it and the
+	// Annotations are the manifests' annotations, and SBOMs the image's
+	// SBOM documents (the artifact manifests follow from them and the
 	// manifests). Records written before them lack them.
 	Annotations map[string]string `json:"annotations,omitempty"`
-	SBOM        *v1.Descriptor    `json:"sbom,omitempty"`
+	SBOMs       []v1.Descriptor   `json:"sboms,omitempty"`
 }
 
 // recordLayer is one layer of a record.
@@ -288,9 +288,7 @@ func (x *index) recordLocked(img *Image) *record {
 		Annotations: img.annotations,
 	}
 	if img.referrers != nil {
-		d := img.sbom
-		d.Data = nil
-		rec.SBOM = &d
+		rec.SBOMs = withoutData(img.sboms)
 	}
 	if img.groups != nil {
 		for i, l := range img.layers {
@@ -494,15 +492,23 @@ func (x *index) loadRecord(ctx context.Context, file string) (*Image, *record, [
 	if err != nil {
 		return nil, nil, nil, damaged("%v", err)
 	}
-	if rec.SBOM != nil {
-		sbom, err := x.readBlob(ctx, *rec.SBOM)
-		if err != nil {
-			return nil, nil, nil, x.blobError(err)
+	if len(rec.SBOMs) > 0 {
+		docs := make([]v1.Descriptor, len(rec.SBOMs))
+		for i, d := range rec.SBOMs {
+			if d.MediaType != MediaTypeSPDX && d.MediaType != MediaTypeCycloneDX {
+				return nil, nil, nil, damaged("an SBOM of type %q", d.MediaType)
+			}
+			body, err := x.readBlob(ctx, d)
+			if err != nil {
+				return nil, nil, nil, x.blobError(err)
+			}
+			d.Data = body
+			docs[i] = d
 		}
-		if err := img.attachSBOM(sbom); err != nil {
+		if err := img.attachSBOMs(docs); err != nil {
 			return nil, nil, nil, damaged("%v", err)
 		}
-		for _, body := range img.sbomBlobs()[1:] {
+		for _, body := range img.artifactBlobs() {
 			d := manifestDescriptor("", body)
 			if n, err := x.store.Stat(ctx, d.Digest); err != nil || n != d.Size {
 				if _, err := layers.Put(ctx, x.store, body); err != nil {

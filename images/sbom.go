@@ -22,10 +22,12 @@ import (
 	"github.com/nixery-go/nixery/layers"
 )
 
-// Media types of an image's SBOM artifact: the SPDX document is its one
-// layer, its artifactType, and the config is the OCI empty descriptor.
+// Media types of an image's SBOM artifacts: each document (SPDX or
+// CycloneDX) is its artifact's one layer and its artifactType, and the
+// config is the OCI empty descriptor.
 const (
 	MediaTypeSPDX      = "application/spdx+json"
+	MediaTypeCycloneDX = "application/vnd.cyclonedx+json"
 	MediaTypeOCIEmpty  = ocispec.MediaTypeEmptyJSON
 	MediaTypeOCIIndex  = ocispec.MediaTypeImageIndex
 	spdxVersion        = "SPDX-2.3"
@@ -314,19 +316,26 @@ func decodeNixBase32(s string, n int) ([]byte, error) {
 // nixBase32 is the alphabet of Nix's base-32 hashes.
 const nixBase32 = "0123456789abcdfghijklmnpqrsvwxyz"
 
-// sbomManifest returns the OCI artifact manifest of an SBOM whose subject
-// is the image manifest subject (its Data is ignored).
-func sbomManifest(subject v1.Descriptor, sbom v1.Descriptor, annotations map[string]string) ([]byte, error) {
+// sbomTitles name the SBOMs' files (the layer's title, which oras pull
+// writes).
+var sbomTitles = map[types.MediaType]string{
+	MediaTypeSPDX:      "sbom.spdx.json",
+	MediaTypeCycloneDX: "sbom.cdx.json",
+}
+
+// sbomManifest returns the OCI artifact manifest of an SBOM doc (its Data
+// ignored) whose subject is the image manifest subject.
+func sbomManifest(subject v1.Descriptor, doc v1.Descriptor, annotations map[string]string) ([]byte, error) {
 	m := ocispec.Manifest{
 		Versioned:    specs.Versioned{SchemaVersion: 2},
 		MediaType:    ocispec.MediaTypeImageManifest,
-		ArtifactType: MediaTypeSPDX,
+		ArtifactType: string(doc.MediaType),
 		Config:       ocispec.DescriptorEmptyJSON,
 		Layers: []ocispec.Descriptor{{
-			MediaType:   MediaTypeSPDX,
-			Digest:      digest.Digest(sbom.Digest.String()),
-			Size:        sbom.Size,
-			Annotations: map[string]string{ocispec.AnnotationTitle: "sbom.spdx.json"},
+			MediaType:   string(doc.MediaType),
+			Digest:      digest.Digest(doc.Digest.String()),
+			Size:        doc.Size,
+			Annotations: map[string]string{ocispec.AnnotationTitle: sbomTitles[doc.MediaType]},
 		}},
 		Subject: &ocispec.Descriptor{
 			MediaType: string(subject.MediaType),
@@ -342,32 +351,51 @@ func sbomManifest(subject v1.Descriptor, sbom v1.Descriptor, annotations map[str
 type referrer struct {
 	subject v1.Hash
 	desc    v1.Descriptor   // with ArtifactType, Annotations and Data
-	list    []v1.Descriptor // the referrers of subject: desc alone
+	list    []v1.Descriptor // every referrer of subject, desc among them
 }
 
-// sbomReferrers returns the SBOM artifact manifests of an image: one for
-// each of its manifests (Docker and OCI, which have different digests),
-// sharing the SBOM blob.
-func sbomReferrers(manifests []v1.Descriptor, sbom v1.Descriptor) ([]referrer, error) {
+// sbomReferrers returns the SBOM artifact manifests of an image: for each
+// of its manifests (Docker and OCI, which have different digests), one
+// per SBOM document, in the order of docs; the manifests share the
+// documents.
+func sbomReferrers(manifests []v1.Descriptor, docs []v1.Descriptor) ([]referrer, error) {
 	created := Created.UTC().Format(time.RFC3339)
 	annotations := map[string]string{ocispec.AnnotationCreated: created}
 	var out []referrer
 	for _, m := range manifests {
-		body, err := sbomManifest(m, sbom, annotations)
-		if err != nil {
-			return nil, err
+		list := make([]v1.Descriptor, 0, len(docs))
+		for _, doc := range docs {
+			if _, ok := sbomTitles[doc.MediaType]; !ok {
+				return nil, fmt.Errorf("images: an SBOM of type %q", doc.MediaType)
+			}
+			body, err := sbomManifest(m, doc, annotations)
+			if err != nil {
+				return nil, err
+			}
+			d := manifestDescriptor(MediaTypeOCIManifest, body)
+			d.ArtifactType = string(doc.MediaType)
+			d.Annotations = annotations
+			list = append(list, d)
 		}
-		d := manifestDescriptor(MediaTypeOCIManifest, body)
-		d.ArtifactType = MediaTypeSPDX
-		d.Annotations = annotations
-		out = append(out, referrer{subject: m.Digest, desc: d, list: []v1.Descriptor{d}})
+		for _, d := range list {
+			out = append(out, referrer{subject: m.Digest, desc: d, list: list})
+		}
 	}
 	return out, nil
 }
 
-// sbomDescriptor describes an SBOM blob, with its bytes as Data.
-func sbomDescriptor(body []byte) v1.Descriptor {
-	return manifestDescriptor(MediaTypeSPDX, body)
+// sbomsFor returns the SBOM documents of an image (see sbomFor and
+// cycloneDXFor), SPDX first, each with its media type and bytes as Data.
+func sbomsFor(title, key string, g *closure.Graph) ([]v1.Descriptor, error) {
+	spdx, err := sbomFor(title, key, g)
+	if err != nil {
+		return nil, err
+	}
+	cdx, err := cycloneDXFor(title, key, g)
+	if err != nil {
+		return nil, err
+	}
+	return []v1.Descriptor{manifestDescriptor(MediaTypeSPDX, spdx), manifestDescriptor(MediaTypeCycloneDX, cdx)}, nil
 }
 
 // emptyDescriptor describes the OCI empty blob.

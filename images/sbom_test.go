@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	cdx "github.com/CycloneDX/cyclonedx-go"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	spdxjson "github.com/spdx/tools-golang/json"
@@ -152,10 +154,11 @@ func TestSBOM(t *testing.T) {
 	}
 }
 
-// TestReferrers: each manifest of an image has one referrer, the SBOM
-// artifact manifest, whose subject it is; the artifact manifest is served
-// by digest, and its blobs (the SBOM, the empty config) are in the store.
-// A restart keeps them; a damaged SBOM blob is rebuilt.
+// TestReferrers: each manifest of an image has two referrers, the SPDX
+// and the CycloneDX SBOM artifact manifests, whose subject it is; the
+// artifact manifests are served by digest, and their blobs (the SBOMs,
+// the empty config) are in the store. A restart keeps them; a damaged
+// SBOM blob is rebuilt.
 func TestReferrers(t *testing.T) {
 	dir := t.TempDir()
 	f := newFixture(t, nil, nil, dir)
@@ -164,34 +167,40 @@ func TestReferrers(t *testing.T) {
 		t.Fatal(err)
 	}
 	sbom, _ := img.SBOM()
+	cdx, ok := img.CycloneDX()
+	if !ok || cdx.MediaType != MediaTypeCycloneDX {
+		t.Fatalf("CycloneDX %v %v", cdx, ok)
+	}
 	check := func(b *Builder) {
 		t.Helper()
 		for _, m := range img.Manifests() {
 			rs, err := b.Referrers(t.Context(), m.Digest)
-			if err != nil || len(rs) != 1 {
+			if err != nil || len(rs) != 2 {
 				t.Fatalf("referrers of %s: %v %v", m.Digest, rs, err)
 			}
-			r := rs[0]
-			if r.ArtifactType != MediaTypeSPDX || r.MediaType != MediaTypeOCIManifest || r.Annotations[ocispec.AnnotationCreated] != "1970-01-01T00:00:01Z" {
-				t.Errorf("referrer %+v", r)
-			}
-			var am ocispec.Manifest
-			if err := json.Unmarshal(r.Data, &am); err != nil {
-				t.Fatal(err)
-			}
-			if am.ArtifactType != MediaTypeSPDX || am.Subject == nil || am.Subject.Digest.String() != m.Digest.String() ||
-				am.Subject.MediaType != string(m.MediaType) || am.Subject.Size != m.Size ||
-				am.Config.MediaType != MediaTypeOCIEmpty || am.Config.Digest != ocispec.DescriptorEmptyJSON.Digest ||
-				len(am.Layers) != 1 || am.Layers[0].Digest.String() != sbom.Digest.String() || am.Layers[0].MediaType != MediaTypeSPDX {
-				t.Errorf("artifact manifest %s", r.Data)
-			}
-			got, err := b.Manifest(t.Context(), r.Digest)
-			if err != nil || !bytes.Equal(got.Data, r.Data) {
-				t.Errorf("artifact manifest by digest: %v", err)
-			}
-			for _, h := range []v1.Hash{r.Digest, sbom.Digest, emptyDescriptor().Digest} {
-				if err := serve(t, b, h); err != nil {
-					t.Errorf("blob %s: %v", h, err)
+			for i, doc := range []v1.Descriptor{sbom, cdx} {
+				r := rs[i]
+				if r.ArtifactType != string(doc.MediaType) || r.MediaType != MediaTypeOCIManifest || r.Annotations[ocispec.AnnotationCreated] != "1970-01-01T00:00:01Z" {
+					t.Errorf("referrer %+v", r)
+				}
+				var am ocispec.Manifest
+				if err := json.Unmarshal(r.Data, &am); err != nil {
+					t.Fatal(err)
+				}
+				if am.ArtifactType != string(doc.MediaType) || am.Subject == nil || am.Subject.Digest.String() != m.Digest.String() ||
+					am.Subject.MediaType != string(m.MediaType) || am.Subject.Size != m.Size ||
+					am.Config.MediaType != MediaTypeOCIEmpty || am.Config.Digest != ocispec.DescriptorEmptyJSON.Digest ||
+					len(am.Layers) != 1 || am.Layers[0].Digest.String() != doc.Digest.String() || am.Layers[0].MediaType != string(doc.MediaType) {
+					t.Errorf("artifact manifest %s", r.Data)
+				}
+				got, err := b.Manifest(t.Context(), r.Digest)
+				if err != nil || !bytes.Equal(got.Data, r.Data) {
+					t.Errorf("artifact manifest by digest: %v", err)
+				}
+				for _, h := range []v1.Hash{r.Digest, doc.Digest, emptyDescriptor().Digest} {
+					if err := serve(t, b, h); err != nil {
+						t.Errorf("blob %s: %v", h, err)
+					}
 				}
 			}
 		}
@@ -301,7 +310,7 @@ func TestReferrersSharedStore(t *testing.T) {
 	}
 	for _, m := range img.Manifests() {
 		rs, err := b.b.Referrers(t.Context(), m.Digest)
-		if err != nil || len(rs) != 1 || rs[0].Digest != img.Referrers(m.Digest)[0].Digest {
+		if err != nil || len(rs) != 2 || rs[0].Digest != img.Referrers(m.Digest)[0].Digest {
 			t.Errorf("referrers of %s in the other process: %v %v", m.Digest, rs, err)
 		}
 	}
@@ -336,5 +345,66 @@ func TestSBOMLostAtRestart(t *testing.T) {
 	}
 	if err := serve(t, g.b, sbom.Digest); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCycloneDX: the CycloneDX document decodes with CycloneDX's Go
+// library and has the SPDX document's facts: the image as the metadata's
+// container, a component per store path with its purl and NAR hash, the
+// references as dependencies; the same image gives the same bytes.
+func TestCycloneDX(t *testing.T) {
+	f := newFixture(t, nil, nil, "")
+	img, err := f.b.Image(t.Context(), "git", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.CycloneDX()
+	var bom cdx.BOM
+	if err := cdx.NewBOMDecoder(bytes.NewReader(d.Data), cdx.BOMFileFormatJSON).Decode(&bom); err != nil {
+		t.Fatal(err)
+	}
+	if bom.BOMFormat != "CycloneDX" || bom.SpecVersion != cdx.SpecVersion1_6 || !strings.HasPrefix(bom.SerialNumber, "urn:uuid:") ||
+		bom.Metadata == nil || bom.Metadata.Timestamp != "1970-01-01T00:00:01Z" || bom.Metadata.Component == nil ||
+		bom.Metadata.Component.Type != cdx.ComponentTypeContainer || bom.Metadata.Component.Name != "cacert/git/iana-etc" {
+		t.Errorf("BOM header %s", d.Data[:min(len(d.Data), 400)])
+	}
+	if !regexp.MustCompile(`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(bom.SerialNumber) {
+		t.Errorf("serial number %s", bom.SerialNumber)
+	}
+	var got []string
+	for _, c := range *bom.Components {
+		got = append(got, c.BOMRef)
+		name := closure.Name(c.BOMRef)
+		want, _ := narHashHex(fakenix.NarHash(name))
+		if c.Type != cdx.ComponentTypeLibrary || c.Name != name || c.PackageURL != "pkg:nix/"+name ||
+			c.Hashes == nil || len(*c.Hashes) != 1 || (*c.Hashes)[0].Algorithm != cdx.HashAlgoSHA256 || (*c.Hashes)[0].Value != want {
+			t.Errorf("component %+v", c)
+		}
+	}
+	var paths []string
+	for _, n := range []string{"cacert", "curl", "git", "glibc", "iana-etc", "openssl", "zlib"} {
+		paths = append(paths, fakenix.StorePath(n))
+	}
+	slices.Sort(paths)
+	if !slices.Equal(got, paths) {
+		t.Errorf("components %v\nwant %v", got, paths)
+	}
+	var deps []string
+	for _, dep := range *bom.Dependencies {
+		for _, on := range *dep.Dependencies {
+			deps = append(deps, closure.Name(dep.Ref)+">"+closure.Name(on))
+		}
+	}
+	slices.Sort(deps)
+	want := "curl>glibc curl>openssl curl>zlib git>curl git>glibc git>openssl git>zlib image>cacert image>git image>iana-etc openssl>glibc zlib>glibc"
+	if strings.Join(deps, " ") != want {
+		t.Errorf("dependencies %s\nwant %s", strings.Join(deps, " "), want)
+	}
+	again, err := newFixture(t, nil, nil, "").b.Image(t.Context(), "git", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2, _ := again.CycloneDX(); !bytes.Equal(d2.Data, d.Data) {
+		t.Error("the same image gives another CycloneDX document")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	cdx "github.com/CycloneDX/cyclonedx-go"
 	spdxjson "github.com/spdx/tools-golang/json"
 	"github.com/spdx/tools-golang/spdxlib"
 )
@@ -27,8 +28,9 @@ type orasReferrers struct {
 	} `json:"referrers"`
 }
 
-// testORAS: oras discovers the SBOM of each of shell/curl's manifests,
-// through the referrers API and through the tag schema, and pulls it; the
+// testORAS: oras discovers the SPDX SBOM of each of shell/curl's
+// manifests, through the referrers API and through the tag schema, and
+// pulls it (and the CycloneDX one, which must name the same paths); the
 // document parses and validates with the SPDX tools and names every store
 // path of the image's real closure (nix-store -qR of the top-level store
 // paths the manifest's annotation lists) exactly once, each with the NAR
@@ -36,8 +38,9 @@ type orasReferrers struct {
 func testORAS(t *testing.T, srv *server) {
 	ctx, cancel := context.WithTimeout(t.Context(), pullTimeout)
 	defer cancel()
-	const spdxType = "application/spdx+json"
+	const spdxType, cdxType = "application/spdx+json", "application/vnd.cyclonedx+json"
 	var sbomDigest string
+	var cdxPaths []string
 	for _, media := range []string{mediaDockerManifest, mediaOCIManifest} {
 		m := srv.manifest(ctx, t, imageCurl, "latest", media)
 		ref := srv.Ref(imageCurl) + "@" + m.Digest.String()
@@ -57,6 +60,27 @@ func testORAS(t *testing.T, srv *server) {
 		if found[0] != found[1] {
 			t.Errorf("the referrers API and the tag schema disagree: %v", found)
 		}
+		// Unfiltered, the CycloneDX document is there too; it decodes
+		// with CycloneDX's library and names the same store paths.
+		var all orasReferrers
+		out := mustRun(ctx, t, "oras", "discover", "--plain-http", "--format", "json", ref)
+		if err := json.Unmarshal([]byte(out), &all); err != nil || len(all.Referrers) != 2 || all.Referrers[1].ArtifactType != cdxType {
+			t.Fatalf("oras discover of %s: %v\n%s", ref, err, out)
+		}
+		cdxDir := t.TempDir()
+		mustRun(ctx, t, "oras", "pull", "--plain-http", "-o", cdxDir, srv.Ref(imageCurl)+"@"+all.Referrers[1].Digest)
+		cdxBody, err := os.ReadFile(filepath.Join(cdxDir, "sbom.cdx.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bom cdx.BOM
+		if err := cdx.NewBOMDecoder(bytes.NewReader(cdxBody), cdx.BOMFileFormatJSON).Decode(&bom); err != nil || bom.Components == nil {
+			t.Fatalf("CycloneDX: %v", err)
+		}
+		cdxPaths = nil
+		for _, c := range *bom.Components {
+			cdxPaths = append(cdxPaths, c.BOMRef)
+		}
 		dir := t.TempDir()
 		mustRun(ctx, t, "oras", "pull", "--plain-http", "-o", dir, srv.Ref(imageCurl)+"@"+found[0])
 		body, err := os.ReadFile(filepath.Join(dir, "sbom.spdx.json"))
@@ -65,7 +89,11 @@ func testORAS(t *testing.T, srv *server) {
 		}
 		if sbomDigest == "" {
 			sbomDigest = sha256Digest(body)
-			checkSBOM(ctx, t, m.Raw, body)
+			closure := checkSBOM(ctx, t, m.Raw, body)
+			slices.Sort(cdxPaths)
+			if !slices.Equal(cdxPaths, closure) {
+				t.Errorf("the CycloneDX document lists %d store paths, the closure has %d", len(cdxPaths), len(closure))
+			}
 		} else if sha256Digest(body) != sbomDigest {
 			t.Errorf("the two manifests have different SBOMs")
 		}
@@ -73,8 +101,8 @@ func testORAS(t *testing.T, srv *server) {
 }
 
 // checkSBOM checks an SBOM against the real closure of the image whose
-// manifest is raw.
-func checkSBOM(ctx context.Context, t *testing.T, raw, body []byte) {
+// manifest is raw, and returns the closure.
+func checkSBOM(ctx context.Context, t *testing.T, raw, body []byte) []string {
 	t.Helper()
 	var m struct {
 		Annotations map[string]string `json:"annotations"`
@@ -146,4 +174,5 @@ func checkSBOM(ctx context.Context, t *testing.T, raw, body []byte) {
 		t.Error("no DEPENDS_ON relationships")
 	}
 	t.Logf("SBOM: %d store paths, %d DEPENDS_ON, %d bytes", len(listed), deps, len(body))
+	return closure
 }

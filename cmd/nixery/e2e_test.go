@@ -553,10 +553,12 @@ func testConformance(t *testing.T, srv *server) {
 	for _, m := range []*testutil.Manifest{docker, oci} {
 		var idx v1.IndexManifest
 		r := srv.do(ctx, t, http.MethodGet, "/v2/"+imageCurl+"/referrers/"+m.Digest.String(), nil)
-		if err := json.Unmarshal(r.body, &idx); err != nil || r.status != http.StatusOK || len(idx.Manifests) != 1 {
+		if err := json.Unmarshal(r.body, &idx); err != nil || r.status != http.StatusOK || len(idx.Manifests) != 2 {
 			t.Fatalf("referrers of %s: %d %s", m.Digest, r.status, r.body)
 		}
-		manifests = append(manifests, idx.Manifests[0].Digest.String())
+		for _, d := range idx.Manifests {
+			manifests = append(manifests, d.Digest.String())
+		}
 	}
 
 	dir := t.TempDir()
