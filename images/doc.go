@@ -62,10 +62,12 @@
 // package per store path (name and version parsed from the path, the NAR
 // hash as its checksum, a pkg:nix purl), a package for the image that
 // CONTAINS them, and DEPENDS_ON for every edge of the closure graph; its
-// bytes depend on the closure and the image key only. An OCI artifact
-// manifest (artifactType [MediaTypeSPDX], the empty config, the SBOM as
-// its layer) has each of the image's manifests as its subject:
-// [Builder.Referrers] lists it for the referrers API. The SBOM, the empty
+// bytes depend on the closure and the image key only. A CycloneDX 1.6
+// JSON document says the same ([Image.CycloneDX]). For each document an
+// OCI artifact manifest (artifactType [MediaTypeSPDX] or
+// [MediaTypeCycloneDX], the empty config, the document as its layer) has
+// each of the image's manifests as its subject: [Builder.Referrers] lists
+// them for the referrers API. The SBOM, the empty
 // blob and the artifact manifests are blobs of the image: in its record,
 // verified, rebuilt and collected like its config. The manifests carry
 // org.opencontainers.image.created (fixed, [Created]), .title (the
