@@ -35,7 +35,7 @@ type Image struct {
 	manifests []v1.Descriptor // Docker first, then OCI; Data holds the bytes
 
 	// annotations are the manifests' annotations (provenance, see
-	// provenanceAnnotations); nil for records written before them.
+	// Builder.annotationsFor); nil for records written before them.
 	annotations map[string]string
 	// sboms are the image's SBOMs (SPDX, then CycloneDX), Data holding
 	// their bytes, and referrers the artifact manifests that attach them
@@ -67,7 +67,7 @@ func (img *Image) touch() {
 }
 
 // blobs returns the digests and sizes of every blob of the image: its
-// manifests, its config and its layers.
+// manifests, its config, its layers and its SBOMs with their artifacts.
 func (img *Image) blobs() map[v1.Hash]int64 {
 	m := make(map[v1.Hash]int64, len(img.layers)+6)
 	for _, d := range img.manifests {
