@@ -30,7 +30,7 @@ buildGoModule {
       in !(lib.hasPrefix "benchmarks/results" rel || lib.hasPrefix ".ci" rel || rel == "default.nix" || rel == "result");
   };
 
-  vendorHash = "sha256-Np729RTTwzJ8kFZIIXvUDQ+o8BNmKDU3kw5ItJZhqgc=";
+  vendorHash = "sha256-auH/LEHavbDd3uJzG4xWwlFhgEcBMfCE3SwWWoAxePQ=";
 
   subPackages = [ "cmd/nixery" ];
   ldflags = [ "-s" "-w" ];
