@@ -30,7 +30,7 @@ buildGoModule {
       in !(lib.hasPrefix "benchmarks/results" rel || lib.hasPrefix ".ci" rel || rel == "default.nix" || rel == "result");
   };
 
-  vendorHash = "sha256-giji0lBirko7KOU8NOhvd/12jEPyKkS1GfsxWwrQaDE=";
+  vendorHash = "sha256-6g/Y/tm/kaPVtG9AGY+qqQMpjwVSXPw5MW7UTsBRCmw=";
 
   subPackages = [ "cmd/nixery" ];
   ldflags = [ "-s" "-w" ];

@@ -20,6 +20,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nixery-go/nixery/closure"
 	"github.com/nixery-go/nixery/internal/flight"
@@ -30,7 +31,7 @@ import (
 // imageFormatVersion changes whenever the same store paths would give
 // different images (config, customisation layer, layout); it is part of
 // every image key, so old images are not reused.
-const imageFormatVersion = "nixery-image-v2"
+const imageFormatVersion = "nixery-image-v3"
 
 // DefaultMaxLayers bounds the layers of an image, the customisation layer
 // included, unless [Config.MaxLayers] says otherwise (NIXERY_MAX_LAYERS in
@@ -208,7 +209,7 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 	b.repairAll(missing)
 	if cfg.IndexDir != "" {
 		b.wg.Add(2)
-		go b.collectLoop()
+		go b.collectLoop(cfg.StorageLimit > 0 || cfg.Retention > 0)
 		go b.scrubLoop()
 	}
 	return b, nil
@@ -448,6 +449,7 @@ func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *
 		slog.Int("layers", len(img.layers)),
 		slog.Int64("bytes", total),
 		slog.Duration("nix_duration", nixTime),
+		slog.Duration("sbom_duration", img.sbomTime),
 		slog.Duration("duration", time.Since(start)),
 		slog.String("docker_digest", img.manifests[formatDocker].Digest.String()),
 		slog.String("oci_digest", img.manifests[formatOCI].Digest.String()),
@@ -490,13 +492,22 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 
 	config, err := configFor(r.System, ls, history, r.Cmd)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	img, err := newImage(key, attrs, r.System, config, ls)
+	img, err := newImage(key, attrs, r.System, config, ls, b.annotationsFor(r.Tag, attrs, res.Graph.Roots()))
 	if err != nil {
 		return fail(err)
 	}
 	img.tag, img.groups, img.outputs = r.Tag, groups, outputs
+	sbomStart := time.Now()
+	docs, err := sbomsFor(img.annotations[ocispec.AnnotationTitle], key, res.Graph)
+	if err == nil {
+		err = img.attachSBOMs(docs)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	img.sbomTime = time.Since(sbomStart)
 	for h := range img.blobs() {
 		b.inflight.add(h)
 	}
@@ -511,6 +522,12 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 		if _, err := layers.Put(ctx, b.cfg.Store, m.Data); err != nil {
 			b.inflight.doneAll(img)
 			return nil, fmt.Errorf("images: storing a manifest: %w", err)
+		}
+	}
+	for _, body := range img.sbomBlobs() {
+		if _, err := layers.Put(ctx, b.cfg.Store, body); err != nil {
+			b.inflight.doneAll(img)
+			return nil, fmt.Errorf("images: storing the SBOM: %w", err)
 		}
 	}
 	return img, nil

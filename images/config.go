@@ -97,7 +97,7 @@ func goArch(system string) (string, error) {
 
 // manifestFor returns the manifest in format f for the config bytes and
 // layers.
-func manifestFor(f format, config []byte, ls []layers.Descriptor) ([]byte, error) {
+func manifestFor(f format, config []byte, ls []layers.Descriptor, annotations map[string]string) ([]byte, error) {
 	media := formatMedia[f]
 	m := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
@@ -107,7 +107,8 @@ func manifestFor(f format, config []byte, ls []layers.Descriptor) ([]byte, error
 			Digest:    digest.FromBytes(config),
 			Size:      int64(len(config)),
 		},
-		Layers: make([]ocispec.Descriptor, len(ls)),
+		Layers:      make([]ocispec.Descriptor, len(ls)),
+		Annotations: annotations,
 	}
 	for i, l := range ls {
 		m.Layers[i] = ocispec.Descriptor{

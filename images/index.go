@@ -113,6 +113,11 @@ type record struct {
 	Tag     string        `json:"tag,omitempty"`
 	Layers  []recordLayer `json:"layers,omitempty"`
 	Outputs []string      `json:"outputs,omitempty"`
+	// Annotations are the manifests' annotations, and SBOMs the image's
+	// SBOM documents (the artifact manifests follow from them and the
+	// manifests). Records written before them lack them.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	SBOMs       []v1.Descriptor   `json:"sboms,omitempty"`
 }
 
 // recordLayer is one layer of a record.
@@ -163,9 +168,28 @@ func (x *index) manifest(h v1.Hash) (v1.Descriptor, *Image) {
 					return m, img
 				}
 			}
+			for _, r := range img.referrers {
+				if r.desc.Digest == h {
+					return r.desc, img
+				}
+			}
 		}
 	}
 	return v1.Descriptor{}, nil
+}
+
+// referrers returns the manifests whose subject is the manifest h.
+func (x *index) referrers(h v1.Hash) []v1.Descriptor {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if u := x.blobs[h]; u != nil {
+		for _, img := range u.images {
+			if rs := img.Referrers(h); rs != nil {
+				return rs
+			}
+		}
+	}
+	return nil
 }
 
 // blobSize returns the size recorded for a blob.
@@ -260,6 +284,11 @@ func (x *index) recordLocked(img *Image) *record {
 		Config:    img.configDescriptor(),
 		Manifests: withoutData(img.manifests),
 		Tag:       img.tag,
+
+		Annotations: img.annotations,
+	}
+	if img.referrers != nil {
+		rec.SBOMs = withoutData(img.sboms)
 	}
 	if img.groups != nil {
 		for i, l := range img.layers {
@@ -459,9 +488,35 @@ func (x *index) loadRecord(ctx context.Context, file string) (*Image, *record, [
 	if err != nil {
 		return nil, nil, nil, x.blobError(err)
 	}
-	img, err := imageFromBlobs(rec.Key, rec.Packages, rec.System, manifest, config)
+	img, err := imageFromBlobs(rec.Key, rec.Packages, rec.System, manifest, config, rec.Annotations)
 	if err != nil {
 		return nil, nil, nil, damaged("%v", err)
+	}
+	if len(rec.SBOMs) > 0 {
+		docs := make([]v1.Descriptor, len(rec.SBOMs))
+		for i, d := range rec.SBOMs {
+			if d.MediaType != MediaTypeSPDX && d.MediaType != MediaTypeCycloneDX {
+				return nil, nil, nil, damaged("an SBOM of type %q", d.MediaType)
+			}
+			body, err := x.readBlob(ctx, d)
+			if err != nil {
+				return nil, nil, nil, x.blobError(err)
+			}
+			d.Data = body
+			docs[i] = d
+		}
+		if err := img.attachSBOMs(docs); err != nil {
+			return nil, nil, nil, damaged("%v", err)
+		}
+		for _, body := range img.artifactBlobs() {
+			d := manifestDescriptor("", body)
+			if n, err := x.store.Stat(ctx, d.Digest); err != nil || n != d.Size {
+				if _, err := layers.Put(ctx, x.store, body); err != nil {
+					return nil, nil, nil, err
+				}
+				x.log.Warn("rewrote a missing or damaged SBOM manifest", "digest", d.Digest, "key", img.Key)
+			}
+		}
 	}
 	if err := rec.attach(img); err != nil {
 		return nil, nil, nil, damaged("%v", err)

@@ -205,6 +205,12 @@ func (b *Builder) rebuild(ctx context.Context, img *Image, h v1.Hash) error {
 			return err
 		}
 	}
+	for _, body := range img.sbomBlobs() {
+		if d := manifestDescriptor("", body); d.Digest == h {
+			_, err := layers.Put(ctx, b.cfg.Store, body)
+			return err
+		}
+	}
 	for i, l := range img.layers {
 		if l.Digest != h {
 			continue

@@ -42,6 +42,17 @@ type CachedImages interface {
 	CachedManifests(name, tag string) ([]v1.Descriptor, bool)
 }
 
+// ReferrerImages is an optional capability of [Images]: Referrers returns
+// the descriptors of the manifests whose subject is the manifest h (an
+// image's SBOM artifact), each with its artifactType and annotations, and
+// none for a manifest that has none or is unknown. With it the registry
+// serves the referrers API (GET /v2/<name>/referrers/<digest>) and its
+// tag-schema fallback (the tag sha256-<hex>); without it both are
+// NOT_FOUND.
+type ReferrerImages interface {
+	Referrers(ctx context.Context, h v1.Hash) ([]v1.Descriptor, error)
+}
+
 // DefaultMaxNameLength bounds a repository name unless [WithMaxNameLength]
 // says otherwise. The distribution specification advises clients to limit
 // a name, with its host, to 255 characters.
@@ -91,8 +102,9 @@ type Registry struct {
 	images       Images
 	log          *slog.Logger
 	maxName      int
-	writeTimeout time.Duration // <= 0: none
-	cached       CachedImages  // nil if images lacks the capability
+	writeTimeout time.Duration  // <= 0: none
+	cached       CachedImages   // nil if images lacks the capability
+	referrers    ReferrerImages // nil if images lacks the capability
 	clients      clientLimit
 
 	requests  chan requestEntry // to requestLogger
@@ -119,6 +131,7 @@ func New(images Images, opts ...Option) *Registry {
 		r.clients.max = DefaultMaxClientBuilds
 	}
 	r.cached, _ = images.(CachedImages)
+	r.referrers, _ = images.(ReferrerImages)
 	r.requests = make(chan requestEntry, 4096)
 	r.stop = make(chan struct{})
 	r.stopped = make(chan struct{})
@@ -256,6 +269,10 @@ func (r *Registry) route(w http.ResponseWriter, req *http.Request) error {
 	name, kind, ref := rest[:j], rest[j+1:i], rest[i+1:]
 	switch kind {
 	case "manifests", "blobs":
+	case "referrers":
+		if r.referrers == nil {
+			return newError(CodeNotFound, "no such route %q: this registry serves no referrers", truncate(p, 128))
+		}
 	default:
 		return newError(CodeNotFound, "no such route %q", truncate(p, 128))
 	}
@@ -267,6 +284,9 @@ func (r *Registry) route(w http.ResponseWriter, req *http.Request) error {
 	}
 	if kind == "blobs" {
 		return r.serveBlob(w, req, ref)
+	}
+	if kind == "referrers" {
+		return r.serveReferrers(w, req, ref)
 	}
 	return r.serveManifest(w, req, name, ref)
 }
@@ -284,6 +304,9 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name,
 		}
 		writeManifest(w, req, d)
 		return nil
+	}
+	if r.referrers != nil && isReferrersTag(ref) {
+		return r.serveReferrersTag(w, req, ref)
 	}
 	if r.cached != nil {
 		if ms, ok := r.cached.CachedManifests(name, ref); ok && len(ms) > 0 {

@@ -11,6 +11,8 @@ package fakenix
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"regexp"
 	"sort"
@@ -154,7 +156,7 @@ func (f *Nix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 			return
 		}
 		seen[n] = true
-		p := closure.Path{Path: StorePath(n), NarSize: int64(1000 * len(n))}
+		p := closure.Path{Path: StorePath(n), NarSize: int64(1000 * len(n)), NarHash: NarHash(n)}
 		for _, d := range Packages[n] {
 			p.References = append(p.References, StorePath(d))
 			visit(d)
@@ -244,4 +246,11 @@ func (f *Layers) Builds() (max, total int) {
 		}
 	}
 	return max, total
+}
+
+// NarHash is the NAR hash the fake reports for package name's store path,
+// in the SRI form nix path-info prints: the SHA-256 of the name.
+func NarHash(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
