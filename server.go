@@ -64,7 +64,7 @@ const sseHeartbeat = 15 * time.Second
 //	id: <build number>
 //	data: <the event as JSON>
 //
-// Builds in progress re-send their progress every 200 ms. The stream ends
+// Builds in progress re-send their progress every 100 ms. The stream ends
 // when the client leaves or the server closes.
 func (s *Server) serveEvents(w http.ResponseWriter, req *http.Request) {
 	flusher, ok := w.(http.Flusher)

@@ -39,7 +39,7 @@ const DefaultHistory = 1000
 // tickInterval is how often a build in progress re-publishes its
 // progress, so that a follower hears from it at least this often even
 // while one Nix process runs for long.
-const tickInterval = 200 * time.Millisecond
+const tickInterval = 100 * time.Millisecond
 
 // Event is the progress of one build (one Nix run for a request; see
 // [Builder.Subscribe]). Every event of a build carries its ID, what it
@@ -329,7 +329,7 @@ func shortError(err error) string {
 // Subscribe returns a channel of every build's events from now on, and a
 // function that ends the subscription (and closes the channel). A
 // subscriber that does not keep up loses events beyond buf (at least 16);
-// builds in progress re-publish their progress every 200 ms (with Repeat
+// builds in progress re-publish their progress every 100 ms (with Repeat
 // set), so it catches up. [Builder.Active] gives the builds in progress
 // at the time of subscribing.
 func (b *Builder) Subscribe(buf int) (<-chan Event, func()) {
