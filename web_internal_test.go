@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
@@ -136,12 +137,7 @@ func TestPageShowsUsageBuildsAndErrors(t *testing.T) {
 	if !strings.Contains(first, "docker pull registry.example:5000/shell/curl/jq") {
 		t.Errorf("the page does not show how to pull from the request's host:\n%s", first)
 	}
-	for range 100 {
-		if _, err := s.packages(); err == nil {
-			break
-		}
-		s.nix.Popularity(t.Context()) // a yield; the listing is quick
-	}
+	waitPackages(t, s)
 	rec := get(t, s, "/")
 	body := rec.Body.String()
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "text/html; charset=utf-8" {
@@ -277,4 +273,79 @@ func TestMetricsCountBuilds(t *testing.T) {
 	if after["nixery_stored_bytes"] <= 0 {
 		t.Error("nixery_stored_bytes is 0 after a build")
 	}
+}
+
+// loopback serves s on 127.0.0.1 and returns a function that GETs path
+// and reads the whole body.
+func loopback(b *testing.B, s *Server) func(path string) int {
+	ts := httptest.NewServer(s)
+	b.Cleanup(ts.Close)
+	client := ts.Client()
+	return func(path string) int {
+		resp, err := client.Get(ts.URL + path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			b.Fatalf("GET %s = %d (%v)", path, resp.StatusCode, err)
+		}
+		return int(n)
+	}
+}
+
+// historyServer is a fake server with 1,000 builds and 1,000 failures in
+// its history and its package list ready.
+func historyServer(b *testing.B) *Server {
+	s, _ := newFakeServer(b)
+	fillHistory(b, s, 1000)
+	if done, failed := s.images.Recent(); len(done) != 1000 || len(failed) != 1000 {
+		b.Fatalf("history of %d builds and %d failures", len(done), len(failed))
+	}
+	waitPackages(b, s)
+	return s
+}
+
+// waitPackages waits until the page has the package list, which its
+// first visit starts reading.
+func waitPackages(t testing.TB, s *Server) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if _, err := s.packages(); err == nil {
+			return
+		}
+	}
+	t.Fatal("the package list is not ready")
+}
+
+// BenchmarkPage1000Builds: the landing page's HTML over loopback with
+// 1,000 recent builds and 1,000 recent errors in the history (target: under
+// 50 ms).
+func BenchmarkPage1000Builds(b *testing.B) {
+	s := historyServer(b)
+	get := loopback(b, s)
+	n := get("/")
+	b.SetBytes(int64(n))
+	b.ResetTimer()
+	for b.Loop() {
+		get("/")
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
+}
+
+// BenchmarkMetricsScrape: one scrape of /metrics over loopback, after
+// 1,000 builds and 1,000 failures (target: under 5 ms).
+func BenchmarkMetricsScrape(b *testing.B) {
+	s := historyServer(b)
+	get := loopback(b, s)
+	for range 100 { // every route and status has its series
+		get("/v2/")
+	}
+	b.SetBytes(int64(get("/metrics")))
+	b.ResetTimer()
+	for b.Loop() {
+		get("/metrics")
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/scrape")
 }
