@@ -24,7 +24,7 @@ import (
 	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/internal/testutil/fakenix"
-	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/internal/testutil/memstore"
 	"github.com/nixery-go/nixery/nix"
 )
 
@@ -55,10 +55,7 @@ func (fakeSource) String() string                        { return "fake package 
 // newFakeServer returns a Server over fakenix.
 func newFakeServer(t testing.TB) (*Server, *fakeBackend) {
 	t.Helper()
-	store, err := layers.NewFSStore(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := memstore.New()
 	nx := &fakeBackend{Nix: &fakenix.Nix{}, popReady: true}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ib, err := images.New(t.Context(), images.Config{
