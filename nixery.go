@@ -8,7 +8,9 @@
 //	...
 //	mux.Handle("/v2/", srv)
 //
-// and a Go program that wants images without HTTP asks for them:
+// (or mux.Handle("/", srv) for the landing page, /events, /metrics,
+// /healthz and /readyz too), and a Go program that wants images without
+// HTTP asks for them:
 //
 //	img, err := srv.Image(ctx, "curl/jq") // a go-containerregistry v1.Image
 //
@@ -172,7 +174,9 @@ func WithNixGC(on bool) Option { return func(o *options) { o.nixGC = on } }
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // Server builds images on demand and serves them. It is the http.Handler
-// for the /v2/ API. Create it with [New].
+// of the /v2/ API and, beside it, of the landing page, the build events,
+// the metrics and the health checks (see [Server.ServeHTTP]). Create it
+// with [New].
 type Server struct {
 	*registry.Registry
 	images  *images.Builder
