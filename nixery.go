@@ -70,6 +70,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -234,11 +235,11 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	// The Nix builder's hook is set before the metrics exist, which need
-	// the images builder.
-	var m *metrics
+	// the images builder; Nix may run (the popularity) before they do.
+	var m atomic.Pointer[metrics]
 	nb := nix.NewBuilder(src, nix.Options{
 		OnCommand: func(op string, d time.Duration, err error) {
-			if m != nil {
+			if m := m.Load(); m != nil {
 				m.observeNix(op, d, err)
 			}
 		},
@@ -266,8 +267,8 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	m = newMetrics(ib, asm)
-	s := newServer(ib, nb, src, m, o.storage, o.log, registry.WithMaxClientBuilds(o.maxClientBuilds), registry.WithWriteTimeout(o.writeTimeout))
+	m.Store(newMetrics(ib, asm))
+	s := newServer(ib, nb, src, m.Load(), o.storage, o.log, registry.WithMaxClientBuilds(o.maxClientBuilds), registry.WithWriteTimeout(o.writeTimeout))
 	// The popularity is computed for the server's lifetime, so that it is
 	// ready before the first build if it can be.
 	go nb.Popularity(s.life)
