@@ -30,7 +30,7 @@ buildGoModule {
       in !(lib.hasPrefix "benchmarks/results" rel || lib.hasPrefix ".ci" rel || rel == "default.nix" || rel == "result");
   };
 
-  vendorHash = "sha256-j7jIMrWhmyw4qN2ORrzynxc7+duiS7jN3q5h/yUyy/4=";
+  vendorHash = "sha256-5cU30xzw0boOOBB+ErnF2mhf+vN777v2xbxITSs9GKU=";
 
   subPackages = [ "cmd/nixery" ];
   ldflags = [ "-s" "-w" ];

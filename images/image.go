@@ -154,32 +154,44 @@ func imageFromBlobs(key string, pkgs []string, system string, dockerManifest, co
 // Docker-Content-Digest the registry serves. Layers are read from store
 // only when asked for.
 func (img *Image) V1(ctx context.Context, store layers.BlobStore) v1.Image {
-	v, err := partial.CompressedToImage(&v1Image{img: img, ctx: ctx, store: store})
+	return img.v1(ctx, store, formatDocker)
+}
+
+// V1OCI is V1 with the image's OCI manifest, the one a client that asks
+// for the OCI media type gets: same config bytes and layer blobs, OCI
+// media types.
+func (img *Image) V1OCI(ctx context.Context, store layers.BlobStore) v1.Image {
+	return img.v1(ctx, store, formatOCI)
+}
+
+func (img *Image) v1(ctx context.Context, store layers.BlobStore, f format) v1.Image {
+	v, err := partial.CompressedToImage(&v1Image{img: img, ctx: ctx, store: store, format: f})
 	if err != nil {
 		panic(err) // CompressedToImage cannot fail
 	}
 	return v
 }
 
-// v1Image is a partial.CompressedImageCore over an Image.
+// v1Image is a partial.CompressedImageCore over an Image in one format.
 type v1Image struct {
-	img   *Image
-	ctx   context.Context
-	store layers.BlobStore
+	img    *Image
+	ctx    context.Context
+	store  layers.BlobStore
+	format format
 }
 
 func (v *v1Image) RawConfigFile() ([]byte, error) { return v.img.config, nil }
 
 func (v *v1Image) MediaType() (types.MediaType, error) {
-	return v.img.manifests[formatDocker].MediaType, nil
+	return v.img.manifests[v.format].MediaType, nil
 }
 
-func (v *v1Image) RawManifest() ([]byte, error) { return v.img.manifests[formatDocker].Data, nil }
+func (v *v1Image) RawManifest() ([]byte, error) { return v.img.manifests[v.format].Data, nil }
 
 func (v *v1Image) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
 	for _, l := range v.img.layers {
 		if l.Digest == h {
-			return layers.V1Layer(v.ctx, v.store, l, MediaTypeDockerLayer).(partial.CompressedLayer), nil
+			return layers.V1Layer(v.ctx, v.store, l, types.MediaType(formatMedia[v.format].layer)).(partial.CompressedLayer), nil
 		}
 	}
 	return nil, fmt.Errorf("images: image %s has no layer %s", v.img.Key, h)
