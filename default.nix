@@ -30,7 +30,7 @@ buildGoModule {
       in !(lib.hasPrefix "benchmarks/results" rel || lib.hasPrefix ".ci" rel || rel == "default.nix" || rel == "result");
   };
 
-  vendorHash = "sha256-6g/Y/tm/kaPVtG9AGY+qqQMpjwVSXPw5MW7UTsBRCmw=";
+  vendorHash = "sha256-Y38SW54TTb3hVJcjrph7Bu+XJ+AE+POvFBYfAeM2gYo=";
 
   subPackages = [ "cmd/nixery" ];
   ldflags = [ "-s" "-w" ];

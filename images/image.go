@@ -51,6 +51,9 @@ type Image struct {
 	tag     string
 	groups  [][]string
 	outputs []nix.Package
+	// pathSizes are the NAR sizes of the store paths, when known (for
+	// images built by this process).
+	pathSizes map[string]int64
 
 	used       atomic.Int64 // when last requested, unix milliseconds (here or, as far as known, elsewhere)
 	here       atomic.Int64 // when last requested from this process

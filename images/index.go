@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -56,6 +57,7 @@ type index struct {
 	byKey     map[string]*Image
 	byRequest map[string]string    // request key -> image key (pinned sources)
 	blobs     map[v1.Hash]*blobUse // every blob of every image
+	blobBytes atomic.Int64         // the sizes of blobs, added up
 	requests  map[string][]string
 }
 
@@ -230,6 +232,7 @@ func (x *index) enterLocked(img *Image) *Image {
 		if u == nil {
 			u = &blobUse{size: n}
 			x.blobs[h] = u
+			x.blobBytes.Add(n)
 		}
 		u.images = append(u.images, img)
 	}
@@ -346,6 +349,7 @@ func (x *index) drop(img *Image, reason string, keepFile bool) bool {
 			u.images = slices.DeleteFunc(u.images, func(o *Image) bool { return o == img })
 			if len(u.images) == 0 {
 				delete(x.blobs, h)
+				x.blobBytes.Add(-u.size)
 			}
 		}
 	}

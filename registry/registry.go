@@ -96,6 +96,46 @@ func WithWriteTimeout(d time.Duration) Option { return func(r *Registry) { r.wri
 // [DefaultMaxClientBuilds]; a negative n sets no limit.
 func WithMaxClientBuilds(n int) Option { return func(r *Registry) { r.clients.max = n } }
 
+// RequestInfo is what an observer ([WithObserver]) hears of a request.
+type RequestInfo struct {
+	// Route is "base" (/v2/), "manifests", "blobs", "tags" or "other".
+	Route    string
+	Method   string
+	Status   int
+	Bytes    int64 // of the body sent
+	Duration time.Duration
+}
+
+// WithObserver calls f after every request, on the request's goroutine:
+// the hook for metrics. f must be quick.
+func WithObserver(f func(RequestInfo)) Option { return func(r *Registry) { r.observe = f } }
+
+// routeOf names the route of path p for [RequestInfo].
+func routeOf(p string) string {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	switch {
+	case p == "/v2" || p == "/v2/":
+		return "base"
+	case !ok:
+		return "other"
+	case strings.HasSuffix(rest, "/tags/list"):
+		return "tags"
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i <= 0 {
+		return "other"
+	}
+	switch j := strings.LastIndexByte(rest[:i], '/'); {
+	case j < 0:
+		return "other"
+	case rest[j+1:i] == "manifests":
+		return "manifests"
+	case rest[j+1:i] == "blobs":
+		return "blobs"
+	}
+	return "other"
+}
+
 // Registry is an http.Handler serving the read-only part of the OCI
 // distribution API from an [Images]. Create it with [New].
 type Registry struct {
@@ -106,6 +146,7 @@ type Registry struct {
 	cached       CachedImages   // nil if images lacks the capability
 	referrers    ReferrerImages // nil if images lacks the capability
 	clients      clientLimit
+	observe      func(RequestInfo) // nil: none
 
 	requests  chan requestEntry // to requestLogger
 	closed    atomic.Bool
@@ -161,6 +202,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	end := time.Now()
 	e := requestEntry{end, req.Method, req.URL.Path, rw.status, rw.n, end.Sub(start)}
 	putRecorder(rw)
+	if r.observe != nil {
+		r.observe(RequestInfo{Route: routeOf(e.path), Method: e.method, Status: e.status, Bytes: e.bytes, Duration: e.duration})
+	}
 	// The line is formatted by the request logger goroutine, off the
 	// request path; only when it falls behind (or after Close) is it
 	// formatted here.
