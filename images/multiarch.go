@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -94,7 +95,7 @@ func (b *Builder) Indexes(ctx context.Context, name, tag string) ([]v1.Descripto
 	if err != nil {
 		return nil, err
 	}
-	if req.System != "" {
+	if namesSystem(name) {
 		return nil, nil
 	}
 	req.Tag = tag
@@ -152,7 +153,7 @@ func (b *Builder) CachedIndexes(name, tag string) ([]v1.Descriptor, bool) {
 		return ma.indexes, true
 	}
 	r, err := ParseName(name, b.cfg.MaxPackages)
-	if err != nil || r.System != "" {
+	if err != nil || namesSystem(name) {
 		return nil, false
 	}
 	members := make([]*Image, len(IndexSystems))
@@ -233,6 +234,12 @@ func newMultiArch(members []*Image) (*multiArch, error) {
 		ma.indexes = append(ma.indexes, manifestDescriptor(indexMedia[f], body))
 	}
 	return ma, nil
+}
+
+// namesSystem reports whether name selects its system with a
+// meta-package ("arm64/..."), and so has no index.
+func namesSystem(name string) bool {
+	return slices.Contains(strings.Split(name, "/"), MetaARM64)
 }
 
 // isIndexMedia reports whether mt is an image index's media type.
