@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -95,6 +96,9 @@ type Nix struct {
 	Git bool
 	// Pop is the popularity; nil is an empty map.
 	Pop closure.Popularity
+	// Systems are the systems it builds besides x86_64-linux (with the
+	// same store paths: the fake has one set of files).
+	Systems []string
 }
 
 // Build resolves req's names case-insensitively against Packages and
@@ -124,7 +128,7 @@ func (f *Nix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 	if f.Err != nil {
 		return nil, f.Err
 	}
-	if req.System != "" && req.System != nix.DefaultSystem {
+	if req.System != "" && req.System != nix.DefaultSystem && !slices.Contains(f.Systems, req.System) {
 		return nil, &nix.UnsupportedSystemError{System: req.System, Reason: "the fake set only has x86_64-linux"}
 	}
 	var unknown []string
