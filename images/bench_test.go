@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/nixery-go/nixery/internal/testutil/fakenix"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/registry"
 )
@@ -73,6 +75,44 @@ func BenchmarkBlobGET(b *testing.B) {
 				resp.Body.Close()
 				if resp.StatusCode != 200 || n != int64(len(data)) {
 					b.Fatalf("%d, %d bytes", resp.StatusCode, n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCachedIndex compares, over loopback HTTP through the registry,
+// a GET by tag of a cached image's manifest (a client that accepts only
+// manifests) with that of its cached image index (a client that accepts
+// indexes, as Docker does). Target: the index within 1.25x of the
+// manifest.
+func BenchmarkCachedIndex(b *testing.B) {
+	f := newFixture(b, &fakenix.Nix{Systems: []string{SystemARM64}}, nil, "")
+	if _, err := f.b.Indexes(b.Context(), "shell/curl", "latest"); err != nil {
+		b.Fatal(err)
+	}
+	reg := registry.New(f.b, registry.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer reg.Close()
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	for _, c := range []struct{ name, accept, want string }{
+		{"manifest", MediaTypeDockerManifest + ", " + MediaTypeOCIManifest, MediaTypeDockerManifest},
+		{"index", MediaTypeDockerManifest + ", " + MediaTypeDockerManifestList + ", " + MediaTypeOCIIndex + ", " + MediaTypeOCIManifest, MediaTypeDockerManifestList},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/shell/curl/manifests/latest", nil)
+			req.Header.Set("Accept", c.accept)
+			client := srv.Client()
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != c.want {
+					b.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 				}
 			}
 		})
