@@ -58,13 +58,13 @@ var dataChecks = map[string][]string{
 }
 
 // topLevelPackages evaluates the bundled set's top-level derivations.
-func topLevelPackages(t *testing.T, dir string) []string {
+func topLevelPackages(t testing.TB, dir string) []string {
 	return topLevelPackagesFor(t, dir, "x86_64-linux")
 }
 
 // topLevelPackagesFor evaluates the bundled set's top-level derivations
 // for system.
-func topLevelPackagesFor(t *testing.T, dir, system string) []string {
+func topLevelPackagesFor(t testing.TB, dir, system string) []string {
 	t.Helper()
 	cmd := exec.Command("nix-instantiate", "--eval", "--strict", "--json", "--expr",
 		`with builtins; let s = import `+dir+` { system = "`+system+`"; }; in filter (n: (s.${n}.type or "") == "derivation") (attrNames s)`)
