@@ -16,6 +16,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -35,7 +37,8 @@ const maxRSS = 300 << 20
 // the server's goroutines come back down.
 func TestLoadStalledReaders(t *testing.T) {
 	const size = 8 << 20
-	s := startLoadServer(t, testutil.PackageSet{Big: map[string]int64{"big": size}}, "NIXERY_WRITE_TIMEOUT=1s")
+	const writeTimeout = 2 * time.Second
+	s := startLoadServer(t, testutil.PackageSet{Big: map[string]int64{"big": size}}, fmt.Sprint("NIXERY_WRITE_TIMEOUT=", writeTimeout))
 	client := testutil.ClientFrom(testutil.LoopbackIP(0))
 	m := s.checkImage(t, client, "big")
 	var blob v1.Descriptor
@@ -67,7 +70,7 @@ func TestLoadStalledReaders(t *testing.T) {
 		stalled = append(stalled, c)
 	}
 	// The slow reader takes 64 KB every 25 ms, 2.6 MB/s: its blob takes
-	// three write timeouts. (Slower readers than that, more slowly than
+	// one and a half write timeouts. (Slower readers than that, more slowly than
 	// a chunk per timeout, are the unit test's, registry's
 	// TestWriteDeadlines: here the kernel's send buffer of a few MB
 	// wakes the writer only when a third of it is free.)
@@ -86,7 +89,7 @@ func TestLoadStalledReaders(t *testing.T) {
 		}
 		got <- err
 	}()
-	time.Sleep(3 * time.Second)
+	time.Sleep(3 * writeTimeout) // the stalled connections time out
 	for i, c := range stalled {
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))
 		n, err := io.Copy(io.Discard, c)
@@ -147,8 +150,16 @@ func TestLoadFlood(t *testing.T) {
 			t.Errorf("no 503 UNAVAILABLE from a full queue: %s", ty)
 		}
 		s.quiet(t, idle)
-		evaluated := s.countLog(mark, `msg="nix command"`, "op=evaluate")
-		built := s.countLog(mark, "msg=build ")
+		// A build that was running when its clients left finishes, for
+		// the cache: wait for each evaluation's build line.
+		evaluated, built := 0, 0
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			evaluated = s.countLog(mark, `msg="nix command"`, "op=evaluate")
+			built = s.countLog(mark, "msg=build ")
+			if evaluated <= built+s.countLog(mark, `msg="build failed"`) || time.Now().After(deadline) {
+				break
+			}
+		}
 		cancelled := s.countLog(mark, `msg="build cancelled"`)
 		t.Logf("Nix evaluated %d requests, %d images built, %d queued builds cancelled", evaluated, built, cancelled)
 		if evaluated > names/3 || cancelled == 0 {
@@ -172,7 +183,8 @@ func TestLoadFlood(t *testing.T) {
 			variants = append(variants, b.String())
 		}
 		// Docker sends names in lower case; other clients send any case.
-		before := len(s.records(t))
+		beforeRecs := s.records(t)
+		before := len(beforeRecs)
 		ty := flood{clients: 50, firstIP: 200}.run(t.Context(), s, variants)
 		t.Logf("%d spellings: %s", len(variants), ty)
 		checkTally(t, ty)
@@ -181,6 +193,13 @@ func TestLoadFlood(t *testing.T) {
 			t.Errorf("the spellings of one package gave %d digests: %v", len(ty.digests), ty.digests)
 		}
 		if got := len(s.records(t)) - before; got != 1 {
+			for _, r := range s.records(t) {
+				if slices.Contains(beforeRecs, r) {
+					continue
+				}
+				b, _ := os.ReadFile(r)
+				t.Logf("%s: %.300s", r, b)
+			}
 			t.Errorf("%d records for the spellings of one package", got)
 		}
 	})
