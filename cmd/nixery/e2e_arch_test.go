@@ -122,6 +122,9 @@ func testMultiArch(t *testing.T, srv *server) {
 			t.Errorf("arm64 curl --version printed:\n%s", out)
 		}
 		t.Logf("arm64 curl --version: %s", firstLine(out))
+		// The arm64 image loses its tag to amd64's: removed by ID.
+		armID := strings.TrimSpace(mustRun(ctx, t, "docker", "image", "inspect", "--format", "{{.Id}}", ref))
+		t.Cleanup(func() { dockerRemove(t, armID) })
 		mustRun(ctx, t, "docker", "pull", ref)
 		out = mustRun(ctx, t, "docker", "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", ref)
 		if strings.TrimSpace(out) != "linux/amd64" {
