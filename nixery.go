@@ -343,3 +343,9 @@ func (s *Server) Close() error {
 	s.images.Close()
 	return s.Registry.Close()
 }
+
+// The registry serves image indexes and cached images from a Builder.
+var (
+	_ registry.IndexImages  = (*images.Builder)(nil)
+	_ registry.CachedImages = (*images.Builder)(nil)
+)

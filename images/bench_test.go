@@ -193,3 +193,41 @@ func BenchmarkSBOM(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCachedIndex compares, over loopback HTTP through the registry,
+// a GET by tag of a cached image's manifest (a client that accepts only
+// manifests) with that of its cached image index (a client that accepts
+// indexes, as Docker does). Target: the index within 1.25x of the
+// manifest.
+func BenchmarkCachedIndex(b *testing.B) {
+	f := newFixture(b, &fakenix.Nix{Systems: []string{SystemARM64}}, nil, "")
+	if _, err := f.b.Indexes(b.Context(), "shell/curl", "latest"); err != nil {
+		b.Fatal(err)
+	}
+	reg := registry.New(f.b, registry.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer reg.Close()
+	srv := httptest.NewServer(reg)
+	defer srv.Close()
+	for _, c := range []struct{ name, accept, want string }{
+		{"manifest", MediaTypeDockerManifest + ", " + MediaTypeOCIManifest, MediaTypeDockerManifest},
+		{"index", MediaTypeDockerManifest + ", " + MediaTypeDockerManifestList + ", " + MediaTypeOCIIndex + ", " + MediaTypeOCIManifest, MediaTypeDockerManifestList},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/shell/curl/manifests/latest", nil)
+			req.Header.Set("Accept", c.accept)
+			client := srv.Client()
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != c.want {
+					b.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+				}
+			}
+		})
+	}
+}

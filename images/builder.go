@@ -359,7 +359,7 @@ func (b *Builder) Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error
 	var probe struct {
 		MediaType types.MediaType `json:"mediaType"`
 	}
-	if json.Unmarshal(body, &probe) != nil || (probe.MediaType != MediaTypeDockerManifest && probe.MediaType != MediaTypeOCIManifest) {
+	if json.Unmarshal(body, &probe) != nil || (probe.MediaType != MediaTypeDockerManifest && probe.MediaType != MediaTypeOCIManifest && !isIndexMedia(probe.MediaType)) {
 		return v1.Descriptor{}, fmt.Errorf("%w: %s", errNotManifest, h)
 	}
 	d.MediaType, d.Data = probe.MediaType, body

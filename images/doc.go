@@ -75,6 +75,19 @@
 // the Nix is a [Provenancer], and [AnnotationStorePaths]. Records written
 // before SBOMs load without them and have no referrers.
 //
+// # Image indexes
+//
+// Builder.Indexes answers a name without "arm64" with image indexes: a
+// Docker manifest list and an OCI image index of the image for each of
+// IndexSystems (linux/amd64, and linux/arm64 variant v8), built
+// concurrently through the same steps as any image. The indexes are
+// written to the store and kept in both members' records, so that they are
+// served by digest (Builder.Manifest), survive a restart
+// (Builder.CachedIndexes finds them without building), and are kept by
+// garbage collection as long as a member is. An error building a member
+// names its system. The registry decides, from the Accept header, whether a
+// client gets an index or the amd64 image alone.
+//
 // # Integrity
 //
 // No blob is served that does not hash to its digest ([Builder.Blob]):

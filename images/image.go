@@ -55,6 +55,11 @@ type Image struct {
 	// images built by this process).
 	pathSizes map[string]int64
 
+	// indexes are the image indexes (of both formats) that have the
+	// image among their members (see [Builder.Indexes]), with their bytes
+	// as Data; written under the index's mu.
+	indexes atomic.Pointer[[]v1.Descriptor]
+
 	used       atomic.Int64 // when last requested, unix milliseconds (here or, as far as known, elsewhere)
 	here       atomic.Int64 // when last requested from this process
 	saved      bool         // its record is on disk (guarded by the index's mu)
@@ -90,7 +95,18 @@ func (img *Image) blobs() map[v1.Hash]int64 {
 	for _, l := range img.layers {
 		m[l.Digest] = l.Size
 	}
+	for _, d := range img.indexList() {
+		m[d.Digest] = d.Size
+	}
 	return m
+}
+
+// indexList returns the image indexes that have the image as a member.
+func (img *Image) indexList() []v1.Descriptor {
+	if p := img.indexes.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // storePaths returns the store paths of the image's layers (its closure),

@@ -52,6 +52,8 @@ type index struct {
 	// source: the lean path for cached manifests, one map lookup.
 	memoMu sync.RWMutex
 	memo   map[memoKey]*Image
+	// multi maps a name and tag to its image indexes (pinned sources).
+	multi indexMemo
 
 	mu        sync.Mutex
 	byKey     map[string]*Image
@@ -120,7 +122,13 @@ type record struct {
 	// manifests). Records written before them lack them.
 	Annotations map[string]string `json:"annotations,omitempty"`
 	SBOMs       []v1.Descriptor   `json:"sboms,omitempty"`
+	// Indexes are the image indexes that have the image as a member,
+	// bytes included (they are small and made of the members' manifests).
+	Indexes []v1.Descriptor `json:"indexes,omitempty"`
 }
+
+// maxIndexesPerImage bounds the indexes a record keeps.
+const maxIndexesPerImage = 8
 
 // recordLayer is one layer of a record.
 type recordLayer struct {
@@ -175,6 +183,11 @@ func (x *index) manifest(h v1.Hash) (v1.Descriptor, *Image) {
 					return r.desc, img
 				}
 			}
+			for _, m := range img.indexList() {
+				if m.Digest == h {
+					return m, img
+				}
+			}
 		}
 	}
 	return v1.Descriptor{}, nil
@@ -192,6 +205,52 @@ func (x *index) referrers(h v1.Hash) []v1.Descriptor {
 		}
 	}
 	return nil
+}
+
+// addIndexes records that img is a member of the indexes ds (stored
+// already), and saves its record if that is news.
+func (x *index) addIndexes(ctx context.Context, img *Image, ds []v1.Descriptor) error {
+	if x.lock != nil {
+		if err := x.lock.Lock(ctx); err != nil {
+			return err
+		}
+		defer x.lock.Unlock()
+	}
+	x.mu.Lock()
+	have := img.indexList()
+	list := slices.Clone(have)
+	for _, d := range ds {
+		if !slices.ContainsFunc(list, func(o v1.Descriptor) bool { return o.Digest == d.Digest }) {
+			list = append(list, d)
+		}
+	}
+	if len(list) == len(have) {
+		x.mu.Unlock()
+		return nil
+	}
+	if len(list) > maxIndexesPerImage {
+		list = list[len(list)-maxIndexesPerImage:]
+	}
+	if x.byKey[img.Key] == img {
+		for _, d := range list {
+			u := x.blobs[d.Digest]
+			if u == nil {
+				u = &blobUse{size: d.Size}
+				x.blobs[d.Digest] = u
+			}
+			if !slices.Contains(u.images, img) {
+				u.images = append(u.images, img)
+			}
+		}
+	}
+	img.indexes.Store(&list)
+	rec := x.recordLocked(img)
+	saved := img.saved
+	x.mu.Unlock()
+	if x.dir == "" || !saved {
+		return nil
+	}
+	return x.save(rec)
 }
 
 // blobSize returns the size recorded for a blob.
@@ -287,6 +346,7 @@ func (x *index) recordLocked(img *Image) *record {
 		Config:    img.configDescriptor(),
 		Manifests: withoutData(img.manifests),
 		Tag:       img.tag,
+		Indexes:   img.indexList(),
 
 		Annotations: img.annotations,
 	}
@@ -358,6 +418,7 @@ func (x *index) drop(img *Image, reason string, keepFile bool) bool {
 	x.memoMu.Lock()
 	maps.DeleteFunc(x.memo, func(_ memoKey, v *Image) bool { return v == img })
 	x.memoMu.Unlock()
+	x.multi.forget(img)
 	if saved && !keepFile && x.dir != "" {
 		if err := os.Remove(x.recordFile(img.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			x.log.Warn("cannot remove an image record", "key", img.Key, "error", err)
@@ -535,6 +596,21 @@ func (x *index) loadRecord(ctx context.Context, file string) (*Image, *record, [
 			}
 			x.log.Warn("rewrote a missing or damaged manifest", "digest", m.Digest, "key", img.Key)
 		}
+	}
+	for _, d := range rec.Indexes {
+		h, n, _ := v1.SHA256(bytes.NewReader(d.Data))
+		if h != d.Digest || n != d.Size || !isIndexMedia(d.MediaType) {
+			return nil, nil, nil, damaged("index %s does not hash to its digest", d.Digest)
+		}
+		if n, err := x.store.Stat(ctx, d.Digest); err != nil || n != d.Size {
+			if _, err := layers.Put(ctx, x.store, d.Data); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+	}
+	if len(rec.Indexes) > 0 {
+		list := slices.Clone(rec.Indexes)
+		img.indexes.Store(&list)
 	}
 	var lost []v1.Hash
 	for i, l := range img.layers {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -199,7 +200,7 @@ func (b *Builder) rebuild(ctx context.Context, img *Image, h v1.Hash) error {
 		_, err := layers.Put(ctx, b.cfg.Store, img.config)
 		return err
 	}
-	for _, m := range img.manifests {
+	for _, m := range append(slices.Clone(img.manifests), img.indexList()...) {
 		if m.Digest == h {
 			_, err := layers.Put(ctx, b.cfg.Store, m.Data)
 			return err

@@ -29,7 +29,6 @@ const (
 	MediaTypeSPDX      = "application/spdx+json"
 	MediaTypeCycloneDX = "application/vnd.cyclonedx+json"
 	MediaTypeOCIEmpty  = ocispec.MediaTypeEmptyJSON
-	MediaTypeOCIIndex  = ocispec.MediaTypeImageIndex
 	spdxVersion        = "SPDX-2.3"
 	spdxNamespaceStart = "https://nixery.dev/spdx/"
 )

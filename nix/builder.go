@@ -136,6 +136,9 @@ func NewBuilder(src Source, opts Options) *Builder {
 	case NoNixConfig:
 		config = ""
 	}
+	if _, ok := src.(*BundledSource); ok && config != "" {
+		config += "\n" + BundledNixConfig
+	}
 	b := &Builder{
 		src:  src,
 		opts: opts,

@@ -46,6 +46,14 @@
 // names none of them gets the first (Docker's). Manifests by tag carry
 // Vary: Accept.
 //
+// When the [Images] have indexes ([IndexImages]), a request by tag whose
+// Accept lists a Docker manifest list or an OCI image index gets an index
+// of the format it prefers (by q-value, the first listed on a tie): the
+// Docker manifest list (of Docker manifests) or the OCI index (of OCI
+// manifests), of one image per platform. A client that accepts only image
+// manifests gets the image of the server's own platform, as before; a
+// name that denotes one platform (arm64/...) gets its image either way.
+//
 // # Errors
 //
 // Errors are the specification's JSON body,

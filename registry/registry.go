@@ -53,6 +53,28 @@ type ReferrerImages interface {
 	Referrers(ctx context.Context, h v1.Hash) ([]v1.Descriptor, error)
 }
 
+// IndexImages is an optional capability of [Images]: image indexes
+// (multi-platform images). Indexes returns the indexes of the image name
+// at tag, one per format (a Docker manifest list and an OCI image index),
+// each with its bytes as Data, building the images if need be; nil and no
+// error for a name that denotes one platform. CachedIndexes answers, as
+// [CachedImages] does, without building or waiting.
+//
+// With it, a request by tag whose Accept header lists an index media type
+// gets an index (of the format it prefers); other requests get the image
+// of one platform, from Manifests. Manifest serves indexes by digest.
+type IndexImages interface {
+	Indexes(ctx context.Context, name, tag string) ([]v1.Descriptor, error)
+	CachedIndexes(name, tag string) ([]v1.Descriptor, bool)
+}
+
+// Media types of image indexes, which a client must accept (list in its
+// Accept header) to be served one.
+const (
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeOCIIndex           = "application/vnd.oci.image.index.v1+json"
+)
+
 // DefaultMaxNameLength bounds a repository name unless [WithMaxNameLength]
 // says otherwise. The distribution specification advises clients to limit
 // a name, with its host, to 255 characters.
@@ -145,6 +167,7 @@ type Registry struct {
 	writeTimeout time.Duration  // <= 0: none
 	cached       CachedImages   // nil if images lacks the capability
 	referrers    ReferrerImages // nil if images lacks the capability
+	indexes      IndexImages    // nil if images lacks the capability
 	clients      clientLimit
 	observe      func(RequestInfo) // nil: none
 
@@ -173,6 +196,7 @@ func New(images Images, opts ...Option) *Registry {
 	}
 	r.cached, _ = images.(CachedImages)
 	r.referrers, _ = images.(ReferrerImages)
+	r.indexes, _ = images.(IndexImages)
 	r.requests = make(chan requestEntry, 4096)
 	r.stop = make(chan struct{})
 	r.stopped = make(chan struct{})
@@ -352,8 +376,15 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name,
 	if r.referrers != nil && isReferrersTag(ref) {
 		return r.serveReferrersTag(w, req, ref)
 	}
+	wantIndex := r.indexes != nil && acceptsIndex(req.Header["Accept"])
+	if wantIndex {
+		if ms, ok := r.indexes.CachedIndexes(name, ref); ok && len(ms) > 0 {
+			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
+			return nil
+		}
+	}
 	if r.cached != nil {
-		if ms, ok := r.cached.CachedManifests(name, ref); ok && len(ms) > 0 {
+		if ms, ok := r.cached.CachedManifests(name, ref); !wantIndex && ok && len(ms) > 0 {
 			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
 			return nil
 		}
@@ -364,6 +395,16 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name,
 			return e
 		}
 		defer r.clients.leave(client, image)
+	}
+	if wantIndex {
+		ms, err := r.indexes.Indexes(req.Context(), name, ref)
+		if err != nil {
+			return err
+		}
+		if len(ms) > 0 {
+			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
+			return nil
+		}
 	}
 	ms, err := r.images.Manifests(req.Context(), name, ref)
 	if err != nil {
@@ -429,6 +470,29 @@ func negotiate(accept []string, ms []v1.Descriptor) int {
 		}
 	}
 	return best
+}
+
+// acceptsIndex reports whether a request's Accept headers list an image
+// index media type with a q-value above zero.
+func acceptsIndex(accept []string) bool {
+	for _, header := range accept {
+		if !strings.Contains(header, "index") && !strings.Contains(header, "list") {
+			continue // the common case, without parsing
+		}
+		for _, item := range strings.Split(header, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(item))
+			if err != nil || (mt != MediaTypeDockerManifestList && mt != MediaTypeOCIIndex) {
+				continue
+			}
+			if s, ok := params["q"]; ok {
+				if v, err := strconv.ParseFloat(s, 64); err == nil && v <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // serveTags answers the tag list. The registry can build any valid name, so

@@ -244,11 +244,11 @@ func removeStaleImages(ctx context.Context, t *testing.T, names ...string) {
 	var refs []string
 	for _, line := range strings.Split(out, "\n") {
 		if m := stale.FindStringSubmatch(strings.TrimSpace(line)); m != nil && slices.Contains(names, m[2]) {
+			ref := line[:strings.LastIndexByte(line, ' ')]
 			if m[3] == "<none>" {
-				refs = append(refs, m[4]) // an untagged image has no name to remove it by
-			} else {
-				refs = append(refs, line[:len(line)-len(m[4])-1])
+				ref = m[4] // untagged (another platform's pull took its tag): by ID
 			}
+			refs = append(refs, ref)
 		}
 	}
 	if len(refs) > 0 {

@@ -7,8 +7,9 @@ package main
 // conformance suite. Nothing is faked: Nix builds the
 // packages, and the containers run the programs that were built.
 //
-// The test needs nix, docker (with a daemon at $DOCKER_HOST), podman, skopeo,
-// crane, oci-conformance and oras; .ci/setup, .ci/setup-clients and
+// The test needs nix, docker (with a daemon at $DOCKER_HOST), ctr (its
+// containerd), the aarch64 emulator registered with binfmt_misc, podman,
+// skopeo, crane, oci-conformance and oras; .ci/setup, .ci/setup-clients and
 // .ci/dockerd install and start them, and .ci/test runs this test with the
 // rest of the suite. A missing tool fails the test; only -short skips it.
 //
@@ -66,7 +67,8 @@ const (
 )
 
 func TestE2E(t *testing.T) {
-	testutil.RequireTools(t, "nix-build", "nix-store", "nix", "docker", "podman", "skopeo", "crane", "oci-conformance", "oras")
+	testutil.RequireTools(t, "nix-build", "nix-store", "nix", "docker", "podman", "skopeo", "crane", "oci-conformance", "oras", "ctr")
+	requireEmulator(t)
 	srv := startServer(t)
 
 	// Build both images once, over plain HTTP, with a long timeout; every
@@ -93,6 +95,7 @@ func TestE2E(t *testing.T) {
 	t.Run("Crane", func(t *testing.T) { testCrane(t, srv) })
 	t.Run("Podman", func(t *testing.T) { testPodman(t, srv) })
 	t.Run("ORAS", func(t *testing.T) { testORAS(t, srv) })
+	t.Run("MultiArch", func(t *testing.T) { testMultiArch(t, srv) })
 	t.Run("Conformance", func(t *testing.T) { testConformance(t, srv) })
 }
 
@@ -543,6 +546,10 @@ func testConformance(t *testing.T, srv *server) {
 	defer cancel()
 	docker := srv.manifest(ctx, t, imageCurl, "latest", mediaDockerManifest)
 	oci := srv.manifest(ctx, t, imageCurl, "latest", mediaOCIManifest)
+	// The image indexes too (read-only data is fetched by digest).
+	_, listResp := srv.index(ctx, t, imageCurl, "latest", mediaDockerList)
+	_, indexResp := srv.index(ctx, t, imageCurl, "latest", mediaOCIIndex)
+	list, index := listResp.header.Get("Docker-Content-Digest"), indexResp.header.Get("Docker-Content-Digest")
 	blobs := []string{docker.Config.Digest.String()}
 	if oci.Config.Digest != docker.Config.Digest {
 		blobs = append(blobs, oci.Config.Digest.String())
@@ -577,7 +584,7 @@ func testConformance(t *testing.T, srv *server) {
 		"OCI_API_TAGS_DELETE=false",
 		"OCI_API_REFERRER=true",
 		"OCI_RO_DATA_TAGS=latest",
-		"OCI_RO_DATA_MANIFESTS="+strings.Join(manifests, " "),
+		"OCI_RO_DATA_MANIFESTS="+strings.Join(append(manifests, list, index), " "),
 		"OCI_RO_DATA_REFERRERS="+strings.Join([]string{docker.Digest.String(), oci.Digest.String()}, " "),
 		"OCI_RO_DATA_BLOBS="+strings.Join(blobs, " "),
 	)

@@ -15,6 +15,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -97,6 +98,9 @@ type Nix struct {
 	Git bool
 	// Pop is the popularity; nil is an empty map.
 	Pop closure.Popularity
+	// Systems are the systems it builds besides x86_64-linux (with the
+	// same store paths: the fake has one set of files).
+	Systems []string
 }
 
 // Build resolves req's names case-insensitively against Packages and
@@ -126,7 +130,7 @@ func (f *Nix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 	if f.Err != nil {
 		return nil, f.Err
 	}
-	if req.System != "" && req.System != nix.DefaultSystem {
+	if req.System != "" && req.System != nix.DefaultSystem && !slices.Contains(f.Systems, req.System) {
 		return nil, &nix.UnsupportedSystemError{System: req.System, Reason: "the fake set only has x86_64-linux"}
 	}
 	var unknown []string
