@@ -85,7 +85,9 @@
 // served by digest (Builder.Manifest), survive a restart
 // (Builder.CachedIndexes finds them without building), and are kept by
 // garbage collection as long as a member is. An error building a member
-// names its system. The registry decides, from the Accept header, whether a
+// names its system; where the source cannot build a system at all (an
+// error matching errors.ErrUnsupported: no builder for it), the name has
+// no index, and index-accepting clients get the amd64 image alone. The registry decides, from the Accept header, whether a
 // client gets an index or the amd64 image alone.
 //
 // # Integrity

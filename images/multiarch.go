@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -117,6 +118,14 @@ func (b *Builder) Indexes(ctx context.Context, name, tag string) ([]v1.Descripto
 		return nil, errs[0]
 	}
 	for i, err := range errs {
+		if err != nil && errors.Is(err, errors.ErrUnsupported) {
+			// The source cannot build this system at all (no builder for
+			// it, say): the name has one platform here, and a client that
+			// accepts indexes gets the host's image, as before indexes.
+			b.log.LogAttrs(ctx, slog.LevelDebug, "no image index: a system cannot be built",
+				slog.String("system", IndexSystems[i]), slog.String("error", err.Error()))
+			return nil, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("images: the %s image of %q: %w", IndexSystems[i], truncateString(name, 64), err)
 		}

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nixery-go/nixery/internal/testutil/fakenix"
+	"github.com/nixery-go/nixery/nix"
 )
 
 // armNix is a fake Nix that builds aarch64-linux too.
@@ -151,16 +152,24 @@ func TestIndexes(t *testing.T) {
 	}
 }
 
-// TestIndexesSystemError: a member that cannot be built fails the index,
-// and the error names its system; the amd64 image is still served alone.
+// TestIndexesSystemError: where the source cannot build a system at all,
+// a name has no index and the amd64 image is served alone; a member whose
+// build fails fails the index, and the error names its system.
 func TestIndexesSystemError(t *testing.T) {
 	f := newFixture(t, nil, nil, "") // the fake builds x86_64-linux only
-	_, err := f.b.Indexes(t.Context(), "curl", "latest")
-	if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "aarch64-linux") {
-		t.Fatalf("err = %v, want an unsupported system naming aarch64-linux", err)
+	ds, err := f.b.Indexes(t.Context(), "curl", "latest")
+	if err != nil || ds != nil {
+		t.Fatalf("Indexes(curl) where aarch64-linux is unsupported = %v, %v; want no index", ds, err)
 	}
 	if _, err := f.b.Manifests(t.Context(), "curl", "latest"); err != nil {
 		t.Errorf("Manifests(curl): %v", err)
+	}
+	failing := newFixture(t, &fakenix.Nix{
+		Systems:   []string{SystemARM64},
+		SystemErr: map[string]error{SystemARM64: &nix.BuildError{Op: "build", Err: errors.New("exit status 1"), Log: "error: builder failed"}},
+	}, nil, "")
+	if _, err := failing.b.Indexes(t.Context(), "curl", "latest"); err == nil || errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "aarch64-linux") {
+		t.Fatalf("err = %v, want the failed build naming aarch64-linux", err)
 	}
 	// Unknown packages are the error of the first member, as for a
 	// single image.

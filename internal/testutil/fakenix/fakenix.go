@@ -101,6 +101,8 @@ type Nix struct {
 	// Systems are the systems it builds besides x86_64-linux (with the
 	// same store paths: the fake has one set of files).
 	Systems []string
+	// SystemErr is the error of every build for a system, if any.
+	SystemErr map[string]error
 }
 
 // Build resolves req's names case-insensitively against Packages and
@@ -129,6 +131,9 @@ func (f *Nix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 	}
 	if f.Err != nil {
 		return nil, f.Err
+	}
+	if err := f.SystemErr[req.System]; err != nil {
+		return nil, err
 	}
 	if req.System != "" && req.System != nix.DefaultSystem && !slices.Contains(f.Systems, req.System) {
 		return nil, &nix.UnsupportedSystemError{System: req.System, Reason: "the fake set only has x86_64-linux"}
