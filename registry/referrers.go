@@ -12,22 +12,15 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// mediaTypeIndex is the media type of the referrers list.
-const mediaTypeIndex = "application/vnd.oci.image.index.v1+json"
-
 // serveReferrers answers GET /v2/<name>/referrers/<digest>: an OCI image
 // index of the manifests whose subject is digest, empty when there are
 // none (also for a digest the registry never served, as the distribution
 // specification asks). ?artifactType= keeps those of that artifact type
 // and says so in OCI-Filters-Applied.
 func (r *Registry) serveReferrers(w http.ResponseWriter, req *http.Request, ref string) error {
-	h, err := parseDigest(ref)
+	ds, err := r.referrersOf(req, ref)
 	if err != nil {
 		return err
-	}
-	ds, err := r.referrers.Referrers(req.Context(), h)
-	if err != nil {
-		return unknown(err, CodeManifestUnknown, "manifest", ref)
 	}
 	hd := w.Header()
 	if req.URL.RawQuery != "" {
@@ -71,13 +64,9 @@ func isReferrersTag(tag string) bool {
 // digest without referrers has no such tag.
 func (r *Registry) serveReferrersTag(w http.ResponseWriter, req *http.Request, tag string) error {
 	ref := "sha256:" + strings.TrimPrefix(tag, "sha256-")
-	h, err := parseDigest(ref)
+	ds, err := r.referrersOf(req, ref)
 	if err != nil {
 		return err
-	}
-	ds, err := r.referrers.Referrers(req.Context(), h)
-	if err != nil {
-		return unknown(err, CodeManifestUnknown, "manifest", ref)
 	}
 	if len(ds) == 0 {
 		return newError(CodeManifestUnknown, "manifest %s has no referrers", ref)
@@ -92,7 +81,7 @@ func (r *Registry) serveReferrersTag(w http.ResponseWriter, req *http.Request, t
 // Docker-Content-Digest when served as a manifest (the tag schema); the
 // referrers API needs none.
 func writeIndex(w http.ResponseWriter, req *http.Request, body []byte, digest string) {
-	v := [...]string{mediaTypeIndex, strconv.Itoa(len(body)), digest}
+	v := [...]string{MediaTypeOCIIndex, strconv.Itoa(len(body)), digest}
 	hd := w.Header()
 	hd["Content-Type"] = v[0:1:1]
 	hd["Content-Length"] = v[1:2:2]
@@ -109,7 +98,7 @@ func writeIndex(w http.ResponseWriter, req *http.Request, body []byte, digest st
 // descriptor with its media type, digest, size, artifact type and
 // annotations (sorted by key, so that the bytes are deterministic).
 func appendIndex(b []byte, ds []v1.Descriptor) []byte {
-	b = append(b, `{"schemaVersion":2,"mediaType":"`+mediaTypeIndex+`","manifests":[`...)
+	b = append(b, `{"schemaVersion":2,"mediaType":"`+MediaTypeOCIIndex+`","manifests":[`...)
 	for i, d := range ds {
 		if i > 0 {
 			b = append(b, ',')
@@ -175,4 +164,18 @@ func appendJSONString(b []byte, s string) []byte {
 		}
 	}
 	return append(b, '"')
+}
+
+// referrersOf validates the digest ref and returns the descriptors of its
+// referrers.
+func (r *Registry) referrersOf(req *http.Request, ref string) ([]v1.Descriptor, error) {
+	h, err := parseDigest(ref)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := r.referrers.Referrers(req.Context(), h)
+	if err != nil {
+		return nil, unknown(err, CodeManifestUnknown, "manifest", ref)
+	}
+	return ds, nil
 }

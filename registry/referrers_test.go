@@ -85,7 +85,7 @@ func TestReferrersFilter(t *testing.T) {
 		}
 	}
 	r := do(t, srv, "GET", "/v2/hello/manifests/sha256-"+hello.Digest.Hex, nil)
-	if r.Status != 200 || r.Header.Get("Content-Type") != mediaTypeIndex {
+	if r.Status != 200 || r.Header.Get("Content-Type") != MediaTypeOCIIndex {
 		t.Errorf("tag schema: %d %v", r.Status, r.Header)
 	}
 }
