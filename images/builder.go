@@ -108,6 +108,11 @@ type Config struct {
 	// ScrubRate bounds the bytes per second the background scrub hashes;
 	// zero means [DefaultScrubRate], a negative rate turns it off.
 	ScrubRate int64
+
+	// BlobRedirect, when positive and Store is a [layers.URLStore] (an
+	// object store), is the expiry of the URLs that [Builder.BlobURL]
+	// hands out: blob GETs are redirected there. Zero serves the bytes.
+	BlobRedirect time.Duration
 }
 
 // Builder turns image names into images: it parses the name

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nixery-go/nixery"
+	"github.com/nixery-go/nixery/layers/s3store"
 )
 
 func init() {
@@ -63,7 +64,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// What the library logs while it starts (the popularity may be ready
 	// at once) waits until the first line has said what is served where.
 	held := &heldWriter{w: logOut}
-	srv, err := nixery.New(ctx, append(c.options(), nixery.WithLogger(slog.New(newHandler(held))))...)
+	opts := append(c.options(), nixery.WithLogger(slog.New(newHandler(held))))
+	if c.storageBackend == "s3" {
+		store, err := s3store.New(ctx, c.s3)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, nixery.WithBlobStore(store))
+	}
+	srv, err := nixery.New(ctx, opts...)
 	if err != nil {
 		held.release()
 		return err
