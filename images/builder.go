@@ -158,7 +158,10 @@ type Builder struct {
 	gc        gcState
 	refreshMu sync.Mutex
 	refreshed time.Time
-	wg        sync.WaitGroup // background work, for Close
+	// sharedMu and sharedAt pace refreshShared.
+	sharedMu sync.Mutex
+	sharedAt time.Time
+	wg       sync.WaitGroup // background work, for Close
 }
 
 // New returns a Builder for cfg, loading the index from cfg.IndexDir.
@@ -365,6 +368,12 @@ func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) 
 	if pinned {
 		if img := b.index.forRequest(rk); img != nil {
 			return img, true, nil
+		}
+		// Another server on the same shared store may have built it.
+		if b.index.shared != nil && b.refreshShared(ctx) {
+			if img := b.index.forRequest(rk); img != nil {
+				return img, true, nil
+			}
 		}
 	}
 	if err := b.failed.get(rk); err != nil {

@@ -17,8 +17,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
+	"github.com/nixery-go/nixery/layers/s3store"
 )
+
+var _ images.RecordStore = (*s3store.Store)(nil)
 
 // startS3 starts `nixery serve` on the cluster w, with storage in dir and
 // the extra environment env.
@@ -36,8 +40,14 @@ func TestS3Serve(t *testing.T) {
 	w := testutil.StartSeaweedFS(t)
 	ctx := t.Context()
 
+	// Replicas share a popularity file (an upstream-format map), so that
+	// none computes it with Nix.
+	pop := filepath.Join(t.TempDir(), "popularity.json")
+	if err := os.WriteFile(pop, []byte(`{"hello": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
-	s := startS3(t, bin, dir, w)
+	s := startS3(t, bin, dir, w, "NIX_POPULARITY_URL="+pop)
 	// A pull through the redirects, every body checked.
 	p := s.p
 	p.Client = following
@@ -74,11 +84,11 @@ func TestS3Serve(t *testing.T) {
 	if !strings.Contains(s.Log(), "status=307") {
 		t.Errorf("the server's log shows no redirect:\n%s", testutil.Tail(s.Log(), 30))
 	}
-	s.end()
-
-	// Proxied, from a server with an empty disk on the same bucket: the
-	// same digests, and Range.
-	s2 := startS3(t, bin, t.TempDir(), w, "NIXERY_BLOB_REDIRECT=false")
+	// Proxied, from a server with an empty disk on the same bucket: it
+	// serves the image the first one built, by tag and by digest,
+	// without Nix; and Range.
+	_, manifest, _ := s.get(ctx, "/v2/hello/manifests/latest", "")
+	s2 := startS3(t, bin, t.TempDir(), w, "NIXERY_BLOB_REDIRECT=false", "NIX_POPULARITY_URL="+pop)
 	p2 := s2.p
 	m2, err := p2.Pull(ctx, "hello")
 	if err != nil {
@@ -86,6 +96,13 @@ func TestS3Serve(t *testing.T) {
 	}
 	if m2.Config.Digest != m.Config.Digest || len(m2.Layers) != len(m.Layers) {
 		t.Errorf("the second server's image differs: config %s, want %s", m2.Config.Digest, m.Config.Digest)
+	}
+	byDigest := fmt.Sprintf("/v2/hello/manifests/sha256:%x", sha256.Sum256(manifest))
+	if status, body, _ := s2.get(ctx, byDigest, ""); status != 200 || string(body) != string(manifest) {
+		t.Errorf("GET %s from the second server: %d", byDigest, status)
+	}
+	if n := s2.nixRuns(0); n != 0 {
+		t.Errorf("the server with an empty disk ran Nix %d times for an image built by the other:\n%s", n, testutil.Tail(s2.Log(), 30))
 	}
 	r = testutil.Do(t, s2.Client, "GET", s2.URL(path), map[string]string{"Range": "bytes=100-1099"})
 	full := testutil.Do(t, s2.Client, "GET", s2.URL(path), nil)
@@ -108,4 +125,5 @@ func TestS3Serve(t *testing.T) {
 		t.Errorf("docker run hello (proxied) printed %q", out)
 	}
 	s2.end()
+	s.end()
 }

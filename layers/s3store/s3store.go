@@ -675,3 +675,85 @@ func (s *Store) cleanup(ctx context.Context, age time.Duration) {
 		}
 	}
 }
+
+// The image records of package images (images.RecordStore), under
+// index/<key>.json, so that every server on the bucket sees every image.
+
+func (s *Store) recordKey(key string) (string, error) {
+	if layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
+		return "", fmt.Errorf("s3store: bad record key %q", key)
+	}
+	return s.prefix + "index/" + key + ".json", nil
+}
+
+// PutRecord stores the record of the image key.
+func (s *Store) PutRecord(ctx context.Context, key string, data []byte) error {
+	k, err := s.recordKey(key)
+	if err != nil {
+		return err
+	}
+	sum := md5.Sum(data)
+	_, err = s.c.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &k, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+		ContentType: aws.String("application/json"), ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
+	})
+	if err != nil {
+		return fmt.Errorf("s3store: put record %s: %w", key, err)
+	}
+	return nil
+}
+
+// GetRecord returns the record of the image key.
+func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
+	k, err := s.recordKey(key)
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k})
+	if notFound(err) {
+		return nil, fmt.Errorf("s3store: record %s: %w", key, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("s3store: get record %s: %w", key, err)
+	}
+	defer o.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(o.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("s3store: get record %s: %w", key, err)
+	}
+	return b, nil
+}
+
+// ListRecords calls fn with the key of every record.
+func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) error {
+	prefix := s.prefix + "index/"
+	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("s3store: list records: %w", err)
+		}
+		for _, o := range page.Contents {
+			key, ok := strings.CutSuffix(strings.TrimPrefix(aws.ToString(o.Key), prefix), ".json")
+			if !ok || layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
+				continue
+			}
+			if err := fn(key); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DeleteRecord removes the record of the image key.
+func (s *Store) DeleteRecord(ctx context.Context, key string) error {
+	k, err := s.recordKey(key)
+	if err != nil {
+		return err
+	}
+	if _, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil && !notFound(err) {
+		return fmt.Errorf("s3store: delete record %s: %w", key, err)
+	}
+	return nil
+}
