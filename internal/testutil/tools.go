@@ -27,6 +27,7 @@ var installHints = map[string]string{
 	"oci-conformance": ".ci/setup-clients",
 	"wrk":             ".ci/setup-clients (apt-get install wrk)",
 	"pigz":            ".ci/setup-clients (apt-get install pigz)",
+	"haproxy":         ".ci/setup-clients (apt-get install haproxy)",
 }
 
 // RequireTools fails the test unless every tool is installed: a program
