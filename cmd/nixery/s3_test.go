@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/nixery-go/nixery/images"
@@ -32,7 +33,34 @@ func startS3(t *testing.T, bin, dir string, w *testutil.SeaweedFS, env ...string
 }
 
 // following is a client that follows redirects, as registry clients do.
-var following = &http.Client{}
+// The Docker-Content-Digest of a redirect is the registry's, so it is
+// carried over to the response of the URL it points to, which the
+// Puller checks.
+var following = &http.Client{Transport: &redirectDigests{next: http.DefaultTransport}}
+
+type redirectDigests struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	by   map[string]string // Location -> digest
+}
+
+func (r *redirectDigests) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.by == nil {
+		r.by = map[string]string{}
+	}
+	if loc := resp.Header.Get("Location"); resp.StatusCode == http.StatusTemporaryRedirect && loc != "" {
+		r.by[loc] = resp.Header.Get("Docker-Content-Digest")
+	} else if d, ok := r.by[req.URL.String()]; ok && resp.Header.Get("Docker-Content-Digest") == "" {
+		resp.Header.Set("Docker-Content-Digest", d)
+	}
+	return resp, nil
+}
 
 func TestS3Serve(t *testing.T) {
 	bin := requireFaultTools(t)
