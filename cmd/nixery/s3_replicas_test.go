@@ -108,6 +108,13 @@ func TestS3Replicas(t *testing.T) {
 			break
 		}
 	}
+	select {
+	case err := <-done:
+		done <- err
+		t.Logf("the pull ended before a replica could be killed during its build")
+	default:
+		t.Logf("killing replica %s during the cold build", victim.Addr)
+	}
 	victim.Kill()
 	if err := <-done; err != nil {
 		t.Fatalf("pull through the balancer after a replica was killed: %v", err)
