@@ -39,6 +39,15 @@
 // saves and garbage collections are locked across processes, and each
 // process loads the images the others built.
 //
+// # Replicas
+//
+// [WithBlobStore] puts the blobs in an object store (layers/s3store's S3
+// store) that several servers, each with its own storage directory,
+// share. Such a store also keeps the image records (images.RecordStore),
+// so every server serves, by tag and by digest, what any of them built;
+// [WithBlobRedirect] sends blob GETs to the store's presigned URLs. The
+// README says how replicas coordinate, and the limits of it.
+//
 // # Limits
 //
 // The server bounds its work: [WithMaxBuilds] Nix builds run at once and
