@@ -30,7 +30,7 @@ buildGoModule {
       in !(lib.hasPrefix "benchmarks/results" rel || lib.hasPrefix ".ci" rel || rel == "default.nix" || rel == "result");
   };
 
-  vendorHash = "sha256-6Z0g3zW9SU4mHU9CQpRUu1aRrQ5xag+qxe38d9+U1Zo=";
+  vendorHash = "sha256-K+xHZcQeUwoAmhTuSkz1axri3M5b1DF0sLMdx+hDw+k=";
 
   subPackages = [ "cmd/nixery" ];
   ldflags = [ "-s" "-w" ];

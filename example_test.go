@@ -17,8 +17,9 @@ import (
 	"github.com/nixery-go/nixery"
 )
 
-// An embedding server: the registry API under /v2/, next to a health
-// check of its own.
+// An embedding server: the registry API under /v2/ and the server's
+// metrics, next to a handler of its own. (Mounted at "/", the Server also
+// serves its landing page, build events and health checks.)
 func Example() {
 	dir, _ := os.MkdirTemp("", "nixery-example-")
 	defer os.RemoveAll(dir)
@@ -30,11 +31,12 @@ func Example() {
 	defer srv.Close()
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", srv)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	mux.Handle("/metrics", srv.Metrics())
+	mux.HandleFunc("/hello", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
 	ts := httptest.NewServer(mux) // or http.ListenAndServe(":8080", mux)
 	defer ts.Close()
 
-	for _, p := range []string{"/healthz", "/v2/"} {
+	for _, p := range []string{"/hello", "/metrics", "/v2/"} {
 		resp, err := http.Get(ts.URL + p)
 		if err != nil {
 			log.Fatal(err)
@@ -43,7 +45,8 @@ func Example() {
 		fmt.Println(p, resp.Status)
 	}
 	// Output:
-	// /healthz 200 OK
+	// /hello 200 OK
+	// /metrics 200 OK
 	// /v2/ 200 OK
 }
 

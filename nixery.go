@@ -8,7 +8,9 @@
 //	...
 //	mux.Handle("/v2/", srv)
 //
-// and a Go program that wants images without HTTP asks for them:
+// (or mux.Handle("/", srv) for the landing page, /events, /metrics,
+// /healthz and /readyz too), and a Go program that wants images without
+// HTTP asks for them:
 //
 //	img, err := srv.Image(ctx, "curl/jq") // a go-containerregistry v1.Image
 //
@@ -76,6 +78,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -200,14 +204,26 @@ func WithNixGC(on bool) Option { return func(o *options) { o.nixGC = on } }
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // Server builds images on demand and serves them. It is the http.Handler
-// for the /v2/ API. Create it with [New].
+// of the /v2/ API and, beside it, of the landing page, the build events,
+// the metrics and the health checks (see [Server.ServeHTTP]). Create it
+// with [New].
 type Server struct {
 	*registry.Registry
 	images  *images.Builder
-	nix     *nix.Builder
+	nix     nixBackend
 	source  nix.Source
 	storage string
 	stop    context.CancelFunc
+	life    context.Context // ends with Close
+	metrics *metrics
+	log     *slog.Logger
+	mux     *http.ServeMux
+
+	listMu  sync.Mutex // the package listing for the page
+	listed  []nix.PackageInfo
+	listErr error
+	listAt  time.Time
+	listing bool
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -251,7 +267,15 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The Nix builder's hook is set before the metrics exist, which need
+	// the images builder; Nix may run (the popularity) before they do.
+	var m atomic.Pointer[metrics]
 	nb := nix.NewBuilder(src, nix.Options{
+		OnCommand: func(op string, d time.Duration, err error) {
+			if m := m.Load(); m != nil {
+				m.observeNix(op, d, err)
+			}
+		},
 		Timeout:       o.timeout,
 		MaxConcurrent: o.maxBuilds,
 		MaxQueue:      o.maxQueue,
@@ -277,19 +301,38 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.Store(newMetrics(ib, asm))
+	s := newServer(ib, nb, src, m.Load(), o.storage, o.log, registry.WithMaxClientBuilds(o.maxClientBuilds), registry.WithWriteTimeout(o.writeTimeout))
 	// The popularity is computed for the server's lifetime, so that it is
 	// ready before the first build if it can be.
-	life, stop := context.WithCancel(context.WithoutCancel(ctx))
-	go nb.Popularity(life)
-	return &Server{
-		Registry: registry.New(ib, registry.WithLogger(o.log),
-			registry.WithMaxClientBuilds(o.maxClientBuilds), registry.WithWriteTimeout(o.writeTimeout)),
-		images:  ib,
-		nix:     nb,
-		source:  src,
-		storage: o.storage,
-		stop:    stop,
-	}, nil
+	go nb.Popularity(s.life)
+	return s, nil
+}
+
+// nixBackend is what a Server asks of the Nix side ([*nix.Builder] is
+// one): the popularity, the package listing, and readiness.
+type nixBackend interface {
+	readiness
+	Popularity(ctx context.Context) (*nix.Popularity, error)
+	Packages(ctx context.Context) ([]nix.PackageInfo, error)
+}
+
+// newServer puts a Server together from its parts.
+func newServer(ib *images.Builder, nb nixBackend, src nix.Source, m *metrics, storage string, log *slog.Logger, regOpts ...registry.Option) *Server {
+	life, stop := context.WithCancel(context.Background())
+	s := &Server{
+		Registry: registry.New(ib, append(regOpts, registry.WithLogger(log), registry.WithObserver(m.observeRequest))...),
+		images:   ib,
+		nix:      nb,
+		source:   src,
+		storage:  storage,
+		stop:     stop,
+		life:     life,
+		metrics:  m,
+		log:      log,
+	}
+	s.mux = s.routes()
+	return s
 }
 
 // Storage returns the storage directory.
@@ -334,3 +377,9 @@ func (s *Server) Close() error {
 	s.images.Close()
 	return s.Registry.Close()
 }
+
+// The registry serves image indexes and cached images from a Builder.
+var (
+	_ registry.IndexImages  = (*images.Builder)(nil)
+	_ registry.CachedImages = (*images.Builder)(nil)
+)

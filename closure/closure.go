@@ -28,6 +28,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/nixery-go/nixery/internal/minheap"
 )
 
 // StoreDir is the Nix store every path must live in.
@@ -184,21 +186,21 @@ func New(paths []Path, roots []string) (*Graph, error) {
 func (g *Graph) sortTopo() error {
 	n := len(g.paths)
 	pending := make([]int, n) // unresolved dependencies per node
-	ready := &intHeap{}
+	ready := minheap.New(func(a, b int) bool { return a < b })
 	for i := range g.paths {
 		pending[i] = len(g.refs[i])
 		if pending[i] == 0 {
-			ready.push(i)
+			ready.Push(i)
 		}
 	}
 	g.topo = make([]int, 0, n)
-	for ready.len() > 0 {
-		i := ready.pop()
+	for ready.Len() > 0 {
+		i := ready.Pop()
 		g.topo = append(g.topo, i)
 		for _, u := range g.users[i] {
 			pending[u]--
 			if pending[u] == 0 {
-				ready.push(u)
+				ready.Push(u)
 			}
 		}
 	}
@@ -336,44 +338,4 @@ func (g *Graph) names(idx []int) []string {
 		out[k] = g.paths[i].Path
 	}
 	return out
-}
-
-// intHeap is a min-heap of ints, small enough not to need container/heap.
-type intHeap struct{ a []int }
-
-func (h *intHeap) len() int { return len(h.a) }
-
-func (h *intHeap) push(x int) {
-	h.a = append(h.a, x)
-	i := len(h.a) - 1
-	for i > 0 {
-		p := (i - 1) / 2
-		if h.a[p] <= h.a[i] {
-			break
-		}
-		h.a[p], h.a[i] = h.a[i], h.a[p]
-		i = p
-	}
-}
-
-func (h *intHeap) pop() int {
-	top := h.a[0]
-	last := len(h.a) - 1
-	h.a[0] = h.a[last]
-	h.a = h.a[:last]
-	i := 0
-	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(h.a) && h.a[l] < h.a[m] {
-			m = l
-		}
-		if r < len(h.a) && h.a[r] < h.a[m] {
-			m = r
-		}
-		if m == i {
-			return top
-		}
-		h.a[m], h.a[i] = h.a[i], h.a[m]
-		i = m
-	}
 }

@@ -20,6 +20,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/nixery-go/nixery/closure"
 	"github.com/nixery-go/nixery/internal/flight"
@@ -30,7 +31,7 @@ import (
 // imageFormatVersion changes whenever the same store paths would give
 // different images (config, customisation layer, layout); it is part of
 // every image key, so old images are not reused.
-const imageFormatVersion = "nixery-image-v2"
+const imageFormatVersion = "nixery-image-v3"
 
 // DefaultMaxLayers bounds the layers of an image, the customisation layer
 // included, unless [Config.MaxLayers] says otherwise (NIXERY_MAX_LAYERS in
@@ -113,6 +114,9 @@ type Config struct {
 	// object store), is the expiry of the URLs that [Builder.BlobURL]
 	// hands out: blob GETs are redirected there. Zero serves the bytes.
 	BlobRedirect time.Duration
+	// History bounds the finished builds, and apart the failed ones, that
+	// [Builder.Recent] remembers; zero means [DefaultHistory].
+	History int
 }
 
 // Builder turns image names into images: it parses the name
@@ -151,6 +155,9 @@ type Builder struct {
 	failed   failures             // by request key: recent lasting failures
 
 	pop atomic.Pointer[nix.Popularity] // the latest popularity, once known
+
+	events events // build progress and history
+	stats  struct{ manifestHits, manifestMisses atomic.Int64 }
 
 	verifier  *layers.Verifier
 	repairs   flight.Group[struct{}] // by blob digest: one rebuild
@@ -200,6 +207,7 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 		verifier: layers.NewVerifier(cfg.Store),
 	}
 	b.failed.ttl = cfg.NegativeTTL
+	b.events.init(cfg.History)
 	b.gc.init()
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	missing, err := b.index.load(ctx)
@@ -216,7 +224,7 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 	b.repairAll(missing)
 	if cfg.IndexDir != "" {
 		b.wg.Add(2)
-		go b.collectLoop()
+		go b.collectLoop(cfg.StorageLimit > 0 || cfg.Retention > 0)
 		go b.scrubLoop()
 	}
 	return b, nil
@@ -236,6 +244,24 @@ func (b *Builder) Close() error {
 	return b.index.lock.Do(ctx, b.index.syncTimes)
 }
 
+// Stats are a Builder's counters.
+type Stats struct {
+	// ManifestHits counts the requests answered with an image of the
+	// index, ManifestMisses the images that had to be assembled.
+	ManifestHits, ManifestMisses int64
+	// StoredBytes is the size of the blobs of the images in the index.
+	StoredBytes int64
+}
+
+// Stats returns the Builder's counters.
+func (b *Builder) Stats() Stats {
+	return Stats{
+		ManifestHits:   b.stats.manifestHits.Load(),
+		ManifestMisses: b.stats.manifestMisses.Load(),
+		StoredBytes:    b.index.blobBytes.Load(),
+	}
+}
+
 // Store returns the blob store the builder writes to.
 func (b *Builder) Store() layers.BlobStore { return b.cfg.Store }
 
@@ -243,6 +269,7 @@ func (b *Builder) Store() layers.BlobStore { return b.cfg.Store }
 // building it unless it was built before.
 func (b *Builder) Image(ctx context.Context, name, tag string) (*Image, error) {
 	if img := b.index.memoized(name, tag); img != nil {
+		b.stats.manifestHits.Add(1)
 		b.touch(img)
 		return img, nil
 	}
@@ -269,6 +296,7 @@ func (b *Builder) Image(ctx context.Context, name, tag string) (*Image, error) {
 // limit of cold builds.
 func (b *Builder) CachedManifests(name, tag string) ([]v1.Descriptor, bool) {
 	if img := b.index.memoized(name, tag); img != nil {
+		b.stats.manifestHits.Add(1)
 		return img.Manifests(), true
 	}
 	pop := b.pop.Load()
@@ -291,6 +319,7 @@ func (b *Builder) CachedManifests(name, tag string) ([]v1.Descriptor, bool) {
 		return nil, false
 	}
 	b.index.memoize(name, tag, img)
+	b.stats.manifestHits.Add(1)
 	return img.Manifests(), true
 }
 
@@ -337,7 +366,7 @@ func (b *Builder) Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error
 	var probe struct {
 		MediaType types.MediaType `json:"mediaType"`
 	}
-	if json.Unmarshal(body, &probe) != nil || (probe.MediaType != MediaTypeDockerManifest && probe.MediaType != MediaTypeOCIManifest) {
+	if json.Unmarshal(body, &probe) != nil || (probe.MediaType != MediaTypeDockerManifest && probe.MediaType != MediaTypeOCIManifest && !isIndexMedia(probe.MediaType)) {
 		return v1.Descriptor{}, fmt.Errorf("%w: %s", errNotManifest, h)
 	}
 	d.MediaType, d.Data = probe.MediaType, body
@@ -367,6 +396,7 @@ func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) 
 	rk := k.request(r.Packages)
 	if pinned {
 		if img := b.index.forRequest(rk); img != nil {
+			b.stats.manifestHits.Add(1)
 			return img, true, nil
 		}
 		// Another server on the same shared store may have built it.
@@ -390,14 +420,27 @@ func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) 
 // in the Builder's context; abandoned (the flight's) ends when every
 // request waiting for the build has left, which cancels the build only
 // while it waits for a Nix slot.
-func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *nix.Popularity, pinned bool, rk string) (*Image, error) {
+func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *nix.Popularity, pinned bool, rk string) (result *Image, err error) {
 	start := time.Now()
+	t := b.events.start(r)
+	hits := 0
+	defer func() { t.finish(result, hits, err) }()
 	log := b.log.With(slog.Any("packages", r.Packages), slog.String("tag", r.Tag), slog.String("system", r.System))
 	ctx, cancel := context.WithCancelCause(b.ctx)
 	defer cancel(nil)
 	queued := context.AfterFunc(abandoned, func() { cancel(context.Cause(abandoned)) })
 	defer queued()
-	res, err := b.cfg.Nix.Build(ctx, nix.Request{Packages: r.Packages, System: r.System, Tag: r.Tag, Started: func() { queued() }})
+	res, err := b.cfg.Nix.Build(ctx, nix.Request{
+		Packages: r.Packages, System: r.System, Tag: r.Tag,
+		Started: func() { queued(); t.phase(PhaseEvaluating, 0, 0, "") },
+		Progress: func(phase string, done, total int) {
+			unit := ""
+			if total > 0 {
+				unit = "paths"
+			}
+			t.phase(Phase(phase), int64(done), int64(total), unit)
+		},
+	})
 	nixTime := time.Since(start)
 	if err != nil {
 		if errors.Is(err, flight.ErrAbandoned) || errors.Is(context.Cause(ctx), flight.ErrAbandoned) {
@@ -421,13 +464,18 @@ func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *
 		rk = ""
 	}
 	if img := b.index.get(key); img != nil {
+		b.stats.manifestHits.Add(1)
+		hits = len(img.layers)
 		return img, b.index.add(ctx, img, rk)
 	}
 	img, err := b.images.Do(ctx, key, func(context.Context) (*Image, error) {
 		if img := b.index.get(key); img != nil {
+			hits = len(img.layers)
 			return img, nil
 		}
-		img, err := b.assemble(ctx, key, attrs, r, res, pop)
+		b.stats.manifestMisses.Add(1)
+		img, n, err := b.assemble(ctx, key, attrs, r, res, pop, t)
+		hits = n
 		if err != nil {
 			return nil, err
 		}
@@ -462,6 +510,7 @@ func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *
 		slog.Int("layers", len(img.layers)),
 		slog.Int64("bytes", total),
 		slog.Duration("nix_duration", nixTime),
+		slog.Duration("sbom_duration", img.sbomTime),
 		slog.Duration("duration", time.Since(start)),
 		slog.String("docker_digest", img.manifests[formatDocker].Digest.String()),
 		slog.String("oci_digest", img.manifests[formatOCI].Digest.String()),
@@ -471,27 +520,60 @@ func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *
 
 // assemble groups the closure into layers, builds them and the
 // customisation layer, and stores the config and the manifests.
-func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *Request, res *nix.Result, pop *nix.Popularity) (*Image, error) {
+// It returns how many layers came from the layer cache, when the
+// LayerBuilder tells (a [layers.Assembler] does).
+func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *Request, res *nix.Result, pop *nix.Popularity, t *tracker) (*Image, int, error) {
+	t.phase(PhaseGrouping, 0, 0, "")
 	groups := layers.Group(res.Graph, pop.Map, b.cfg.MaxLayers-1)
 	ls := make([]layers.Descriptor, 0, len(groups)+1)
 	history := make([]string, 0, len(groups)+1)
 	var done []v1.Hash // blobs marked in flight, until the record is kept
-	fail := func(err error) (*Image, error) {
+	fail := func(err error) (*Image, int, error) {
 		for _, h := range done {
 			b.inflight.done(h)
 		}
-		return nil, err
+		return nil, 0, err
 	}
+	sizes := make(map[string]int64, res.Graph.Len())
+	var total, compressed int64
 	for _, g := range groups {
-		d, err := b.cfg.Layers.Layer(ctx, g)
+		for _, p := range g {
+			if info, ok := res.Graph.Lookup(p); ok {
+				sizes[p] = info.NarSize
+				total += info.NarSize
+			}
+		}
+	}
+	cached, canTell := b.cfg.Layers.(interface {
+		CachedLayer(ctx context.Context, paths []string) (layers.Descriptor, bool, error)
+	})
+	hits := 0
+	t.phase(PhaseCompressing, 0, total, "bytes")
+	for _, g := range groups {
+		var d layers.Descriptor
+		var err error
+		if canTell {
+			var hit bool
+			d, hit, err = cached.CachedLayer(ctx, g)
+			if hit {
+				hits++
+			}
+		} else {
+			d, err = b.cfg.Layers.Layer(ctx, g)
+		}
 		if err != nil {
 			return fail(fmt.Errorf("images: layer of %s: %w", summarise(g), err))
 		}
+		for _, p := range g {
+			compressed += sizes[p]
+		}
+		t.phase(PhaseCompressing, compressed, total, "bytes")
 		b.inflight.add(d.Digest)
 		done = append(done, d.Digest)
 		ls = append(ls, d)
 		history = append(history, "store paths: "+summarise(g))
 	}
+	t.phase(PhaseWriting, 0, 0, "")
 	outputs := outputsOf(attrs, res.Packages)
 	custom, err := b.customLayer(ctx, res.Packages)
 	if err != nil {
@@ -504,13 +586,22 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 
 	config, err := configFor(r.System, ls, history, r.Cmd)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	img, err := newImage(key, attrs, r.System, config, ls)
+	img, err := newImage(key, attrs, r.System, config, ls, b.annotationsFor(r.Tag, attrs, res.Graph.Roots()))
 	if err != nil {
 		return fail(err)
 	}
-	img.tag, img.groups, img.outputs = r.Tag, groups, outputs
+	img.tag, img.groups, img.outputs, img.pathSizes = r.Tag, groups, outputs, sizes
+	sbomStart := time.Now()
+	docs, err := sbomsFor(img.annotations[ocispec.AnnotationTitle], key, res.Graph)
+	if err == nil {
+		err = img.attachSBOMs(docs)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	img.sbomTime = time.Since(sbomStart)
 	for h := range img.blobs() {
 		b.inflight.add(h)
 	}
@@ -519,15 +610,21 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 	}
 	if _, err := layers.Put(ctx, b.cfg.Store, config); err != nil {
 		b.inflight.doneAll(img)
-		return nil, fmt.Errorf("images: storing the config: %w", err)
+		return nil, 0, fmt.Errorf("images: storing the config: %w", err)
 	}
 	for _, m := range img.manifests {
 		if _, err := layers.Put(ctx, b.cfg.Store, m.Data); err != nil {
 			b.inflight.doneAll(img)
-			return nil, fmt.Errorf("images: storing a manifest: %w", err)
+			return nil, 0, fmt.Errorf("images: storing a manifest: %w", err)
 		}
 	}
-	return img, nil
+	for _, body := range img.sbomBlobs() {
+		if _, err := layers.Put(ctx, b.cfg.Store, body); err != nil {
+			b.inflight.doneAll(img)
+			return nil, 0, fmt.Errorf("images: storing the SBOM: %w", err)
+		}
+	}
+	return img, hits, nil
 }
 
 // keep saves the record of a new image and then checks that every blob it

@@ -580,3 +580,40 @@ func TestV1(t *testing.T) {
 	}
 	io.Copy(io.Discard, rc)
 }
+
+// TestV1OCI checks the OCI view: valid, with the OCI manifest's digest and
+// media types, and the same config and layer blobs as the Docker view.
+func TestV1OCI(t *testing.T) {
+	f := newFixture(t, nil, nil, "")
+	img, err := f.b.Image(t.Context(), "shell/git", "latest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := img.V1OCI(t.Context(), f.store)
+	if err := validate.Image(v); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	d, err := v.Digest()
+	if err != nil || d != img.Manifests()[1].Digest {
+		t.Errorf("digest %s (%v), want the OCI manifest's %s", d, err, img.Manifests()[1].Digest)
+	}
+	m, err := v.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != MediaTypeOCIManifest || m.Config.MediaType != MediaTypeOCIConfig {
+		t.Errorf("media types %s, config %s; want OCI's", m.MediaType, m.Config.MediaType)
+	}
+	dm, err := img.V1(t.Context(), f.store).Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Config.Digest != dm.Config.Digest || len(m.Layers) != len(dm.Layers) {
+		t.Fatalf("OCI config %s with %d layers, Docker's %s with %d", m.Config.Digest, len(m.Layers), dm.Config.Digest, len(dm.Layers))
+	}
+	for i, l := range m.Layers {
+		if l.MediaType != MediaTypeOCILayer || l.Digest != dm.Layers[i].Digest {
+			t.Errorf("layer %d: %s %s, want %s %s", i, l.MediaType, l.Digest, MediaTypeOCILayer, dm.Layers[i].Digest)
+		}
+	}
+}

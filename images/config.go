@@ -53,14 +53,14 @@ const CertFile = "/etc/ssl/certs/ca-bundle.crt"
 // history entry per layer. The bytes are deterministic: the same inputs
 // give the same config, byte for byte.
 func configFor(system string, ls []layers.Descriptor, history []string, cmd []string) ([]byte, error) {
-	arch, err := goArch(system)
+	platform, err := platformOf(system)
 	if err != nil {
 		return nil, err
 	}
 	created := Created
 	img := ocispec.Image{
 		Created:  &created,
-		Platform: ocispec.Platform{Architecture: arch, OS: "linux"},
+		Platform: platform,
 		Config: ocispec.ImageConfig{
 			Env: []string{"PATH=" + DefaultPath, "SSL_CERT_FILE=" + CertFile},
 			Cmd: cmd,
@@ -84,20 +84,21 @@ const (
 	SystemARM64 = "aarch64-linux"
 )
 
-// goArch maps a Nix system to the image's architecture.
-func goArch(system string) (string, error) {
+// platformOf maps a Nix system to the image's platform: linux/amd64, or
+// linux/arm64 with variant v8 (what Docker and containerd call arm64).
+func platformOf(system string) (ocispec.Platform, error) {
 	switch system {
 	case SystemAMD64:
-		return "amd64", nil
+		return ocispec.Platform{Architecture: "amd64", OS: "linux"}, nil
 	case SystemARM64:
-		return "arm64", nil
+		return ocispec.Platform{Architecture: "arm64", OS: "linux", Variant: "v8"}, nil
 	}
-	return "", fmt.Errorf("images: no image architecture for system %q", system)
+	return ocispec.Platform{}, fmt.Errorf("images: no image platform for system %q", system)
 }
 
 // manifestFor returns the manifest in format f for the config bytes and
 // layers.
-func manifestFor(f format, config []byte, ls []layers.Descriptor) ([]byte, error) {
+func manifestFor(f format, config []byte, ls []layers.Descriptor, annotations map[string]string) ([]byte, error) {
 	media := formatMedia[f]
 	m := ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
@@ -107,7 +108,8 @@ func manifestFor(f format, config []byte, ls []layers.Descriptor) ([]byte, error
 			Digest:    digest.FromBytes(config),
 			Size:      int64(len(config)),
 		},
-		Layers: make([]ocispec.Descriptor, len(ls)),
+		Layers:      make([]ocispec.Descriptor, len(ls)),
+		Annotations: annotations,
 	}
 	for i, l := range ls {
 		m.Layers[i] = ocispec.Descriptor{

@@ -42,7 +42,9 @@
 //     caches layers by content, so images that share store paths share
 //     layers), the customisation layer goes last, and the config and the
 //     two manifests (Docker v2 schema 2 and OCI: the same config bytes and
-//     layer blobs, different media types) are written to the store;
+//     layer blobs, different media types, the same provenance annotations)
+//     are written to the store, with the image's SBOM and the artifact
+//     manifests that attach it to each manifest (see SBOM below);
 //  6. the image is entered in the index, whose records in IndexDir keep it
 //     across restarts (with the store paths of each layer, so that a lost
 //     layer can be rebuilt); the Nix GC root of the build is released.
@@ -54,16 +56,51 @@
 // waiting, whether an image is cached (step 1), so that the registry can
 // limit only the other requests.
 //
+// # SBOM and provenance
+//
+// Every image has an SPDX 2.3 JSON SBOM of its closure ([Image.SBOM]): a
+// package per store path (name and version parsed from the path, the NAR
+// hash as its checksum, a pkg:nix purl), a package for the image that
+// CONTAINS them, and DEPENDS_ON for every edge of the closure graph; its
+// bytes depend on the closure and the image key only. A CycloneDX 1.6
+// JSON document says the same ([Image.CycloneDX]). For each document an
+// OCI artifact manifest (artifactType [MediaTypeSPDX] or
+// [MediaTypeCycloneDX], the empty config, the document as its layer) has
+// each of the image's manifests as its subject: [Builder.Referrers] lists
+// them for the referrers API. The SBOM, the empty
+// blob and the artifact manifests are blobs of the image: in its record,
+// verified, rebuilt and collected like its config. The manifests carry
+// org.opencontainers.image.created (fixed, [Created]), .title (the
+// resolved attribute paths joined with "/"), .source and .revision when
+// the Nix is a [Provenancer], and [AnnotationStorePaths]. Records written
+// before SBOMs load without them and have no referrers.
+//
+// # Image indexes
+//
+// Builder.Indexes answers a name without "arm64" with image indexes: a
+// Docker manifest list and an OCI image index of the image for each of
+// IndexSystems (linux/amd64, and linux/arm64 variant v8), built
+// concurrently through the same steps as any image. The indexes are
+// written to the store and kept in both members' records, so that they are
+// served by digest (Builder.Manifest), survive a restart
+// (Builder.CachedIndexes finds them without building), and are kept by
+// garbage collection as long as a member is. An error building a member
+// names its system; where the source cannot build a system at all (an
+// error matching errors.ErrUnsupported: no builder for it), the name has
+// no index, and index-accepting clients get the amd64 image alone. The registry decides, from the Accept header, whether a
+// client gets an index or the amd64 image alone.
+//
 // # Integrity
 //
 // No blob is served that does not hash to its digest ([Builder.Blob]):
 // each is verified the first time this process serves it and again when
 // its file changes, and a background scrub ([Builder.Scrub]) hashes them
 // all at [Config.ScrubRate]. A damaged blob is quarantined and rebuilt:
-// configs and manifests from the image's bytes, layers by the
+// configs, manifests and SBOMs from the image's bytes, layers by the
 // LayerBuilder (from its cache, or after Nix realises the store paths
-// again). At start, a record whose manifest or config is missing or
-// damaged is removed, and layers that are missing or have another size
+// again). At start, a record whose manifest, config or SBOM is missing or
+// damaged is removed (an SBOM cannot be made again without Nix's
+// closure), and layers that are missing or have another size
 // are quarantined and rebuilt in the background; an image whose blob
 // cannot be rebuilt is dropped, and built again when asked for.
 //
@@ -95,7 +132,7 @@
 // One line per image built, and one per failed build:
 //
 //	level=INFO msg=build packages="[bashInteractive ...]" tag=latest system=x86_64-linux attrs="[...]"
-//	    paths=24 layers=25 bytes=31457280 nix_duration=2.1s duration=3.4s docker_digest=sha256:... oci_digest=sha256:...
+//	    paths=24 layers=25 bytes=31457280 nix_duration=2.1s sbom_duration=1ms duration=3.4s docker_digest=sha256:... oci_digest=sha256:...
 //	level=WARN msg="build failed" packages=[...] tag=latest system=... duration=... error="nix: unknown packages: foo"
 //
 // and one at Info for a build cancelled before Nix ran (msg="build

@@ -95,11 +95,15 @@ func (b *Builder) kickGC(pressure bool) {
 	}
 }
 
-func (b *Builder) collectLoop() {
+// collectLoop collects every gcInterval and when kicked; first, when
+// collectNow (a limit or a retention is set: New decides, before the loop
+// starts, so that the loop never reads the configuration while a test
+// changes it).
+func (b *Builder) collectLoop(collectNow bool) {
 	defer b.wg.Done()
 	t := time.NewTicker(gcInterval)
 	defer t.Stop()
-	if b.cfg.StorageLimit > 0 || b.cfg.Retention > 0 {
+	if collectNow {
 		b.kickGC(false)
 	}
 	for {

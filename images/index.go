@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -52,11 +53,14 @@ type index struct {
 	// source: the lean path for cached manifests, one map lookup.
 	memoMu sync.RWMutex
 	memo   map[memoKey]*Image
+	// multi maps a name and tag to its image indexes (pinned sources).
+	multi indexMemo
 
 	mu        sync.Mutex
 	byKey     map[string]*Image
 	byRequest map[string]string    // request key -> image key (pinned sources)
 	blobs     map[v1.Hash]*blobUse // every blob of every image
+	blobBytes atomic.Int64         // the sizes of blobs, added up
 	requests  map[string][]string
 }
 
@@ -115,7 +119,18 @@ type record struct {
 	Tag     string        `json:"tag,omitempty"`
 	Layers  []recordLayer `json:"layers,omitempty"`
 	Outputs []string      `json:"outputs,omitempty"`
+	// Annotations are the manifests' annotations, and SBOMs the image's
+	// SBOM documents (the artifact manifests follow from them and the
+	// manifests). Records written before them lack them.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	SBOMs       []v1.Descriptor   `json:"sboms,omitempty"`
+	// Indexes are the image indexes that have the image as a member,
+	// bytes included (they are small and made of the members' manifests).
+	Indexes []v1.Descriptor `json:"indexes,omitempty"`
 }
+
+// maxIndexesPerImage bounds the indexes a record keeps.
+const maxIndexesPerImage = 8
 
 // recordLayer is one layer of a record.
 type recordLayer struct {
@@ -165,9 +180,79 @@ func (x *index) manifest(h v1.Hash) (v1.Descriptor, *Image) {
 					return m, img
 				}
 			}
+			for _, r := range img.referrers {
+				if r.desc.Digest == h {
+					return r.desc, img
+				}
+			}
+			for _, m := range img.indexList() {
+				if m.Digest == h {
+					return m, img
+				}
+			}
 		}
 	}
 	return v1.Descriptor{}, nil
+}
+
+// referrers returns the manifests whose subject is the manifest h.
+func (x *index) referrers(h v1.Hash) []v1.Descriptor {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if u := x.blobs[h]; u != nil {
+		for _, img := range u.images {
+			if rs := img.Referrers(h); rs != nil {
+				return rs
+			}
+		}
+	}
+	return nil
+}
+
+// addIndexes records that img is a member of the indexes ds (stored
+// already), and saves its record if that is news.
+func (x *index) addIndexes(ctx context.Context, img *Image, ds []v1.Descriptor) error {
+	if x.lock != nil {
+		if err := x.lock.Lock(ctx); err != nil {
+			return err
+		}
+		defer x.lock.Unlock()
+	}
+	x.mu.Lock()
+	have := img.indexList()
+	list := slices.Clone(have)
+	for _, d := range ds {
+		if !slices.ContainsFunc(list, func(o v1.Descriptor) bool { return o.Digest == d.Digest }) {
+			list = append(list, d)
+		}
+	}
+	if len(list) == len(have) {
+		x.mu.Unlock()
+		return nil
+	}
+	if len(list) > maxIndexesPerImage {
+		list = list[len(list)-maxIndexesPerImage:]
+	}
+	if x.byKey[img.Key] == img {
+		for _, d := range list {
+			u := x.blobs[d.Digest]
+			if u == nil {
+				u = &blobUse{size: d.Size}
+				x.blobs[d.Digest] = u
+			}
+			if !slices.Contains(u.images, img) {
+				u.images = append(u.images, img)
+			}
+		}
+	}
+	img.indexes.Store(&list)
+	rec := x.recordLocked(img)
+	saved := img.saved
+	x.mu.Unlock()
+	if x.dir == "" || !saved {
+		return nil
+	}
+	return x.save(rec)
 }
 
 // blobSize returns the size recorded for a blob.
@@ -208,6 +293,7 @@ func (x *index) enterLocked(img *Image) *Image {
 		if u == nil {
 			u = &blobUse{size: n}
 			x.blobs[h] = u
+			x.blobBytes.Add(n)
 		}
 		u.images = append(u.images, img)
 	}
@@ -262,6 +348,12 @@ func (x *index) recordLocked(img *Image) *record {
 		Config:    img.configDescriptor(),
 		Manifests: withoutData(img.manifests),
 		Tag:       img.tag,
+		Indexes:   img.indexList(),
+
+		Annotations: img.annotations,
+	}
+	if img.referrers != nil {
+		rec.SBOMs = withoutData(img.sboms)
 	}
 	if img.groups != nil {
 		for i, l := range img.layers {
@@ -325,6 +417,7 @@ func (x *index) drop(img *Image, reason string, keepFile bool) bool {
 			u.images = slices.DeleteFunc(u.images, func(o *Image) bool { return o == img })
 			if len(u.images) == 0 {
 				delete(x.blobs, h)
+				x.blobBytes.Add(-u.size)
 			}
 		}
 	}
@@ -333,6 +426,7 @@ func (x *index) drop(img *Image, reason string, keepFile bool) bool {
 	x.memoMu.Lock()
 	maps.DeleteFunc(x.memo, func(_ memoKey, v *Image) bool { return v == img })
 	x.memoMu.Unlock()
+	x.multi.forget(img)
 	if saved && !keepFile && x.dir != "" {
 		if x.shared != nil {
 			if err := x.shared.DeleteRecord(context.Background(), img.Key); err != nil {
@@ -478,9 +572,35 @@ func (x *index) loadRecord(ctx context.Context, file string) (*Image, *record, [
 	if err != nil {
 		return nil, nil, nil, x.blobError(err)
 	}
-	img, err := imageFromBlobs(rec.Key, rec.Packages, rec.System, manifest, config)
+	img, err := imageFromBlobs(rec.Key, rec.Packages, rec.System, manifest, config, rec.Annotations)
 	if err != nil {
 		return nil, nil, nil, damaged("%v", err)
+	}
+	if len(rec.SBOMs) > 0 {
+		docs := make([]v1.Descriptor, len(rec.SBOMs))
+		for i, d := range rec.SBOMs {
+			if d.MediaType != MediaTypeSPDX && d.MediaType != MediaTypeCycloneDX {
+				return nil, nil, nil, damaged("an SBOM of type %q", d.MediaType)
+			}
+			body, err := x.readBlob(ctx, d)
+			if err != nil {
+				return nil, nil, nil, x.blobError(err)
+			}
+			d.Data = body
+			docs[i] = d
+		}
+		if err := img.attachSBOMs(docs); err != nil {
+			return nil, nil, nil, damaged("%v", err)
+		}
+		for _, body := range img.artifactBlobs() {
+			d := manifestDescriptor("", body)
+			if n, err := x.store.Stat(ctx, d.Digest); err != nil || n != d.Size {
+				if _, err := layers.Put(ctx, x.store, body); err != nil {
+					return nil, nil, nil, err
+				}
+				x.log.Warn("rewrote a missing or damaged SBOM manifest", "digest", d.Digest, "key", img.Key)
+			}
+		}
 	}
 	if err := rec.attach(img); err != nil {
 		return nil, nil, nil, damaged("%v", err)
@@ -495,6 +615,21 @@ func (x *index) loadRecord(ctx context.Context, file string) (*Image, *record, [
 			}
 			x.log.Warn("rewrote a missing or damaged manifest", "digest", m.Digest, "key", img.Key)
 		}
+	}
+	for _, d := range rec.Indexes {
+		h, n, _ := v1.SHA256(bytes.NewReader(d.Data))
+		if h != d.Digest || n != d.Size || !isIndexMedia(d.MediaType) {
+			return nil, nil, nil, damaged("index %s does not hash to its digest", d.Digest)
+		}
+		if n, err := x.store.Stat(ctx, d.Digest); err != nil || n != d.Size {
+			if _, err := layers.Put(ctx, x.store, d.Data); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+	}
+	if len(rec.Indexes) > 0 {
+		list := slices.Clone(rec.Indexes)
+		img.indexes.Store(&list)
 	}
 	var lost []v1.Hash
 	for i, l := range img.layers {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -246,9 +247,15 @@ func (b *Builder) rebuild(ctx context.Context, img *Image, h v1.Hash) error {
 		_, err := layers.Put(ctx, b.cfg.Store, img.config)
 		return err
 	}
-	for _, m := range img.manifests {
+	for _, m := range append(slices.Clone(img.manifests), img.indexList()...) {
 		if m.Digest == h {
 			_, err := layers.Put(ctx, b.cfg.Store, m.Data)
+			return err
+		}
+	}
+	for _, body := range img.sbomBlobs() {
+		if d := manifestDescriptor("", body); d.Digest == h {
+			_, err := layers.Put(ctx, b.cfg.Store, body)
 			return err
 		}
 	}

@@ -86,6 +86,33 @@ type Assembler struct {
 	claims map[string]chan struct{} // member entry name -> closed when built
 
 	compressed atomic.Int64 // chunks compressed, for tests
+
+	stats struct {
+		layerHits, layerMisses, memberHits, memberMisses, blobBytes, tarBytes atomic.Int64
+	}
+}
+
+// Stats are an Assembler's counters since it was made.
+type Stats struct {
+	// LayerHits counts the layers found in the layer cache, LayerMisses
+	// those built (a build that concurrent callers share counts once).
+	LayerHits, LayerMisses int64
+	// MemberHits counts the store paths whose compressed members came
+	// from the member cache, MemberMisses those compressed.
+	MemberHits, MemberMisses int64
+	// BlobBytes counts the compressed bytes of the layers built, TarBytes
+	// their uncompressed tar bytes.
+	BlobBytes, TarBytes int64
+}
+
+// Stats returns the Assembler's counters.
+func (a *Assembler) Stats() Stats {
+	s := &a.stats
+	return Stats{
+		LayerHits: s.layerHits.Load(), LayerMisses: s.layerMisses.Load(),
+		MemberHits: s.memberHits.Load(), MemberMisses: s.memberMisses.Load(),
+		BlobBytes: s.blobBytes.Load(), TarBytes: s.tarBytes.Load(),
+	}
 }
 
 // NewAssembler returns an Assembler writing layers to store and caching in
@@ -179,22 +206,31 @@ func (a *Assembler) memberName(storePath string) string {
 // once; a build that has started carries on if its callers give up, so that
 // its result is cached.
 func (a *Assembler) Layer(ctx context.Context, paths []string) (Descriptor, error) {
+	d, _, err := a.CachedLayer(ctx, paths)
+	return d, err
+}
+
+// CachedLayer is [Assembler.Layer] that also reports whether the layer
+// came from the layer cache.
+func (a *Assembler) CachedLayer(ctx context.Context, paths []string) (Descriptor, bool, error) {
 	set, err := normalise(paths)
 	if err != nil {
-		return Descriptor{}, err
+		return Descriptor{}, false, err
 	}
 	key := layerKey(a.format, set)
 	entry := filepath.Join(a.layerDir, key+".json")
 	if d, ok := a.cachedLayer(ctx, entry, set); ok {
-		return d, nil
+		a.stats.layerHits.Add(1)
+		return d, true, nil
 	}
 	// A build that has started carries on when its callers give up
 	// (WithoutCancel), so that its result is cached.
-	return a.flight.Do(ctx, key, func(ctx context.Context) (Descriptor, error) {
+	d, err := a.flight.Do(ctx, key, func(ctx context.Context) (Descriptor, error) {
 		ctx = context.WithoutCancel(ctx)
 		if d, ok := a.cachedLayer(ctx, entry, set); ok {
 			return d, nil
 		}
+		a.stats.layerMisses.Add(1)
 		d, err := a.buildLayer(ctx, set)
 		if err != nil {
 			return Descriptor{}, err
@@ -204,6 +240,7 @@ func (a *Assembler) Layer(ctx context.Context, paths []string) (Descriptor, erro
 		}
 		return d, nil
 	})
+	return d, false, err
 }
 
 // cachedLayer looks up a layer cache entry and checks that the blob it names
@@ -285,6 +322,10 @@ func (a *Assembler) buildOnce(ctx context.Context, set []string) (Descriptor, er
 		return Descriptor{}, err
 	}
 	dur := time.Since(start)
+	a.stats.memberHits.Add(int64(res.cached))
+	a.stats.memberMisses.Add(int64(res.built))
+	a.stats.blobBytes.Add(d.Size)
+	a.stats.tarBytes.Add(res.tarSize)
 	a.log.Info("layer built", "digest", d.Digest.String(), "paths", len(set),
 		"tar_bytes", res.tarSize, "blob_bytes", d.Size,
 		"members_cached", res.cached, "members_compressed", res.built,

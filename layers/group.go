@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/minheap"
 )
 
 // DefaultBudget is the default number of store-path layers per image. Docker
@@ -90,23 +91,23 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 			}
 			return toRest, true
 		}
-		h := &mergeHeap{}
+		var candidates []mergeItem
 		for r := 0; r < n; r++ {
 			if uf.find(r) == r {
 				c, _ := cost(r)
-				h.items = append(h.items, mergeItem{cost: c, head: head[r]})
+				candidates = append(candidates, mergeItem{cost: c, head: head[r]})
 			}
 		}
-		h.init()
+		h := minheap.New(mergeItem.less, candidates...)
 		for groups > budget && h.Len() > 0 {
-			it := h.pop()
+			it := h.Pop()
 			r := uf.find(it.head)
 			if head[r] != it.head || isRest(r) {
 				continue // merged away, or a rest group itself
 			}
 			c, toRest := cost(r)
 			if c > it.cost { // costs only grow: requeue
-				h.push(mergeItem{cost: c, head: it.head})
+				h.Push(mergeItem{cost: c, head: it.head})
 				continue
 			}
 			k := restShared
@@ -227,63 +228,11 @@ type mergeItem struct {
 	head int
 }
 
-// mergeHeap is a binary min-heap of candidate merges ordered by cost, then
-// head index (that is, store path), so equal costs resolve the same way
-// everywhere. It is typed rather than a container/heap, which would box
-// every item.
-type mergeHeap struct{ items []mergeItem }
-
-func (h *mergeHeap) Len() int { return len(h.items) }
-
-func (h *mergeHeap) less(i, j int) bool {
-	a, b := h.items[i], h.items[j]
+// less orders candidate merges by cost, then head index (that is, store
+// path), so equal costs resolve the same way everywhere.
+func (a mergeItem) less(b mergeItem) bool {
 	if a.cost != b.cost {
 		return a.cost < b.cost
 	}
 	return a.head < b.head
-}
-
-// init establishes the heap order over items.
-func (h *mergeHeap) init() {
-	for i := len(h.items)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-}
-
-func (h *mergeHeap) push(it mergeItem) {
-	h.items = append(h.items, it)
-	for i := len(h.items) - 1; i > 0; {
-		up := (i - 1) / 2
-		if !h.less(i, up) {
-			break
-		}
-		h.items[i], h.items[up] = h.items[up], h.items[i]
-		i = up
-	}
-}
-
-func (h *mergeHeap) pop() mergeItem {
-	it := h.items[0]
-	last := len(h.items) - 1
-	h.items[0] = h.items[last]
-	h.items = h.items[:last]
-	h.down(0)
-	return it
-}
-
-func (h *mergeHeap) down(i int) {
-	for n := len(h.items); ; {
-		m := i
-		if l := 2*i + 1; l < n && h.less(l, m) {
-			m = l
-		}
-		if r := 2*i + 2; r < n && h.less(r, m) {
-			m = r
-		}
-		if m == i {
-			return
-		}
-		h.items[i], h.items[m] = h.items[m], h.items[i]
-		i = m
-	}
 }

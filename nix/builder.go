@@ -90,6 +90,10 @@ type Options struct {
 	// listable source (the bundled set), so it is computed once per
 	// machine rather than once per process.
 	PopularityDir string
+	// OnCommand, when set, is called after every Nix process with its
+	// operation ("evaluate", "build" or "query"), its duration and its
+	// error: the hook for metrics of Nix runs.
+	OnCommand func(op string, d time.Duration, err error)
 }
 
 // Builder realises packages of a [Source] with Nix and reports their
@@ -105,6 +109,7 @@ type Builder struct {
 	waiting atomic.Int64 // Builds waiting for a slot
 	meanRun atomic.Int64 // moving mean of the time a slot is held, in ns
 	gc      gcRoots
+	listing listingState
 }
 
 // NewBuilder returns a builder for packages of src.
@@ -130,6 +135,9 @@ func NewBuilder(src Source, opts Options) *Builder {
 		config = DefaultNixConfig
 	case NoNixConfig:
 		config = ""
+	}
+	if _, ok := src.(*BundledSource); ok && config != "" {
+		config += "\n" + BundledNixConfig
 	}
 	b := &Builder{
 		src:  src,
@@ -161,6 +169,12 @@ type Request struct {
 	// and a caller may end ctx to cancel it at no cost; after it, ending
 	// ctx kills Nix and wastes the work done.
 	Started func()
+	// Progress, when set, is told what the Build does once it has a slot:
+	// phase "evaluating" while nix-instantiate runs, then "realising" with
+	// done of total derivations as nix-store --realise builds them (total
+	// 0 while unknown or when nothing is to be built). It is called on
+	// the Build's goroutines and must be quick.
+	Progress func(phase string, done, total int)
 }
 
 // Package is one requested name and what it resolved to.
@@ -257,7 +271,7 @@ func (b *Builder) buildWithin(ctx context.Context, req Request, timeout time.Dur
 		req.Started()
 	}
 
-	res, err := b.build(ctx, imp, system, req.Packages)
+	res, err := b.build(ctx, imp, system, req.Packages, req.Progress)
 	if err != nil {
 		if errors.Is(context.Cause(ctx), ErrTimeout) {
 			return nil, fmt.Errorf("%w after %s, %s of it waiting for a build slot (%s)",
@@ -319,7 +333,11 @@ func (b *Builder) retryAfter() time.Duration {
 	return min(max(d, time.Second), b.opts.Timeout)
 }
 
-func (b *Builder) build(ctx context.Context, imp Import, system string, names []string) (*Result, error) {
+func (b *Builder) build(ctx context.Context, imp Import, system string, names []string, progress func(string, int, int)) (*Result, error) {
+	if progress == nil {
+		progress = func(string, int, int) {}
+	}
+	progress("evaluating", 0, 0)
 	reqJSON, err := json.Marshal(struct {
 		Source Import   `json:"source"`
 		System string   `json:"system"`
@@ -376,7 +394,8 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 	if err != nil {
 		return nil, err
 	}
-	res, err := b.realise(ctx, root, drvs, query, outs, pkgs)
+	progress("realising", 0, 0)
+	res, err := b.realise(ctx, root, drvs, query, outs, pkgs, progress)
 	if err != nil {
 		releaseRoot(root)
 		return nil, err
@@ -387,7 +406,7 @@ func (b *Builder) build(ctx context.Context, imp Import, system string, names []
 
 // realise builds the derivations drvs, adding root (if not "") as an
 // indirect GC root of their outputs, and queries the closure.
-func (b *Builder) realise(ctx context.Context, root string, drvs []string, query command, outs []string, pkgs []Package) (*Result, error) {
+func (b *Builder) realise(ctx context.Context, root string, drvs []string, query command, outs []string, pkgs []Package, progress func(string, int, int)) (*Result, error) {
 	args := []string{"--realise"}
 	if root != "" {
 		args = append(args, "--add-root", root) // indirect: a link in gcroots/auto points to it
@@ -402,9 +421,11 @@ func (b *Builder) realise(ctx context.Context, root string, drvs []string, query
 			return nil, err
 		}
 	}
-	if _, err := b.run(ctx, command{op: "build", prog: "nix-store", args: append(args, drvs...)}); err != nil {
+	rp := &realiseProgress{report: progress}
+	if _, err := b.run(ctx, command{op: "build", prog: "nix-store", args: append(args, drvs...), progress: rp}); err != nil {
 		return nil, err
 	}
+	progress("realising", rp.total, rp.total)
 	out, err := b.run(ctx, query)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"compress/gzip"
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -172,34 +173,81 @@ func TestBuildBundledCaseInsensitiveAndNested(t *testing.T) {
 
 func TestBuildUnsupportedSystem(t *testing.T) {
 	requireNix(t)
-	// The bundled source declares its systems: rejected before Nix runs.
+	// A system no source has: rejected before Nix runs.
 	b, runs := countingBuilder(t, testBundled(t), Options{})
-	_, err := b.Build(context.Background(), Request{Packages: []string{"curl"}, System: "aarch64-linux"})
+	_, err := b.Build(context.Background(), Request{Packages: []string{"curl"}, System: "riscv64-linux"})
 	var unsupported *UnsupportedSystemError
-	if !errors.As(err, &unsupported) || unsupported.System != "aarch64-linux" {
+	if !errors.As(err, &unsupported) || unsupported.System != "riscv64-linux" {
 		t.Fatalf("err = %v, want *UnsupportedSystemError", err)
 	}
 	if runs.Load() != 0 {
 		t.Errorf("Nix ran %d times", runs.Load())
 	}
-	_, err = b.Build(context.Background(), Request{Packages: []string{"curl"}, System: "riscv64-linux"})
-	if !errors.As(err, &unsupported) {
-		t.Fatalf("err = %v, want *UnsupportedSystemError", err)
-	}
 
-	// The same set as a plain path: the set itself refuses in Nix.
-	dir, err := testBundled(t).Dir()
-	if err != nil {
+	// A set of a path whose Nix lacks the bundled set's extra-platforms
+	// (and has no aarch64 builder): Nix refuses to build aarch64-linux,
+	// and the error names the system.
+	dir := t.TempDir()
+	set := `{ system ? "x86_64-linux", ... }: { armonly = derivation { name = "nixery-arm-test-` + strconv.FormatInt(time.Now().UnixNano(), 10) + `"; inherit system; builder = "/bin/bash"; args = [ "-c" "echo > $out; exit 0" ]; }; }`
+	if err := os.WriteFile(filepath.Join(dir, "default.nix"), []byte(set), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	src, _ := NewPathSource(dir)
 	b, runs = countingBuilder(t, src, Options{})
-	_, err = b.Build(context.Background(), Request{Packages: []string{"curl"}, System: "aarch64-linux"})
-	if !errors.As(err, &unsupported) || !strings.Contains(unsupported.Reason, "x86_64-linux") {
+	_, err = b.Build(context.Background(), Request{Packages: []string{"armonly"}, System: "aarch64-linux"})
+	if !errors.As(err, &unsupported) || unsupported.System != "aarch64-linux" || !strings.Contains(err.Error(), "aarch64-linux") {
+		t.Fatalf("err = %v, want *UnsupportedSystemError naming aarch64-linux", err)
+	}
+	if runs.Load() == 0 {
+		t.Error("Nix did not run")
+	}
+
+	// The bundled set without its arm64 files: the set itself refuses,
+	// naming the system and what to run.
+	t.Setenv("NIXERY_DEBIAN_ARM64_ROOT", t.TempDir())
+	b, _ = countingBuilder(t, testBundled(t), Options{})
+	_, err = b.Build(context.Background(), Request{Packages: []string{"hello"}, System: "aarch64-linux"})
+	if !errors.As(err, &unsupported) || unsupported.System != "aarch64-linux" || !strings.Contains(unsupported.Reason, ".ci/setup") {
 		t.Fatalf("err = %v, want *UnsupportedSystemError from the set", err)
 	}
-	if runs.Load() != 1 {
-		t.Errorf("Nix ran %d times, want 1", runs.Load())
+}
+
+// TestBuildAArch64 builds the bundled set's curl for aarch64-linux: arm64
+// ELF files whose interpreter and RUNPATH are store paths of the same
+// system, none shared with x86_64-linux's.
+func TestBuildAArch64(t *testing.T) {
+	requireNix(t)
+	b, _ := countingBuilder(t, testBundled(t), Options{})
+	arm := build(t, b, Request{Packages: []string{"curl"}, System: "aarch64-linux"})
+	amd := build(t, b, Request{Packages: []string{"curl"}, System: "x86_64-linux"})
+	armPaths, amdPaths := arm.Graph.Closure(arm.Packages[0].Path), amd.Graph.Closure(amd.Packages[0].Path)
+	for _, p := range armPaths {
+		if slices.Contains(amdPaths, p) {
+			t.Errorf("%s is in both closures", p)
+		}
+	}
+	f, err := elf.Open(filepath.Join(arm.Packages[0].Path, "bin", "curl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Machine != elf.EM_AARCH64 {
+		t.Errorf("curl is for %v", f.Machine)
+	}
+	var interp string
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			data := make([]byte, p.Filesz)
+			p.ReadAt(data, 0)
+			interp = strings.TrimRight(string(data), "\x00")
+		}
+	}
+	if !strings.HasSuffix(interp, "/lib/ld-linux-aarch64.so.1") || !slices.Contains(armPaths, strings.TrimSuffix(interp, "/lib/ld-linux-aarch64.so.1")) {
+		t.Errorf("interpreter %q is not glibc of the closure %v", interp, armPaths)
+	}
+	runpath, _ := f.DynString(elf.DT_RUNPATH)
+	if len(runpath) != 1 || !strings.HasPrefix(runpath[0], closure.StoreDir+"/") {
+		t.Errorf("RUNPATH %v", runpath)
 	}
 }
 

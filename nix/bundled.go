@@ -57,8 +57,16 @@ var bundled = sync.OnceValues(func() ([]bundledEntry, string) {
 })
 
 // BundledSystems are the systems the bundled set can build for: it copies
-// the host's x86_64 Debian binaries.
-var BundledSystems = []string{"x86_64-linux"}
+// the host's x86_64 Debian binaries, and the arm64 ones of Debian 12 that
+// .ci/setup-arm64 unpacks (see [BundledNixConfig]).
+var BundledSystems = []string{"x86_64-linux", "aarch64-linux"}
+
+// BundledNixConfig is added to the Nix configuration of a [Builder] of the
+// bundled set (unless its NixConfig is [NoNixConfig]): the set's
+// aarch64-linux derivations run their builder (bash, cp, patchelf) on the
+// x86_64 host, so Nix may build them there. Nothing is emulated while
+// building; only running the programs needs the emulator.
+const BundledNixConfig = "extra-platforms = aarch64-linux"
 
 // BundledSource is the package set embedded in the binary (see nix/pkgs),
 // the default when no other source is configured. It is extracted on first

@@ -36,8 +36,12 @@
 // timeouts), so that callers classify them without knowing this package. The bundled set lives in
 // nix/pkgs (embedded with go:embed): about 65 packages copied from the
 // host's Debian 12 binaries, with their ELF interpreter and RUNPATH
-// rewritten to point at each other's store paths. It exists for offline
-// use and tests; point the server at real nixpkgs for real images.
+// rewritten to point at each other's store paths. For aarch64-linux the
+// same packages are copied from Debian 12's arm64 packages, which
+// .ci/setup-arm64 unpacks under NIXERY_DEBIAN_ARM64_ROOT: aarch64-linux
+// derivations whose builder runs on the host (BundledNixConfig lets Nix
+// build them there), so nothing is emulated while building. It exists for
+// offline use and tests; point the server at real nixpkgs for real images.
 //
 // # Building
 //

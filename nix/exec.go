@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +59,8 @@ type command struct {
 	logArgs []string
 	// quiet logs a failure at Debug level: the caller expects failures.
 	quiet bool
+	// progress, when set, also gets the command's standard error.
+	progress io.Writer
 }
 
 // output is what a finished command produced.
@@ -101,6 +105,9 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 	stderr := &tailBuffer{limit: stderrLimit}
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
+	if c.progress != nil {
+		cmd.Stderr = io.MultiWriter(stderr, c.progress)
+	}
 	// Stop waiting for output a while after the process ended, should
 	// some stray descendant keep the pipes open.
 	cmd.WaitDelay = 2 * killGrace
@@ -138,6 +145,9 @@ func (b *Builder) execNix(ctx context.Context, c command) (output, error) {
 	logArgs := c.args
 	if c.logArgs != nil {
 		logArgs = c.logArgs
+	}
+	if b.opts.OnCommand != nil {
+		b.opts.OnCommand(c.op, d, err)
 	}
 	log.Info("nix command", "op", c.op, "cmd", c.prog, "args", logArgs, "duration", d, "err", err)
 	if ctx.Err() != nil {
@@ -238,4 +248,49 @@ func mergeEnv(env []string, config string) []string {
 // isTimeout reports whether err ends a command because of ctx's deadline.
 func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
+}
+
+// realiseProgress reads nix-store --realise's standard error and reports
+// the derivations built: "these N derivations will be built:" (or "this
+// derivation will be built:") gives the total, and each "building '...'"
+// line starts one more.
+type realiseProgress struct {
+	report      func(string, int, int)
+	line        []byte
+	done, total int
+}
+
+func (p *realiseProgress) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c != '\n' {
+			if len(p.line) < 4096 {
+				p.line = append(p.line, c)
+			}
+			continue
+		}
+		p.parse(string(p.line))
+		p.line = p.line[:0]
+	}
+	return len(b), nil
+}
+
+func (p *realiseProgress) parse(line string) {
+	switch {
+	case strings.HasPrefix(line, "this derivation will be built"):
+		p.total = 1
+	case strings.HasPrefix(line, "these ") && strings.Contains(line, " derivations will be built"):
+		if n, err := strconv.Atoi(strings.Fields(line)[1]); err == nil {
+			p.total = n
+		}
+	case strings.HasPrefix(line, "building '"):
+		// The previous derivation is done when the next one starts.
+		if p.done < p.total {
+			p.done++
+		}
+	default:
+		return
+	}
+	// The one being built counts as done only when the next starts or
+	// the command ends.
+	p.report("realising", max(p.done-1, 0), p.total)
 }

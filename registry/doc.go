@@ -17,6 +17,14 @@
 //	GET  /v2/<name>/manifests/<digest> a manifest built before, by digest
 //	GET  /v2/<name>/blobs/<digest>     a layer, config or manifest, with Range support
 //	GET  /v2/<name>/tags/list          {"name":<name>,"tags":["latest"]}
+//	GET  /v2/<name>/referrers/<digest> an OCI index of the manifests whose subject is <digest>
+//	GET  /v2/<name>/manifests/sha256-<hex>  the same index (the referrers tag schema)
+//
+// The referrers routes exist when the Images are [ReferrerImages]. The
+// index is empty for a digest without referrers (never a 404, as the
+// specification asks); ?artifactType= keeps one artifact type and the
+// answer says so in OCI-Filters-Applied. The tag schema's tag of a digest
+// without referrers is MANIFEST_UNKNOWN.
 //
 // HEAD works wherever GET does and sends the same headers (Content-Type,
 // Content-Length, Docker-Content-Digest) without a body. Every other method
@@ -37,6 +45,14 @@
 // Accept header picks one by media type and q-value, and a client that
 // names none of them gets the first (Docker's). Manifests by tag carry
 // Vary: Accept.
+//
+// When the [Images] have indexes ([IndexImages]), a request by tag whose
+// Accept lists a Docker manifest list or an OCI image index gets an index
+// of the format it prefers (by q-value, the first listed on a tie): the
+// Docker manifest list (of Docker manifests) or the OCI index (of OCI
+// manifests), of one image per platform. A client that accepts only image
+// manifests gets the image of the server's own platform, as before; a
+// name that denotes one platform (arm64/...) gets its image either way.
 //
 // # Errors
 //

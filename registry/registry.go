@@ -52,6 +52,39 @@ type BlobURLs interface {
 	BlobURL(ctx context.Context, h v1.Hash) (url string, size int64, ok bool, err error)
 }
 
+// ReferrerImages is an optional capability of [Images]: Referrers returns
+// the descriptors of the manifests whose subject is the manifest h (an
+// image's SBOM artifact), each with its artifactType and annotations, and
+// none for a manifest that has none or is unknown. With it the registry
+// serves the referrers API (GET /v2/<name>/referrers/<digest>) and its
+// tag-schema fallback (the tag sha256-<hex>); without it both are
+// NOT_FOUND.
+type ReferrerImages interface {
+	Referrers(ctx context.Context, h v1.Hash) ([]v1.Descriptor, error)
+}
+
+// IndexImages is an optional capability of [Images]: image indexes
+// (multi-platform images). Indexes returns the indexes of the image name
+// at tag, one per format (a Docker manifest list and an OCI image index),
+// each with its bytes as Data, building the images if need be; nil and no
+// error for a name that denotes one platform. CachedIndexes answers, as
+// [CachedImages] does, without building or waiting.
+//
+// With it, a request by tag whose Accept header lists an index media type
+// gets an index (of the format it prefers); other requests get the image
+// of one platform, from Manifests. Manifest serves indexes by digest.
+type IndexImages interface {
+	Indexes(ctx context.Context, name, tag string) ([]v1.Descriptor, error)
+	CachedIndexes(name, tag string) ([]v1.Descriptor, bool)
+}
+
+// Media types of image indexes, which a client must accept (list in its
+// Accept header) to be served one.
+const (
+	MediaTypeDockerManifestList = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeOCIIndex           = "application/vnd.oci.image.index.v1+json"
+)
+
 // DefaultMaxNameLength bounds a repository name unless [WithMaxNameLength]
 // says otherwise. The distribution specification advises clients to limit
 // a name, with its host, to 255 characters.
@@ -95,15 +128,58 @@ func WithWriteTimeout(d time.Duration) Option { return func(r *Registry) { r.wri
 // [DefaultMaxClientBuilds]; a negative n sets no limit.
 func WithMaxClientBuilds(n int) Option { return func(r *Registry) { r.clients.max = n } }
 
+// RequestInfo is what an observer ([WithObserver]) hears of a request.
+type RequestInfo struct {
+	// Route is "base" (/v2/), "manifests", "blobs", "tags" or "other".
+	Route    string
+	Method   string
+	Status   int
+	Bytes    int64 // of the body sent
+	Duration time.Duration
+}
+
+// WithObserver calls f after every request, on the request's goroutine:
+// the hook for metrics. f must be quick.
+func WithObserver(f func(RequestInfo)) Option { return func(r *Registry) { r.observe = f } }
+
+// routeOf names the route of path p for [RequestInfo].
+func routeOf(p string) string {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	switch {
+	case p == "/v2" || p == "/v2/":
+		return "base"
+	case !ok:
+		return "other"
+	case strings.HasSuffix(rest, "/tags/list"):
+		return "tags"
+	}
+	i := strings.LastIndexByte(rest, '/')
+	if i <= 0 {
+		return "other"
+	}
+	switch j := strings.LastIndexByte(rest[:i], '/'); {
+	case j < 0:
+		return "other"
+	case rest[j+1:i] == "manifests":
+		return "manifests"
+	case rest[j+1:i] == "blobs":
+		return "blobs"
+	}
+	return "other"
+}
+
 // Registry is an http.Handler serving the read-only part of the OCI
 // distribution API from an [Images]. Create it with [New].
 type Registry struct {
 	images       Images
 	log          *slog.Logger
 	maxName      int
-	writeTimeout time.Duration // <= 0: none
-	cached       CachedImages  // nil if images lacks the capability
+	writeTimeout time.Duration  // <= 0: none
+	cached       CachedImages   // nil if images lacks the capability
+	referrers    ReferrerImages // nil if images lacks the capability
+	indexes      IndexImages    // nil if images lacks the capability
 	clients      clientLimit
+	observe      func(RequestInfo) // nil: none
 
 	requests  chan requestEntry // to requestLogger
 	closed    atomic.Bool
@@ -129,6 +205,8 @@ func New(images Images, opts ...Option) *Registry {
 		r.clients.max = DefaultMaxClientBuilds
 	}
 	r.cached, _ = images.(CachedImages)
+	r.referrers, _ = images.(ReferrerImages)
+	r.indexes, _ = images.(IndexImages)
 	r.requests = make(chan requestEntry, 4096)
 	r.stop = make(chan struct{})
 	r.stopped = make(chan struct{})
@@ -158,6 +236,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	end := time.Now()
 	e := requestEntry{end, req.Method, req.URL.Path, rw.status, rw.n, end.Sub(start)}
 	putRecorder(rw)
+	if r.observe != nil {
+		r.observe(RequestInfo{Route: routeOf(e.path), Method: e.method, Status: e.status, Bytes: e.bytes, Duration: e.duration})
+	}
 	// The line is formatted by the request logger goroutine, off the
 	// request path; only when it falls behind (or after Close) is it
 	// formatted here.
@@ -266,6 +347,10 @@ func (r *Registry) route(w http.ResponseWriter, req *http.Request) error {
 	name, kind, ref := rest[:j], rest[j+1:i], rest[i+1:]
 	switch kind {
 	case "manifests", "blobs":
+	case "referrers":
+		if r.referrers == nil {
+			return newError(CodeNotFound, "no such route %q: this registry serves no referrers", truncate(p, 128))
+		}
 	default:
 		return newError(CodeNotFound, "no such route %q", truncate(p, 128))
 	}
@@ -277,6 +362,9 @@ func (r *Registry) route(w http.ResponseWriter, req *http.Request) error {
 	}
 	if kind == "blobs" {
 		return r.serveBlob(w, req, ref)
+	}
+	if kind == "referrers" {
+		return r.serveReferrers(w, req, ref)
 	}
 	return r.serveManifest(w, req, name, ref)
 }
@@ -295,8 +383,18 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name,
 		writeManifest(w, req, d)
 		return nil
 	}
+	if r.referrers != nil && isReferrersTag(ref) {
+		return r.serveReferrersTag(w, req, ref)
+	}
+	wantIndex := r.indexes != nil && acceptsIndex(req.Header["Accept"])
+	if wantIndex {
+		if ms, ok := r.indexes.CachedIndexes(name, ref); ok && len(ms) > 0 {
+			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
+			return nil
+		}
+	}
 	if r.cached != nil {
-		if ms, ok := r.cached.CachedManifests(name, ref); ok && len(ms) > 0 {
+		if ms, ok := r.cached.CachedManifests(name, ref); !wantIndex && ok && len(ms) > 0 {
 			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
 			return nil
 		}
@@ -307,6 +405,16 @@ func (r *Registry) serveManifest(w http.ResponseWriter, req *http.Request, name,
 			return e
 		}
 		defer r.clients.leave(client, image)
+	}
+	if wantIndex {
+		ms, err := r.indexes.Indexes(req.Context(), name, ref)
+		if err != nil {
+			return err
+		}
+		if len(ms) > 0 {
+			writeManifest(w, req, ms[negotiate(req.Header["Accept"], ms)])
+			return nil
+		}
 	}
 	ms, err := r.images.Manifests(req.Context(), name, ref)
 	if err != nil {
@@ -372,6 +480,29 @@ func negotiate(accept []string, ms []v1.Descriptor) int {
 		}
 	}
 	return best
+}
+
+// acceptsIndex reports whether a request's Accept headers list an image
+// index media type with a q-value above zero.
+func acceptsIndex(accept []string) bool {
+	for _, header := range accept {
+		if !strings.Contains(header, "index") && !strings.Contains(header, "list") {
+			continue // the common case, without parsing
+		}
+		for _, item := range strings.Split(header, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(item))
+			if err != nil || (mt != MediaTypeDockerManifestList && mt != MediaTypeOCIIndex) {
+				continue
+			}
+			if s, ok := params["q"]; ok {
+				if v, err := strconv.ParseFloat(s, 64); err == nil && v <= 0 {
+					continue
+				}
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // serveTags answers the tag list. The registry can build any valid name, so

@@ -238,7 +238,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		res.Largest = max(res.Largest, size)
 		sample()
 		if len(pulled)%50 == 0 {
-			log.Info("storage workload", "images", len(pulled), "would_write", res.WouldWrite, "peak", res.PeakApparent)
+			mu.Lock()
+			peak := res.PeakApparent
+			mu.Unlock()
+			log.Info("storage workload", "images", len(pulled), "would_write", res.WouldWrite, "peak", peak)
 		}
 	}
 	res.Images = len(pulled)

@@ -67,7 +67,7 @@ func TestClosureCommandErrors(t *testing.T) {
 	}{
 		{[]string{"curl", "doesnotexist", "alsomissing"}, []string{"doesnotexist", "alsomissing", "no package named"}},
 		{[]string{`${builtins.readFile "/etc/passwd"}`}, []string{"invalid package name"}},
-		{[]string{"--system=aarch64-linux", "curl"}, []string{"unsupported system", "aarch64-linux"}},
+		{[]string{"--system=riscv64-linux", "curl"}, []string{"unsupported system", "riscv64-linux"}},
 		{nil, []string{"no package names"}},
 		{[]string{"-system"}, []string{"flag needs an argument"}},
 	} {

@@ -111,19 +111,10 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	var timeout string
 	fs.StringVar(&c.listen, "listen", env("NIXERY_LISTEN", ""), "`address` to listen on, e.g. :8080 for every interface [NIXERY_LISTEN] (default localhost:PORT)")
 	port := fs.String("port", env("PORT", "8080"), "`port` to listen on at localhost when -listen is not set [PORT]")
-	sourceFlags(fs, env, &c.source, &timeout)
-	fs.StringVar(&c.storageBackend, "storage-backend", env("NIXERY_STORAGE_BACKEND", "filesystem"), "storage `backend`: filesystem or s3 [NIXERY_STORAGE_BACKEND]")
-	fs.StringVar(&c.s3.Bucket, "s3-bucket", env("S3_BUCKET", ""), "S3 `bucket` of the s3 backend [S3_BUCKET]")
-	fs.StringVar(&c.s3.Endpoint, "s3-endpoint", env("S3_ENDPOINT", ""), "`URL` of an S3-compatible store, addressed path-style; empty is AWS [S3_ENDPOINT]")
-	fs.StringVar(&c.s3.Prefix, "s3-prefix", env("S3_PREFIX", ""), "`prefix` of every key in the bucket, e.g. nixery/ [S3_PREFIX]")
-	fs.StringVar(&c.s3.Region, "s3-region", env("AWS_REGION", ""), "the bucket's `region` (us-east-1 for an endpoint when unset) [AWS_REGION]")
+	finishBuilder := c.builderFlags(fs, env, &timeout)
 	blobRedirect := fs.String("blob-redirect", env("NIXERY_BLOB_REDIRECT", "true"), "redirect blob GETs to presigned URLs of the object store (true or false; false serves the bytes, with Range) [NIXERY_BLOB_REDIRECT]")
 	redirectExpiry := fs.String("blob-redirect-expiry", env("NIXERY_BLOB_REDIRECT_EXPIRY", defaultRedirectExpiry.String()), "how long a redirect's presigned URL is valid, in `seconds` or as a Go duration [NIXERY_BLOB_REDIRECT_EXPIRY]")
-	fs.StringVar(&c.storagePath, "storage-path", env("STORAGE_PATH", ""), "`dir` for blobs, caches and the image index [STORAGE_PATH] (default: nixery in the user cache directory)")
-	fs.StringVar(&c.popularity, "popularity", env("NIX_POPULARITY_URL", ""), "popularity JSON for layer grouping: a file `path` or http(s) URL [NIX_POPULARITY_URL]")
-	maxBuilds := fs.String("max-builds", env("NIXERY_MAX_BUILDS", strconv.Itoa(nix.DefaultMaxConcurrent)), "bound on concurrent Nix builds [NIXERY_MAX_BUILDS]")
 	maxQueue := fs.String("max-queue", env("NIXERY_MAX_QUEUE", strconv.Itoa(nix.DefaultMaxQueue)), "bound on builds waiting for a build slot; 0 lets none wait [NIXERY_MAX_QUEUE]")
-	maxLayers := fs.String("max-layers", env("NIXERY_MAX_LAYERS", strconv.Itoa(images.DefaultMaxLayers)), "bound on the layers of an image, customisation layer included [NIXERY_MAX_LAYERS]")
 	maxClient := fs.String("max-client-builds", env("NIXERY_MAX_CLIENT_BUILDS", strconv.Itoa(registry.DefaultMaxClientBuilds)), "bound on the images not built yet one client may wait for at once; 0 for none [NIXERY_MAX_CLIENT_BUILDS]")
 	writeTimeout := fs.String("write-timeout", env("NIXERY_WRITE_TIMEOUT", registry.DefaultWriteTimeout.String()), "how long a response may make no progress before its connection is closed, in `seconds` or as a Go duration [NIXERY_WRITE_TIMEOUT]")
 	maxConns := fs.String("max-conns", env("NIXERY_MAX_CONNS", strconv.Itoa(defaultMaxConns)), "bound on connections served at once; 0 for none [NIXERY_MAX_CONNS]")
@@ -143,13 +134,10 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
-	var err error
-	if c.nixTimeout, err = parseTimeout(timeout); err != nil {
+	if err := finishBuilder(); err != nil {
 		return nil, fmt.Errorf("serve: %w", err)
 	}
-	if c.maxBuilds, err = strconv.Atoi(*maxBuilds); err != nil || c.maxBuilds < 1 {
-		return nil, fmt.Errorf("serve: NIXERY_MAX_BUILDS / -max-builds %q: want a positive integer", *maxBuilds)
-	}
+	var err error
 	if c.maxQueue, err = strconv.Atoi(*maxQueue); err != nil || c.maxQueue < 0 {
 		return nil, fmt.Errorf("serve: NIXERY_MAX_QUEUE / -max-queue %q: want an integer, 0 or more", *maxQueue)
 	}
@@ -164,23 +152,6 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	if c.maxHeaderBytes, err = strconv.Atoi(*maxHeader); err != nil || c.maxHeaderBytes < 1024 {
 		return nil, fmt.Errorf("serve: NIXERY_MAX_HEADER_BYTES / -max-header-bytes %q: want an integer of at least 1024", *maxHeader)
-	}
-	if c.maxLayers, err = strconv.Atoi(*maxLayers); err != nil || c.maxLayers < 2 || c.maxLayers > 125 {
-		return nil, fmt.Errorf("serve: NIXERY_MAX_LAYERS / -max-layers %q: want an integer from 2 to 125 (Docker's limit)", *maxLayers)
-	}
-	switch c.storageBackend {
-	case "filesystem":
-	case "s3":
-		if c.s3.Bucket == "" {
-			return nil, fmt.Errorf("serve: NIXERY_STORAGE_BACKEND=s3 needs a bucket: set S3_BUCKET / -s3-bucket")
-		}
-		if c.s3.Endpoint != "" {
-			if u, err := url.Parse(c.s3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return nil, fmt.Errorf("serve: S3_ENDPOINT / -s3-endpoint %q: want an http(s) URL such as http://127.0.0.1:8333", c.s3.Endpoint)
-			}
-		}
-	default:
-		return nil, fmt.Errorf("serve: storage backend %q is not supported: want filesystem (with STORAGE_PATH) or s3 (with S3_BUCKET)", c.storageBackend)
 	}
 	redirect, err := strconv.ParseBool(*blobRedirect)
 	if err != nil {
@@ -203,6 +174,51 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 		c.listen = net.JoinHostPort("localhost", *port)
 	}
 	return c, nil
+}
+
+// builderFlags registers the flags of everything that builds images, which
+// `nixery serve`, `nixery build` and `nixery push` share so that they build
+// the same images into the same storage: the package source, the Nix
+// timeout, the storage, the popularity, the layer budget and the bound on
+// Nix builds. The returned function checks them once the flags are parsed.
+func (c *config) builderFlags(fs *flag.FlagSet, env func(name, def string) string, timeout *string) func() error {
+	sourceFlags(fs, env, &c.source, timeout)
+	fs.StringVar(&c.storageBackend, "storage-backend", env("NIXERY_STORAGE_BACKEND", "filesystem"), "storage `backend`: filesystem or s3 [NIXERY_STORAGE_BACKEND]")
+	fs.StringVar(&c.s3.Bucket, "s3-bucket", env("S3_BUCKET", ""), "S3 `bucket` of the s3 backend [S3_BUCKET]")
+	fs.StringVar(&c.s3.Endpoint, "s3-endpoint", env("S3_ENDPOINT", ""), "`URL` of an S3-compatible store, addressed path-style; empty is AWS [S3_ENDPOINT]")
+	fs.StringVar(&c.s3.Prefix, "s3-prefix", env("S3_PREFIX", ""), "`prefix` of every key in the bucket, e.g. nixery/ [S3_PREFIX]")
+	fs.StringVar(&c.s3.Region, "s3-region", env("AWS_REGION", ""), "the bucket's `region` (us-east-1 for an endpoint when unset) [AWS_REGION]")
+	fs.StringVar(&c.storagePath, "storage-path", env("STORAGE_PATH", ""), "`dir` for blobs, caches and the image index [STORAGE_PATH] (default: nixery in the user cache directory)")
+	fs.StringVar(&c.popularity, "popularity", env("NIX_POPULARITY_URL", ""), "popularity JSON for layer grouping: a file `path` or http(s) URL [NIX_POPULARITY_URL]")
+	maxBuilds := fs.String("max-builds", env("NIXERY_MAX_BUILDS", strconv.Itoa(nix.DefaultMaxConcurrent)), "bound on concurrent Nix builds [NIXERY_MAX_BUILDS]")
+	maxLayers := fs.String("max-layers", env("NIXERY_MAX_LAYERS", strconv.Itoa(images.DefaultMaxLayers)), "bound on the layers of an image, customisation layer included [NIXERY_MAX_LAYERS]")
+	return func() error {
+		var err error
+		if c.nixTimeout, err = parseTimeout(*timeout); err != nil {
+			return err
+		}
+		if c.maxBuilds, err = strconv.Atoi(*maxBuilds); err != nil || c.maxBuilds < 1 {
+			return fmt.Errorf("NIXERY_MAX_BUILDS / -max-builds %q: want a positive integer", *maxBuilds)
+		}
+		if c.maxLayers, err = strconv.Atoi(*maxLayers); err != nil || c.maxLayers < 2 || c.maxLayers > 125 {
+			return fmt.Errorf("NIXERY_MAX_LAYERS / -max-layers %q: want an integer from 2 to 125 (Docker's limit)", *maxLayers)
+		}
+		switch c.storageBackend {
+		case "filesystem":
+		case "s3":
+			if c.s3.Bucket == "" {
+				return fmt.Errorf("NIXERY_STORAGE_BACKEND=s3 needs a bucket: set S3_BUCKET / -s3-bucket")
+			}
+			if c.s3.Endpoint != "" {
+				if u, err := url.Parse(c.s3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("S3_ENDPOINT / -s3-endpoint %q: want an http(s) URL such as http://127.0.0.1:8333", c.s3.Endpoint)
+				}
+			}
+		default:
+			return fmt.Errorf("storage backend %q is not supported: want filesystem (with STORAGE_PATH) or s3 (with S3_BUCKET)", c.storageBackend)
+		}
+		return nil
+	}
 }
 
 // parseStorage reads the garbage collection and scrub settings.

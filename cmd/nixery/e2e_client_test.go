@@ -239,11 +239,15 @@ func dockerProgress(out, status string) []string {
 // mistaken for shared ones.
 func removeStaleImages(ctx context.Context, t *testing.T, names ...string) {
 	t.Helper()
-	out := mustRun(ctx, t, "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}")
-	stale := regexp.MustCompile(`^(127\.0\.0\.1|localhost):\d+/(.*):`)
+	out := mustRun(ctx, t, "docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}")
+	stale := regexp.MustCompile(`^(127\.0\.0\.1|localhost):\d+/(.*):(\S+) (\S+)$`)
 	var refs []string
-	for _, ref := range strings.Fields(out) {
-		if m := stale.FindStringSubmatch(ref); m != nil && slices.Contains(names, m[2]) {
+	for _, line := range strings.Split(out, "\n") {
+		if m := stale.FindStringSubmatch(strings.TrimSpace(line)); m != nil && slices.Contains(names, m[2]) {
+			ref := line[:strings.LastIndexByte(line, ' ')]
+			if m[3] == "<none>" {
+				ref = m[4] // untagged (another platform's pull took its tag): by ID
+			}
 			refs = append(refs, ref)
 		}
 	}

@@ -2,12 +2,14 @@ package main
 
 // End-to-end tests: the nixery binary is built, served on loopback with the
 // bundled package set, and its images are pulled and run by the real
-// clients: the Docker engine, podman (runc), skopeo, crane and the OCI
-// distribution-spec conformance suite. Nothing is faked: Nix builds the
+// clients: the Docker engine, podman (runc), skopeo, crane, oras (the
+// SBOM, through the referrers API) and the OCI distribution-spec
+// conformance suite. Nothing is faked: Nix builds the
 // packages, and the containers run the programs that were built.
 //
-// The test needs nix, docker (with a daemon at $DOCKER_HOST), podman, skopeo,
-// crane and oci-conformance; .ci/setup, .ci/setup-clients and
+// The test needs nix, docker (with a daemon at $DOCKER_HOST), ctr (its
+// containerd), the aarch64 emulator registered with binfmt_misc, podman,
+// skopeo, crane, oci-conformance and oras; .ci/setup, .ci/setup-clients and
 // .ci/dockerd install and start them, and .ci/test runs this test with the
 // rest of the suite. A missing tool fails the test; only -short skips it.
 //
@@ -65,7 +67,8 @@ const (
 )
 
 func TestE2E(t *testing.T) {
-	testutil.RequireTools(t, "nix-build", "nix-store", "docker", "podman", "skopeo", "crane", "oci-conformance")
+	testutil.RequireTools(t, "nix-build", "nix-store", "nix", "docker", "podman", "skopeo", "crane", "oci-conformance", "oras", "ctr")
+	requireEmulator(t)
 	srv := startServer(t)
 
 	// Build both images once, over plain HTTP, with a long timeout; every
@@ -91,6 +94,8 @@ func TestE2E(t *testing.T) {
 	t.Run("Skopeo", func(t *testing.T) { testSkopeo(t, srv) })
 	t.Run("Crane", func(t *testing.T) { testCrane(t, srv) })
 	t.Run("Podman", func(t *testing.T) { testPodman(t, srv) })
+	t.Run("ORAS", func(t *testing.T) { testORAS(t, srv) })
+	t.Run("MultiArch", func(t *testing.T) { testMultiArch(t, srv) })
 	t.Run("Conformance", func(t *testing.T) { testConformance(t, srv) })
 }
 
@@ -531,7 +536,9 @@ func testPodman(t *testing.T, srv *server) {
 }
 
 // testConformance runs the OCI distribution-spec conformance suite in
-// read-only mode against an image the server built. The suite panics
+// read-only mode against an image the server built, with the referrers
+// API (OCI_API_REFERRER) on: its manifests as the subjects, the SBOM
+// artifact manifests among the manifests pulled by digest. The suite panics
 // after printing its summary when it writes results.yaml in read-only mode
 // and then exits 2, so the summary is judged, not the exit status.
 func testConformance(t *testing.T, srv *server) {
@@ -539,11 +546,27 @@ func testConformance(t *testing.T, srv *server) {
 	defer cancel()
 	docker := srv.manifest(ctx, t, imageCurl, "latest", mediaDockerManifest)
 	oci := srv.manifest(ctx, t, imageCurl, "latest", mediaOCIManifest)
+	// The image indexes too (read-only data is fetched by digest).
+	_, listResp := srv.index(ctx, t, imageCurl, "latest", mediaDockerList)
+	_, indexResp := srv.index(ctx, t, imageCurl, "latest", mediaOCIIndex)
+	list, index := listResp.header.Get("Docker-Content-Digest"), indexResp.header.Get("Docker-Content-Digest")
 	blobs := []string{docker.Config.Digest.String()}
 	if oci.Config.Digest != docker.Config.Digest {
 		blobs = append(blobs, oci.Config.Digest.String())
 	}
 	blobs = append(blobs, docker.LayerDigests()...)
+	// The SBOM artifact manifests are pulled by digest like the others.
+	manifests := []string{docker.Digest.String(), oci.Digest.String()}
+	for _, m := range []*testutil.Manifest{docker, oci} {
+		var idx v1.IndexManifest
+		r := srv.do(ctx, t, http.MethodGet, "/v2/"+imageCurl+"/referrers/"+m.Digest.String(), nil)
+		if err := json.Unmarshal(r.body, &idx); err != nil || r.status != http.StatusOK || len(idx.Manifests) != 2 {
+			t.Fatalf("referrers of %s: %d %s", m.Digest, r.status, r.body)
+		}
+		for _, d := range idx.Manifests {
+			manifests = append(manifests, d.Digest.String())
+		}
+	}
 
 	dir := t.TempDir()
 	cmd := exec.CommandContext(ctx, "oci-conformance")
@@ -559,9 +582,10 @@ func testConformance(t *testing.T, srv *server) {
 		"OCI_API_BLOBS_DELETE=false",
 		"OCI_API_MANIFESTS_DELETE=false",
 		"OCI_API_TAGS_DELETE=false",
-		"OCI_API_REFERRER=false",
+		"OCI_API_REFERRER=true",
 		"OCI_RO_DATA_TAGS=latest",
-		"OCI_RO_DATA_MANIFESTS="+strings.Join([]string{docker.Digest.String(), oci.Digest.String()}, " "),
+		"OCI_RO_DATA_MANIFESTS="+strings.Join(append(manifests, list, index), " "),
+		"OCI_RO_DATA_REFERRERS="+strings.Join([]string{docker.Digest.String(), oci.Digest.String()}, " "),
 		"OCI_RO_DATA_BLOBS="+strings.Join(blobs, " "),
 	)
 	var stdout, stderr bytes.Buffer
@@ -580,7 +604,7 @@ func testConformance(t *testing.T, srv *server) {
 		t.Errorf("conformance suite did not pass:\n%s", stdout.String())
 	}
 	// The pull tests ran and passed, for tag, digest and blobs.
-	for _, test := range []string{"read-only/pull/manifest-by-tag", "read-only/pull/manifest-by-digest", "read-only/pull/blob-get", "read-only/head/manifest-head-by-tag", "read-only/head/blob-head"} {
+	for _, test := range []string{"read-only/pull/manifest-by-tag", "read-only/pull/manifest-by-digest", "read-only/pull/blob-get", "read-only/head/manifest-head-by-tag", "read-only/head/blob-head", "read-only/referrers", "empty/referrers"} {
 		if got := sum.results[test]; len(got) == 0 || slices.ContainsFunc(got, func(s string) bool { return s != "Pass" }) {
 			t.Errorf("conformance test %s: %v, want Pass", test, got)
 		}

@@ -360,9 +360,14 @@ func TestServeRealNix(t *testing.T) {
 	if resp.StatusCode != 404 || !strings.Contains(string(body), "MANIFEST_UNKNOWN") {
 		t.Errorf("missing tag: %d %s", resp.StatusCode, body)
 	}
+	// arm64/... is the arm64 image, whose config says linux/arm64/v8.
 	resp, body = svGet(t, "http://"+addr+"/v2/arm64/hello/manifests/latest", "")
-	if resp.StatusCode != 404 || !strings.Contains(string(body), "aarch64-linux") {
+	var armManifest struct{ Config struct{ Digest string } }
+	if resp.StatusCode != 200 || json.Unmarshal(body, &armManifest) != nil {
 		t.Errorf("arm64: %d %s", resp.StatusCode, body)
+	} else if resp, body := svGet(t, "http://"+addr+"/v2/arm64/hello/blobs/"+armManifest.Config.Digest, ""); resp.StatusCode != 200 ||
+		!strings.Contains(string(body), `"architecture":"arm64"`) || !strings.Contains(string(body), `"variant":"v8"`) {
+		t.Errorf("arm64 config: %d %.300s", resp.StatusCode, body)
 	}
 
 	// Docker sends names in lower case; package nix finds bashInteractive.

@@ -25,7 +25,9 @@ var installHints = map[string]string{
 	"runc":            ".ci/setup-clients",
 	"crane":           ".ci/setup-clients",
 	"oci-conformance": ".ci/setup-clients",
+	"registry":        ".ci/setup-clients (distribution's registry, built from its Go module)",
 	"wrk":             ".ci/setup-clients (apt-get install wrk)",
+	"script":          "apt-get install bsdutils (Debian's util-linux script)",
 	"pigz":            ".ci/setup-clients (apt-get install pigz)",
 	"haproxy":         ".ci/setup-clients (apt-get install haproxy)",
 }

@@ -23,15 +23,43 @@
 # .ci/setup.
 { system ? "x86_64-linux", ... }:
 
-if system != "x86_64-linux" then
-  throw "nixery-unsupported-system: the bundled package set copies the host's Debian x86_64 binaries and cannot provide ${system}; only x86_64-linux is available"
-else
-
 let
   inherit (builtins) attrNames concatStringsSep;
 
-  # L is Debian's multiarch library directory.
-  L = "/usr/lib/x86_64-linux-gnu";
+  # What differs between the two systems: where the Debian files are (the
+  # host's own for x86_64; for aarch64 a tree of Debian 12's arm64 packages
+  # that .ci/setup-arm64 unpacks, never installed), Debian's multiarch
+  # directory, the dynamic loader's name and where dpkg's md5sums lists are.
+  arm64Root =
+    let e = builtins.getEnv "NIXERY_DEBIAN_ARM64_ROOT";
+    in (if e != "" then e else "/var/lib/nixery/debian-arm64") + "/fs";
+  arches = {
+    x86_64-linux = {
+      root = ""; triplet = "x86_64-linux-gnu"; loader = "ld-linux-x86-64.so.2";
+      md5sums = deb: [ "/var/lib/dpkg/info/${deb}:amd64.md5sums" "/var/lib/dpkg/info/${deb}.md5sums" ];
+      missing = deb: "the Debian package ${deb} is not installed on this host; run .ci/setup";
+      glibcExtra = [ "libmvec.so.1" ];
+    };
+    aarch64-linux = {
+      root = arm64Root; triplet = "aarch64-linux-gnu"; loader = "ld-linux-aarch64.so.1";
+      md5sums = deb: [ "${arm64Root}/var/lib/dpkg/info/${deb}.md5sums" ];
+      missing = deb: "the Debian 12 arm64 package ${deb} is not unpacked in ${arm64Root}; run .ci/setup (it calls .ci/setup-arm64)";
+      glibcExtra = [ ];
+    };
+  };
+  arch = arches.${system};
+in
+
+if !(arches ? ${system}) then
+  throw "nixery-unsupported-system: the bundled package set copies Debian 12 binaries for x86_64-linux and aarch64-linux and cannot provide ${system}"
+else if system == "aarch64-linux" && !builtins.pathExists "${arm64Root}/usr/lib/aarch64-linux-gnu/libc.so.6" then
+  throw "nixery-unsupported-system: the bundled package set builds aarch64-linux from Debian 12's arm64 packages, which are not unpacked in ${arm64Root}; run .ci/setup (it calls .ci/setup-arm64) or set NIXERY_DEBIAN_ARM64_ROOT"
+else
+
+let
+  # L is Debian's multiarch library directory (under the files' root for
+  # aarch64: builder.sh prefixes every source path with srcRoot).
+  L = "/usr/lib/${arch.triplet}";
   libs' = names: concatStringsSep " " (map (n: "${L}/${n}") names);
   lines = concatStringsSep "\n";
   kv = set: map (k: "${k} ${set.${k}}") (attrNames set);
@@ -41,16 +69,15 @@ let
   # files it copies that dpkg does not list (hostFiles). It is part of the
   # derivation, so a store path changes exactly when the copied files do,
   # and a missing Debian package is an evaluation error naming it.
-  fingerprint = debs: hostFiles:
+  fingerprint = fromHost: debs: hostFiles:
     let
+      candidates = deb:
+        if fromHost then arches.x86_64-linux.md5sums deb else arch.md5sums deb;
       md5sums = deb:
-        let
-          multiarch = "/var/lib/dpkg/info/${deb}:amd64.md5sums";
-          plain = "/var/lib/dpkg/info/${deb}.md5sums";
+        let found = builtins.filter builtins.pathExists (candidates deb);
         in
-        if builtins.pathExists multiarch then builtins.hashFile "sha256" multiarch
-        else if builtins.pathExists plain then builtins.hashFile "sha256" plain
-        else throw "nixery bundled package set: the Debian package ${deb} is not installed on this host; run .ci/setup";
+        if found != [ ] then builtins.hashFile "sha256" (builtins.head found)
+        else throw "nixery bundled package set: ${(if fromHost then arches.x86_64-linux else arch).missing deb}";
     in
     builtins.hashString "sha256" (concatStringsSep "\n"
       (map (d: "${d} ${md5sums d}") debs ++ map (f: "${f} ${builtins.hashFile "sha256" f}") hostFiles));
@@ -59,30 +86,43 @@ let
   # files come from; copy: lines "DESTDIR SRC...";
   # libs: dependencies whose lib/ goes into RUNPATH; links: LINK = TARGET;
   # wrap: PROG = { VAR = VALUE; } (@out@ stands for the output path);
-  # shebangs: interpreter basename = store path; remove: globs under $out.
+  # shebangs: interpreter basename = store path; remove: globs under $out;
+  # fromHost: the files are data (certificates, /etc/services) that the
+  # host's own installation provides for every system.
+  #
+  # For aarch64-linux the derivations are aarch64-linux derivations whose
+  # builder (bash, cp, patchelf: the host's) runs on the host, which Nix
+  # accepts with `extra-platforms = aarch64-linux` (package nix adds it
+  # for the bundled set): nothing is emulated while building.
   mk =
     { pname, version, debs, hostFiles ? [ ], copy ? [ ], libs ? [ ], links ? { }
-    , wrap ? { }, shebangs ? { }, remove ? [ ], postInstall ? "", isGlibc ? false }:
-    derivation {
+    , wrap ? { }, shebangs ? { }, remove ? [ ], postInstall ? "", isGlibc ? false
+    , fromHost ? false }:
+    (derivation ({
       name = "${pname}-${version}";
       inherit system;
       builder = "/bin/bash";
-      args = [ ./builder.sh ];
+      args = if system == "x86_64-linux" then [ ./builder.sh ] else [ ./builder-aarch64.sh ./builder.sh ];
       PATH = "/usr/bin:/bin";
-      host = fingerprint debs hostFiles;
+      host = fingerprint fromHost debs hostFiles;
       copy = lines copy;
       remove = lines remove;
       links = lines (kv links);
       libDirs = concatStringsSep ":"
         (map (d: "${d}/lib") ((if isGlibc then [ ] else [ glibc ]) ++ libs));
-      interp = if isGlibc then "" else "${glibc}/lib/ld-linux-x86-64.so.2";
+      interp = if isGlibc then "" else "${glibc}/lib/${arch.loader}";
       shebangs = lines (kv shebangs);
       inherit postInstall;
       wrap = lines (map
         (p: "${p} ${concatStringsSep " " (map (v: "${v}=${wrap.${p}.${v}}") (attrNames wrap.${p}))}")
         (attrNames wrap));
       shell = if wrap == { } then "" else "${bashInteractive}/bin/bash";
-    } // { inherit pname version; };
+    } // (if system == "x86_64-linux" then { } else {
+      # Only aarch64's derivations have these, so that x86_64's store
+      # paths stay what they were.
+      srcRoot = if fromHost then "" else arch.root;
+      loaderName = arch.loader;
+    }))) // { inherit pname version; };
 
   sh = { sh = "${bashInteractive}/bin/bash"; bash = "${bashInteractive}/bin/bash"; };
 
@@ -92,9 +132,9 @@ let
     pname = "glibc"; version = "2.36"; isGlibc = true;
     debs = [ "libc6" ];
     copy = [
-      "lib ${libs' [ "ld-linux-x86-64.so.2" "libc.so.6" "libm.so.6" "libmvec.so.1"
+      "lib ${libs' ([ arch.loader "libc.so.6" "libm.so.6" ] ++ arch.glibcExtra ++ [
         "libresolv.so.2" "libpthread.so.0" "libdl.so.2" "librt.so.1" "libutil.so.1"
-        "libanl.so.1" "libnss_files.so.2" "libnss_dns.so.2" "libBrokenLocale.so.1" ]}"
+        "libanl.so.1" "libnss_files.so.2" "libnss_dns.so.2" "libBrokenLocale.so.1" ])}"
     ];
   };
   libxcrypt = mk { pname = "libxcrypt"; version = "4.4.33"; debs = [ "libcrypt1" ]; copy = [ "lib ${L}/libcrypt.so.1" ]; };
@@ -246,13 +286,13 @@ let
   };
   cacert = mk {
     pname = "nss-cacert"; version = "20250419";
-    debs = [ "ca-certificates" ]; hostFiles = [ "/etc/ssl/certs/ca-certificates.crt" ];
+    debs = [ "ca-certificates" ]; fromHost = true; hostFiles = [ "/etc/ssl/certs/ca-certificates.crt" ];
     copy = [ "etc/ssl/certs /etc/ssl/certs/ca-certificates.crt" ];
     links = { "etc/ssl/certs/ca-bundle.crt" = "ca-certificates.crt"; };
   };
   iana-etc = mk {
     pname = "iana-etc"; version = "20230316";
-    debs = [ "netbase" ]; hostFiles = [ "/etc/services" "/etc/protocols" ];
+    debs = [ "netbase" ]; fromHost = true; hostFiles = [ "/etc/services" "/etc/protocols" ];
     copy = [ "etc /etc/services /etc/protocols" ];
   };
   hello = mk { pname = "hello"; version = "2.10"; debs = [ "hello" ]; copy = [ "bin /usr/bin/hello" ]; };
@@ -360,7 +400,7 @@ let
     remove = [
       "lib/python3.11/test" "lib/python3.11/idlelib" "lib/python3.11/tkinter"
       "lib/python3.11/turtledemo" "lib/python3.11/ensurepip" "lib/python3.11/lib2to3/tests"
-      "lib/python3.11/config-3.11-x86_64-linux-gnu" "lib/python3.11/site-packages"
+      "lib/python3.11/config-3.11-${arch.triplet}" "lib/python3.11/site-packages"
       "lib/python3.11/dist-packages" "lib/python3.11/lib-dynload/_dbm.*"
       "lib/python3.11/lib-dynload/nis.*" "lib/python3.11/lib-dynload/_tkinter.*"
       "lib/python3.11/sitecustomize.py" "lib/python3.11/EXTERNALLY-MANAGED"

@@ -11,8 +11,11 @@ package fakenix
 import (
 	"archive/tar"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -95,6 +98,11 @@ type Nix struct {
 	Git bool
 	// Pop is the popularity; nil is an empty map.
 	Pop closure.Popularity
+	// Systems are the systems it builds besides x86_64-linux (with the
+	// same store paths: the fake has one set of files).
+	Systems []string
+	// SystemErr is the error of every build for a system, if any.
+	SystemErr map[string]error
 }
 
 // Build resolves req's names case-insensitively against Packages and
@@ -124,7 +132,10 @@ func (f *Nix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 	if f.Err != nil {
 		return nil, f.Err
 	}
-	if req.System != "" && req.System != nix.DefaultSystem {
+	if err := f.SystemErr[req.System]; err != nil {
+		return nil, err
+	}
+	if req.System != "" && req.System != nix.DefaultSystem && !slices.Contains(f.Systems, req.System) {
 		return nil, &nix.UnsupportedSystemError{System: req.System, Reason: "the fake set only has x86_64-linux"}
 	}
 	var unknown []string
@@ -154,7 +165,7 @@ func (f *Nix) Build(ctx context.Context, req nix.Request) (*nix.Result, error) {
 			return
 		}
 		seen[n] = true
-		p := closure.Path{Path: StorePath(n), NarSize: int64(1000 * len(n))}
+		p := closure.Path{Path: StorePath(n), NarSize: int64(1000 * len(n)), NarHash: NarHash(n)}
 		for _, d := range Packages[n] {
 			p.References = append(p.References, StorePath(d))
 			visit(d)
@@ -244,4 +255,11 @@ func (f *Layers) Builds() (max, total int) {
 		}
 	}
 	return max, total
+}
+
+// NarHash is the NAR hash the fake reports for package name's store path,
+// in the SRI form nix path-info prints: the SHA-256 of the name.
+func NarHash(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
 }
