@@ -30,7 +30,7 @@ buildGoModule {
       in !(lib.hasPrefix "benchmarks/results" rel || lib.hasPrefix ".ci" rel || rel == "default.nix" || rel == "result");
   };
 
-  vendorHash = "sha256-Y38SW54TTb3hVJcjrph7Bu+XJ+AE+POvFBYfAeM2gYo=";
+  vendorHash = "sha256-K+xHZcQeUwoAmhTuSkz1axri3M5b1DF0sLMdx+hDw+k=";
 
   subPackages = [ "cmd/nixery" ];
   ldflags = [ "-s" "-w" ];

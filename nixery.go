@@ -41,6 +41,15 @@
 // saves and garbage collections are locked across processes, and each
 // process loads the images the others built.
 //
+// # Replicas
+//
+// [WithBlobStore] puts the blobs in an object store (layers/s3store's S3
+// store) that several servers, each with its own storage directory,
+// share. Such a store also keeps the image records (images.RecordStore),
+// so every server serves, by tag and by digest, what any of them built;
+// [WithBlobRedirect] sends blob GETs to the store's presigned URLs. The
+// README says how replicas coordinate, and the limits of it.
+//
 // # Limits
 //
 // The server bounds its work: [WithMaxBuilds] Nix builds run at once and
@@ -101,10 +110,30 @@ type options struct {
 	retention    time.Duration
 	scrubRate    int64
 	nixGC        bool
+
+	store        layers.BlobStore
+	blobRedirect time.Duration
 }
 
 // WithStorage sets the storage directory (see the package documentation).
 func WithStorage(dir string) Option { return func(o *options) { o.storage = dir } }
+
+// WithBlobStore keeps the blobs (layers, configs, manifests) in s rather
+// than in the storage directory's store/: an object store such as
+// layers/s3store's, which several servers may share. The layer cache and
+// the index of images built stay in the storage directory; see the
+// package documentation, Replicas.
+func WithBlobStore(s layers.BlobStore) Option { return func(o *options) { o.store = s } }
+
+// WithBlobRedirect makes blob GETs a 307 redirect to a URL of the blob
+// store valid for expiry, when the store can give one (a
+// [layers.URLStore] such as layers/s3store's); zero or negative, the
+// default, serves the bytes through this server, with Range. HEAD is
+// answered from the object's metadata either way. See
+// [images.Builder.BlobURL].
+func WithBlobRedirect(expiry time.Duration) Option {
+	return func(o *options) { o.blobRedirect = expiry }
+}
 
 // WithSource serves the packages of src. The default is the package set
 // bundled in the binary (see package nix), extracted in the storage
@@ -226,9 +255,13 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	store, err := layers.NewFSStore(filepath.Join(o.storage, "store"))
-	if err != nil {
-		return nil, err
+	store := o.store
+	if store == nil {
+		fss, err := layers.NewFSStore(filepath.Join(o.storage, "store"))
+		if err != nil {
+			return nil, err
+		}
+		store = fss
 	}
 	asm, err := layers.NewAssembler(store, filepath.Join(o.storage, "layer-cache"), layers.Options{Logger: o.log})
 	if err != nil {
@@ -263,6 +296,7 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 		Retention:    o.retention,
 		ScrubRate:    o.scrubRate,
 		NixGC:        o.nixGC,
+		BlobRedirect: o.blobRedirect,
 	})
 	if err != nil {
 		return nil, err

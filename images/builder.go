@@ -110,6 +110,10 @@ type Config struct {
 	// zero means [DefaultScrubRate], a negative rate turns it off.
 	ScrubRate int64
 
+	// BlobRedirect, when positive and Store is a [layers.URLStore] (an
+	// object store), is the expiry of the URLs that [Builder.BlobURL]
+	// hands out: blob GETs are redirected there. Zero serves the bytes.
+	BlobRedirect time.Duration
 	// History bounds the finished builds, and apart the failed ones, that
 	// [Builder.Recent] remembers; zero means [DefaultHistory].
 	History int
@@ -161,7 +165,10 @@ type Builder struct {
 	gc        gcState
 	refreshMu sync.Mutex
 	refreshed time.Time
-	wg        sync.WaitGroup // background work, for Close
+	// sharedMu and sharedAt pace refreshShared.
+	sharedMu sync.Mutex
+	sharedAt time.Time
+	wg       sync.WaitGroup // background work, for Close
 }
 
 // New returns a Builder for cfg, loading the index from cfg.IndexDir.
@@ -391,6 +398,12 @@ func (b *Builder) image(ctx context.Context, req Request) (*Image, bool, error) 
 		if img := b.index.forRequest(rk); img != nil {
 			b.stats.manifestHits.Add(1)
 			return img, true, nil
+		}
+		// Another server on the same shared store may have built it.
+		if b.index.shared != nil && b.refreshShared(ctx) {
+			if img := b.index.forRequest(rk); img != nil {
+				return img, true, nil
+			}
 		}
 	}
 	if err := b.failed.get(rk); err != nil {

@@ -43,10 +43,11 @@ import (
 // deletes a blob between another process's reading of the records and its
 // saving of one (see [Builder.Collect]).
 type index struct {
-	dir   string // "" keeps the index in memory only
-	store layers.BlobStore
-	log   *slog.Logger
-	lock  *atomicfile.Lock // nil without dir
+	dir    string // "" keeps the index in memory only
+	store  layers.BlobStore
+	shared RecordStore // nil: records are local only
+	log    *slog.Logger
+	lock   *atomicfile.Lock // nil without dir
 
 	// memo maps a name and tag as requested to the image of a pinned
 	// source: the lean path for cached manifests, one map lookup.
@@ -96,6 +97,7 @@ func newIndex(dir string, store layers.BlobStore, log *slog.Logger) *index {
 	if dir != "" {
 		x.lock = atomicfile.NewLock(filepath.Join(dir, ".gc.lock"))
 	}
+	x.shared, _ = store.(RecordStore)
 	return x
 }
 
@@ -383,7 +385,13 @@ func (x *index) save(rec *record) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(x.recordFile(rec.Key), append(b, '\n'))
+	b = append(b, '\n')
+	if x.shared != nil {
+		if err := x.shared.PutRecord(context.Background(), rec.Key, b); err != nil {
+			return err
+		}
+	}
+	return atomicfile.Write(x.recordFile(rec.Key), b)
 }
 
 func (x *index) recordFile(key string) string { return filepath.Join(x.dir, key+".json") }
@@ -420,6 +428,11 @@ func (x *index) drop(img *Image, reason string, keepFile bool) bool {
 	x.memoMu.Unlock()
 	x.multi.forget(img)
 	if saved && !keepFile && x.dir != "" {
+		if x.shared != nil {
+			if err := x.shared.DeleteRecord(context.Background(), img.Key); err != nil {
+				x.log.Warn("cannot remove a shared image record", "key", img.Key, "error", err)
+			}
+		}
 		if err := os.Remove(x.recordFile(img.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			x.log.Warn("cannot remove an image record", "key", img.Key, "error", err)
 		}
@@ -448,6 +461,9 @@ func (x *index) load(ctx context.Context) ([]v1.Hash, error) {
 	if n, _ := atomicfile.RemoveStale(x.dir, atomicfile.TempPrefix); n > 0 {
 		x.log.Info("removed temporary files left by an earlier process", "dir", x.dir, "files", n)
 	}
+	if err := x.sync(ctx, true); err != nil {
+		return nil, fmt.Errorf("images: shared index: %w", err)
+	}
 	loaded, _, missing, err := x.refresh(ctx)
 	if err != nil {
 		return nil, err
@@ -473,6 +489,9 @@ func (x *index) load(ctx context.Context) ([]v1.Hash, error) {
 // missing layer cannot be rebuilt (written before store paths were kept)
 // is removed. It also returns the keys of every record in the directory.
 func (x *index) refresh(ctx context.Context) (loaded int, present map[string]bool, missing []v1.Hash, err error) {
+	if err := x.sync(ctx, false); err != nil {
+		x.log.Warn("cannot read the shared image index", "error", err)
+	}
 	ents, err := os.ReadDir(x.dir)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("images: index: %w", err)

@@ -85,6 +85,53 @@ func (b *Builder) Blob(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, int64
 	}
 }
 
+// BlobURL answers for a blob of an object store ([layers.URLStore]) from
+// its metadata, without reading its bytes: its size and, when
+// Config.BlobRedirect is set, a URL valid for that long where a client
+// can GET it. ok is false for any other store (the filesystem), whose
+// blobs are served by [Builder.Blob]. A blob that an image has but the
+// store lacks is rebuilt first, as for Blob.
+//
+// A redirected blob is not hashed on the way: it was verified when it
+// was written (see package layers/s3store), and the background scrub
+// ([Builder.Scrub]) hashes it through the store now and then, and
+// quarantines and rebuilds it if it is damaged. A blob whose stored size
+// is not what an image records is served by Blob instead (url ""), which
+// hashes it.
+func (b *Builder) BlobURL(ctx context.Context, h v1.Hash) (url string, size int64, ok bool, err error) {
+	us, isURL := b.cfg.Store.(layers.URLStore)
+	if !isURL {
+		return "", 0, false, nil
+	}
+	if err := layers.ValidateDigest(h); err != nil {
+		return "", 0, true, err
+	}
+	n, err := b.cfg.Store.Stat(ctx, h)
+	if errors.Is(err, fs.ErrNotExist) && b.owned(ctx, h) {
+		if err := b.repair(ctx, h); err != nil {
+			return "", 0, true, err
+		}
+		n, err = b.cfg.Store.Stat(ctx, h)
+	}
+	if err != nil {
+		return "", 0, true, err
+	}
+	if want, ok := b.index.blobSize(h); ok && want != n {
+		return "", 0, false, nil // Blob finds out
+	}
+	if owners := b.index.owners(h); len(owners) == 1 {
+		b.touch(owners[0])
+	}
+	if b.cfg.BlobRedirect <= 0 {
+		return "", n, true, nil
+	}
+	u, err := us.URL(ctx, h, b.cfg.BlobRedirect)
+	if err != nil {
+		return "", 0, true, err
+	}
+	return u, n, true, nil
+}
+
 // owned reports whether an image of the index has h, loading the records
 // of other processes first if none does.
 func (b *Builder) owned(ctx context.Context, h v1.Hash) bool {

@@ -283,13 +283,15 @@ func (a *Assembler) buildLayer(ctx context.Context, set []string) (Descriptor, e
 	return Descriptor{}, err
 }
 
-// digester is implemented by BlobWriters that hash what they are given, so
+// Digester is implemented by BlobWriters that hash what they are given
+// with sha256: Digest returns the digest of the bytes written so far, so
 // the assembler need not hash the blob a second time.
-type digester interface {
-	digest() v1.Hash
+type Digester interface {
+	Digest() v1.Hash
 }
 
-func (w *fsBlobWriter) digest() v1.Hash { return hashOf(w.h) }
+// Digest returns the sha256 digest of the bytes written so far.
+func (w *fsBlobWriter) Digest() v1.Hash { return hashOf(w.h) }
 
 func (a *Assembler) buildOnce(ctx context.Context, set []string) (Descriptor, error) {
 	start := time.Now()
@@ -300,7 +302,7 @@ func (a *Assembler) buildOnce(ctx context.Context, set []string) (Descriptor, er
 	cw := &countWriter{w: bw}
 	var out io.Writer = cw
 	var dh hash.Hash
-	dg, ok := bw.(digester)
+	dg, ok := bw.(Digester)
 	if !ok {
 		dh = sha256.New()
 		out = io.MultiWriter(cw, dh)
@@ -312,7 +314,7 @@ func (a *Assembler) buildOnce(ctx context.Context, set []string) (Descriptor, er
 	}
 	d := Descriptor{DiffID: res.diffID, Size: cw.n}
 	if ok {
-		d.Digest = dg.digest()
+		d.Digest = dg.Digest()
 	} else {
 		d.Digest = hashOf(dh)
 	}

@@ -96,6 +96,15 @@ func Quarantine(ctx context.Context, s BlobStore, h v1.Hash) error {
 	return err
 }
 
+// URLStore is implemented by stores that can let a client fetch a blob
+// directly, such as an object store's presigned URLs. The registry then
+// redirects blob GETs there (see images.Builder.BlobURL).
+type URLStore interface {
+	// URL returns a URL from which the blob h can be fetched with a GET
+	// for the next expiry. It need not check that the blob exists.
+	URL(ctx context.Context, h v1.Hash, expiry time.Duration) (string, error)
+}
+
 // BlobWriter receives a new blob's bytes.
 type BlobWriter interface {
 	io.Writer

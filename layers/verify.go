@@ -169,6 +169,15 @@ type fileID struct {
 	size         int64
 	mtime, ctime int64 // nanoseconds
 	dev, ino     uint64
+	version      string // a [Versioned] reader's version
+}
+
+// Versioned is implemented by the readers of stores whose blobs have a
+// version that changes whenever their bytes are written (an object
+// store's ETag). The [Verifier] adds it to the identity that Stat gives,
+// which for an object has no device, inode or change time.
+type Versioned interface {
+	Version() string
 }
 
 // identify returns the identity of an open blob, if it has one.
@@ -183,5 +192,8 @@ func identify(r io.Reader) (fileID, bool) {
 	}
 	id := fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	sysID(fi, &id)
+	if v, ok := r.(Versioned); ok {
+		id.version = v.Version()
+	}
 	return id, true
 }

@@ -42,6 +42,16 @@ type CachedImages interface {
 	CachedManifests(name, tag string) ([]v1.Descriptor, bool)
 }
 
+// BlobURLs is an optional capability of [Images], for blobs in an object
+// store: BlobURL answers from the blob's metadata with its size and,
+// unless url is "", a URL where the client is redirected (307) to GET it.
+// HEAD is answered from the size alone. ok false means the blob is served
+// through Images.Blob, GET and HEAD alike. The registry itself stays
+// HTTP-only: where the URL points is the store's business.
+type BlobURLs interface {
+	BlobURL(ctx context.Context, h v1.Hash) (url string, size int64, ok bool, err error)
+}
+
 // ReferrerImages is an optional capability of [Images]: Referrers returns
 // the descriptors of the manifests whose subject is the manifest h (an
 // image's SBOM artifact), each with its artifactType and annotations, and
@@ -542,12 +552,33 @@ func (r *Registry) serveBlob(w http.ResponseWriter, req *http.Request, ref strin
 	if err != nil {
 		return err
 	}
+	hd := w.Header()
+	if bu, ok := r.images.(BlobURLs); ok {
+		url, size, ok, err := bu.BlobURL(req.Context(), h)
+		if err != nil {
+			return unknown(err, CodeBlobUnknown, "blob", ref)
+		}
+		switch {
+		case ok && req.Method == http.MethodHead:
+			hd.Set("Content-Type", "application/octet-stream")
+			hd.Set("Docker-Content-Digest", ref)
+			hd.Set("Etag", `"`+ref+`"`)
+			hd.Set("Content-Length", strconv.FormatInt(size, 10))
+			w.WriteHeader(http.StatusOK)
+			return nil
+		case ok && url != "":
+			// The URL expires soon: it must not be cached.
+			hd.Set("Docker-Content-Digest", ref)
+			hd.Set("Cache-Control", "no-store")
+			http.Redirect(w, req, url, http.StatusTemporaryRedirect)
+			return nil
+		}
+	}
 	f, size, err := r.images.Blob(req.Context(), h)
 	if err != nil {
 		return unknown(err, CodeBlobUnknown, "blob", ref)
 	}
 	defer f.Close()
-	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("Docker-Content-Digest", ref)
 	hd.Set("Etag", `"`+ref+`"`)

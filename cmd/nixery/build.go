@@ -124,7 +124,11 @@ func (f *cliFlags) open(ctx context.Context, p *progress) (*nixery.Server, *buil
 		next = slog.NewTextHandler(p.logWriter(), nil)
 	}
 	phases := newBuildPhases(next, p)
-	srv, err := nixery.New(ctx, append(f.c.options(), nixery.WithLogger(slog.New(phases)))...)
+	opts, err := f.c.storeOptions(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := nixery.New(ctx, append(opts, nixery.WithLogger(slog.New(phases)))...)
 	if err != nil {
 		return nil, nil, err
 	}

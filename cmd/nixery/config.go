@@ -6,12 +6,14 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nixery-go/nixery"
 	"github.com/nixery-go/nixery/images"
+	"github.com/nixery-go/nixery/layers/s3store"
 	"github.com/nixery-go/nixery/nix"
 	"github.com/nixery-go/nixery/registry"
 )
@@ -25,6 +27,11 @@ const (
 	// default is 1 MB); a name is at most 255 bytes.
 	defaultMaxHeaderBytes = 16 << 10
 )
+
+// defaultRedirectExpiry is how long a blob redirect's URL is valid unless
+// NIXERY_BLOB_REDIRECT_EXPIRY says otherwise: long enough for a slow pull
+// of one layer to start, short enough that a leaked URL is soon useless.
+const defaultRedirectExpiry = 5 * time.Minute
 
 // config is the configuration of `nixery serve`, read once from flags over
 // environment variables (a flag wins over its variable) and handed down.
@@ -44,6 +51,9 @@ type config struct {
 	maxHeaderBytes int
 	debugAddr      string // "" serves no debug endpoints
 	logFormat      string
+
+	s3           s3store.Options // NIXERY_STORAGE_BACKEND=s3
+	blobRedirect time.Duration   // 0: blobs are served through nixery
 
 	storageLimit int64         // bytes; 0 is no limit
 	retention    time.Duration // 0 keeps images
@@ -102,6 +112,8 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	fs.StringVar(&c.listen, "listen", env("NIXERY_LISTEN", ""), "`address` to listen on, e.g. :8080 for every interface [NIXERY_LISTEN] (default localhost:PORT)")
 	port := fs.String("port", env("PORT", "8080"), "`port` to listen on at localhost when -listen is not set [PORT]")
 	finishBuilder := c.builderFlags(fs, env, &timeout)
+	blobRedirect := fs.String("blob-redirect", env("NIXERY_BLOB_REDIRECT", "true"), "redirect blob GETs to presigned URLs of the object store (true or false; false serves the bytes, with Range) [NIXERY_BLOB_REDIRECT]")
+	redirectExpiry := fs.String("blob-redirect-expiry", env("NIXERY_BLOB_REDIRECT_EXPIRY", defaultRedirectExpiry.String()), "how long a redirect's presigned URL is valid, in `seconds` or as a Go duration [NIXERY_BLOB_REDIRECT_EXPIRY]")
 	maxQueue := fs.String("max-queue", env("NIXERY_MAX_QUEUE", strconv.Itoa(nix.DefaultMaxQueue)), "bound on builds waiting for a build slot; 0 lets none wait [NIXERY_MAX_QUEUE]")
 	maxClient := fs.String("max-client-builds", env("NIXERY_MAX_CLIENT_BUILDS", strconv.Itoa(registry.DefaultMaxClientBuilds)), "bound on the images not built yet one client may wait for at once; 0 for none [NIXERY_MAX_CLIENT_BUILDS]")
 	writeTimeout := fs.String("write-timeout", env("NIXERY_WRITE_TIMEOUT", registry.DefaultWriteTimeout.String()), "how long a response may make no progress before its connection is closed, in `seconds` or as a Go duration [NIXERY_WRITE_TIMEOUT]")
@@ -141,6 +153,17 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	if c.maxHeaderBytes, err = strconv.Atoi(*maxHeader); err != nil || c.maxHeaderBytes < 1024 {
 		return nil, fmt.Errorf("serve: NIXERY_MAX_HEADER_BYTES / -max-header-bytes %q: want an integer of at least 1024", *maxHeader)
 	}
+	redirect, err := strconv.ParseBool(*blobRedirect)
+	if err != nil {
+		return nil, fmt.Errorf("serve: NIXERY_BLOB_REDIRECT / -blob-redirect %q: want true or false", *blobRedirect)
+	}
+	expiry, err := parseSeconds(*redirectExpiry)
+	if err != nil || expiry < time.Second || expiry > 7*24*time.Hour {
+		return nil, fmt.Errorf("serve: NIXERY_BLOB_REDIRECT_EXPIRY / -blob-redirect-expiry %q: want a duration from 1s to 168h (S3's limit)", *redirectExpiry)
+	}
+	if redirect {
+		c.blobRedirect = expiry
+	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		return nil, fmt.Errorf("serve: log format %q: want text or json", c.logFormat)
 	}
@@ -160,7 +183,11 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 // Nix builds. The returned function checks them once the flags are parsed.
 func (c *config) builderFlags(fs *flag.FlagSet, env func(name, def string) string, timeout *string) func() error {
 	sourceFlags(fs, env, &c.source, timeout)
-	fs.StringVar(&c.storageBackend, "storage-backend", env("NIXERY_STORAGE_BACKEND", "filesystem"), "storage `backend`; only filesystem [NIXERY_STORAGE_BACKEND]")
+	fs.StringVar(&c.storageBackend, "storage-backend", env("NIXERY_STORAGE_BACKEND", "filesystem"), "storage `backend`: filesystem or s3 [NIXERY_STORAGE_BACKEND]")
+	fs.StringVar(&c.s3.Bucket, "s3-bucket", env("S3_BUCKET", ""), "S3 `bucket` of the s3 backend [S3_BUCKET]")
+	fs.StringVar(&c.s3.Endpoint, "s3-endpoint", env("S3_ENDPOINT", ""), "`URL` of an S3-compatible store, addressed path-style; empty is AWS [S3_ENDPOINT]")
+	fs.StringVar(&c.s3.Prefix, "s3-prefix", env("S3_PREFIX", ""), "`prefix` of every key in the bucket, e.g. nixery/ [S3_PREFIX]")
+	fs.StringVar(&c.s3.Region, "s3-region", env("AWS_REGION", ""), "the bucket's `region` (us-east-1 for an endpoint when unset) [AWS_REGION]")
 	fs.StringVar(&c.storagePath, "storage-path", env("STORAGE_PATH", ""), "`dir` for blobs, caches and the image index [STORAGE_PATH] (default: nixery in the user cache directory)")
 	fs.StringVar(&c.popularity, "popularity", env("NIX_POPULARITY_URL", ""), "popularity JSON for layer grouping: a file `path` or http(s) URL [NIX_POPULARITY_URL]")
 	maxBuilds := fs.String("max-builds", env("NIXERY_MAX_BUILDS", strconv.Itoa(nix.DefaultMaxConcurrent)), "bound on concurrent Nix builds [NIXERY_MAX_BUILDS]")
@@ -176,8 +203,19 @@ func (c *config) builderFlags(fs *flag.FlagSet, env func(name, def string) strin
 		if c.maxLayers, err = strconv.Atoi(*maxLayers); err != nil || c.maxLayers < 2 || c.maxLayers > 125 {
 			return fmt.Errorf("NIXERY_MAX_LAYERS / -max-layers %q: want an integer from 2 to 125 (Docker's limit)", *maxLayers)
 		}
-		if c.storageBackend != "filesystem" {
-			return fmt.Errorf("storage backend %q is not supported; use NIXERY_STORAGE_BACKEND=filesystem with STORAGE_PATH", c.storageBackend)
+		switch c.storageBackend {
+		case "filesystem":
+		case "s3":
+			if c.s3.Bucket == "" {
+				return fmt.Errorf("NIXERY_STORAGE_BACKEND=s3 needs a bucket: set S3_BUCKET / -s3-bucket")
+			}
+			if c.s3.Endpoint != "" {
+				if u, err := url.Parse(c.s3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("S3_ENDPOINT / -s3-endpoint %q: want an http(s) URL such as http://127.0.0.1:8333", c.s3.Endpoint)
+				}
+			}
+		default:
+			return fmt.Errorf("storage backend %q is not supported: want filesystem (with STORAGE_PATH) or s3 (with S3_BUCKET)", c.storageBackend)
 		}
 		return nil
 	}
@@ -260,6 +298,7 @@ func (c *config) options() []nixery.Option {
 		nixery.WithRetention(c.retention),
 		nixery.WithScrubRate(c.scrubRate),
 		nixery.WithNixGC(c.nixGC),
+		nixery.WithBlobRedirect(c.blobRedirect),
 	}
 }
 

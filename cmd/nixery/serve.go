@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nixery-go/nixery"
+	"github.com/nixery-go/nixery/layers/s3store"
 )
 
 func init() {
@@ -63,7 +64,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stder
 	// What the library logs while it starts (the popularity may be ready
 	// at once) waits until the first line has said what is served where.
 	held := &heldWriter{w: logOut}
-	srv, err := nixery.New(ctx, append(c.options(), nixery.WithLogger(slog.New(newHandler(held))))...)
+	opts, err := c.storeOptions(ctx)
+	if err != nil {
+		return err
+	}
+	srv, err := nixery.New(ctx, append(opts, nixery.WithLogger(slog.New(newHandler(held))))...)
 	if err != nil {
 		held.release()
 		return err
@@ -174,4 +179,18 @@ func (h *heldWriter) release() {
 		h.held = nil
 		h.released.Store(true)
 	}
+}
+
+// storeOptions are the library's options with the configured blob store
+// opened: the filesystem under STORAGE_PATH, or the s3 backend's bucket.
+func (c *config) storeOptions(ctx context.Context) ([]nixery.Option, error) {
+	opts := c.options()
+	if c.storageBackend == "s3" {
+		store, err := s3store.New(ctx, c.s3)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nixery.WithBlobStore(store))
+	}
+	return opts, nil
 }

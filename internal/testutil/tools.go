@@ -29,6 +29,7 @@ var installHints = map[string]string{
 	"wrk":             ".ci/setup-clients (apt-get install wrk)",
 	"script":          "apt-get install bsdutils (Debian's util-linux script)",
 	"pigz":            ".ci/setup-clients (apt-get install pigz)",
+	"haproxy":         ".ci/setup-clients (apt-get install haproxy)",
 }
 
 // RequireTools fails the test unless every tool is installed: a program

@@ -1,0 +1,157 @@
+package main
+
+// `nixery serve` with NIXERY_STORAGE_BACKEND=s3 on a real SeaweedFS
+// cluster (.ci/seaweedfs): blobs by redirect to presigned URLs, and
+// proxied with Range; Docker pulls and runs through the redirects; a
+// second server with an empty disk on the same bucket builds the same
+// digests.
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nixery-go/nixery/images"
+	"github.com/nixery-go/nixery/internal/testutil"
+	"github.com/nixery-go/nixery/layers/s3store"
+)
+
+var _ images.RecordStore = (*s3store.Store)(nil)
+
+// startS3 starts `nixery serve` on the cluster w, with storage in dir and
+// the extra environment env.
+func startS3(t *testing.T, bin, dir string, w *testutil.SeaweedFS, env ...string) *faultServer {
+	t.Helper()
+	return startFault(t, bin, dir, append(w.Env(), env...)...)
+}
+
+// following is a client that follows redirects, as registry clients do.
+// The Docker-Content-Digest of a redirect is the registry's, so it is
+// carried over to the response of the URL it points to, which the
+// Puller checks.
+var following = &http.Client{Transport: &redirectDigests{next: http.DefaultTransport}}
+
+type redirectDigests struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	by   map[string]string // Location -> digest
+}
+
+func (r *redirectDigests) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.by == nil {
+		r.by = map[string]string{}
+	}
+	if loc := resp.Header.Get("Location"); resp.StatusCode == http.StatusTemporaryRedirect && loc != "" {
+		r.by[loc] = resp.Header.Get("Docker-Content-Digest")
+	} else if d, ok := r.by[req.URL.String()]; ok && resp.Header.Get("Docker-Content-Digest") == "" {
+		resp.Header.Set("Docker-Content-Digest", d)
+	}
+	return resp, nil
+}
+
+func TestS3Serve(t *testing.T) {
+	bin := requireFaultTools(t)
+	testutil.RequireTools(t, "docker")
+	w := testutil.StartSeaweedFS(t)
+	ctx := t.Context()
+
+	// Replicas share a popularity file (an upstream-format map), so that
+	// none computes it with Nix.
+	pop := filepath.Join(t.TempDir(), "popularity.json")
+	if err := os.WriteFile(pop, []byte(`{"hello": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := startS3(t, bin, dir, w, "NIX_POPULARITY_URL="+pop)
+	// A pull through the redirects, every body checked.
+	p := s.p
+	p.Client = following
+	m, err := p.Pull(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := m.Layers[0]
+	path := "/v2/hello/blobs/" + layer.Digest.String()
+	r := testutil.Do(t, s.Client, "GET", s.URL(path), nil)
+	if r.Status != http.StatusTemporaryRedirect || !strings.HasPrefix(r.Header.Get("Location"), w.Endpoint+"/"+w.Bucket+"/blobs/sha256/"+layer.Digest.Hex+"?") ||
+		!strings.Contains(r.Header.Get("Location"), "X-Amz-Expires=300") {
+		t.Errorf("GET %s: %d, Location %q; want a 307 to a presigned URL of %s valid for 300 s", path, r.Status, r.Header.Get("Location"), w.Endpoint)
+	}
+	r = testutil.Do(t, s.Client, "HEAD", s.URL(path), nil)
+	if r.Status != 200 || r.Header.Get("Content-Length") != fmt.Sprint(layer.Size) || r.Header.Get("Docker-Content-Digest") != layer.Digest.String() {
+		t.Errorf("HEAD %s: %d %v", path, r.Status, r.Header)
+	}
+	if _, err := os.Stat(filepath.Join(s.storage, "store")); !os.IsNotExist(err) {
+		t.Errorf("the s3 backend made a local blob store: %v", err)
+	}
+
+	// Docker pulls through the redirects and runs the image.
+	_, port, _ := net.SplitHostPort(s.Addr)
+	ref := "localhost:" + port + "/hello"
+	dctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	dockerRemove(t, ref)
+	t.Cleanup(func() { dockerRemove(t, ref) })
+	mustRun(dctx, t, "docker", "pull", ref)
+	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref, "hello"); !strings.Contains(out, "Hello, world!") {
+		t.Errorf("docker run hello printed %q", out)
+	}
+	if !strings.Contains(s.Log(), "status=307") {
+		t.Errorf("the server's log shows no redirect:\n%s", testutil.Tail(s.Log(), 30))
+	}
+	// Proxied, from a server with an empty disk on the same bucket: it
+	// serves the image the first one built, by tag and by digest,
+	// without Nix; and Range.
+	_, manifest, _ := s.get(ctx, "/v2/hello/manifests/latest", "")
+	s2 := startS3(t, bin, t.TempDir(), w, "NIXERY_BLOB_REDIRECT=false", "NIX_POPULARITY_URL="+pop)
+	p2 := s2.p
+	m2, err := p2.Pull(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Config.Digest != m.Config.Digest || len(m2.Layers) != len(m.Layers) {
+		t.Errorf("the second server's image differs: config %s, want %s", m2.Config.Digest, m.Config.Digest)
+	}
+	byDigest := fmt.Sprintf("/v2/hello/manifests/sha256:%x", sha256.Sum256(manifest))
+	if status, body, _ := s2.get(ctx, byDigest, ""); status != 200 || string(body) != string(manifest) {
+		t.Errorf("GET %s from the second server: %d", byDigest, status)
+	}
+	if n := s2.nixRuns(0); n != 0 {
+		t.Errorf("the server with an empty disk ran Nix %d times for an image built by the other:\n%s", n, testutil.Tail(s2.Log(), 30))
+	}
+	r = testutil.Do(t, s2.Client, "GET", s2.URL(path), map[string]string{"Range": "bytes=100-1099"})
+	full := testutil.Do(t, s2.Client, "GET", s2.URL(path), nil)
+	if sum := fmt.Sprintf("%x", sha256.Sum256(full.Body)); full.Status != 200 || sum != layer.Digest.Hex {
+		t.Errorf("proxied GET: %d, body hashes to %s", full.Status, sum)
+	}
+	if r.Status != http.StatusPartialContent || len(full.Body) < 1100 || string(r.Body) != string(full.Body[100:1100]) {
+		t.Errorf("proxied GET with Range: %d, %d bytes", r.Status, len(r.Body))
+	}
+	r = testutil.Do(t, s2.Client, "HEAD", s2.URL(path), nil)
+	if r.Status != 200 || r.Header.Get("Content-Length") != fmt.Sprint(layer.Size) {
+		t.Errorf("proxied HEAD: %d %v", r.Status, r.Header)
+	}
+	dockerRemove(t, ref)
+	_, port2, _ := net.SplitHostPort(s2.Addr)
+	ref2 := "localhost:" + port2 + "/hello"
+	t.Cleanup(func() { dockerRemove(t, ref2) })
+	mustRun(dctx, t, "docker", "pull", ref2)
+	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref2, "hello"); !strings.Contains(out, "Hello, world!") {
+		t.Errorf("docker run hello (proxied) printed %q", out)
+	}
+	s2.end()
+	s.end()
+}
