@@ -2,6 +2,8 @@ package pull
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -22,6 +24,10 @@ type Request struct {
 	// Body holds the response body of a successful manifest GET, which
 	// the pull needs to tell layers from configs.
 	Body []byte
+	// ContentDigest and ContentType are the Docker-Content-Digest and
+	// Content-Type response headers of a manifest request (HEAD or GET):
+	// a client that holds the manifest already may send only a HEAD.
+	ContentDigest, ContentType string
 	// Start and Duration time the request at the proxy.
 	Start    time.Time
 	Duration time.Duration
@@ -54,6 +60,13 @@ type proxy struct {
 
 	mu  sync.Mutex
 	log []Request
+	// inflight counts the requests being served, which [proxy.settle]
+	// waits for: a handler logs its request after the client may
+	// already have read the whole response.
+	inflight int
+	idle     *sync.Cond
+	// manifests holds every manifest body served, by its sha256 digest.
+	manifests map[string][]byte
 }
 
 // maxManifestBody bounds the manifest bodies the proxy keeps.
@@ -68,20 +81,34 @@ func newProxy(target string) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proxy{ln: ln}
+	p := &proxy{ln: ln, manifests: map[string][]byte{}}
+	p.idle = sync.NewCond(&p.mu)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.FlushInterval = -1
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
-		cw.keep = r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/manifests/")
+		isManifest := strings.Contains(r.URL.Path, "/manifests/")
+		cw.keep = r.Method == http.MethodGet && isManifest
+		p.mu.Lock()
+		p.inflight++
+		p.mu.Unlock()
 		start := time.Now()
 		rp.ServeHTTP(cw, r)
 		req := Request{Method: r.Method, Path: r.URL.Path, Status: cw.status, Bytes: cw.n, Start: start, Duration: time.Since(start)}
-		if cw.keep && cw.status == http.StatusOK {
-			req.Body = cw.body.Bytes()
+		if isManifest {
+			req.ContentDigest = w.Header().Get("Docker-Content-Digest")
+			req.ContentType = w.Header().Get("Content-Type")
 		}
 		p.mu.Lock()
+		if cw.keep && cw.status == http.StatusOK && !cw.truncated {
+			req.Body = cw.body.Bytes()
+			p.manifests[fmt.Sprintf("sha256:%x", sha256.Sum256(req.Body))] = req.Body
+		}
 		p.log = append(p.log, req)
+		p.inflight--
+		if p.inflight == 0 {
+			p.idle.Broadcast()
+		}
 		p.mu.Unlock()
 	})}
 	go p.srv.Serve(ln)
@@ -96,6 +123,31 @@ func (p *proxy) mark() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.log)
+}
+
+// settle waits until no request is being served, at most for d: a
+// client's last request is logged once its handler returns, which may be
+// after the client finished.
+func (p *proxy) settle(d time.Duration) {
+	timer := time.AfterFunc(d, func() {
+		p.mu.Lock()
+		p.idle.Broadcast()
+		p.mu.Unlock()
+	})
+	defer timer.Stop()
+	deadline := time.Now().Add(d)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.inflight > 0 && time.Now().Before(deadline) {
+		p.idle.Wait()
+	}
+}
+
+// manifest returns a manifest body served through the proxy, by digest.
+func (p *proxy) manifest(digest string) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.manifests[digest]
 }
 
 // since returns the requests recorded after mark.
@@ -114,6 +166,8 @@ type countingWriter struct {
 	n      int64
 	keep   bool
 	body   bytes.Buffer
+	// truncated is set when the body was longer than maxManifestBody.
+	truncated bool
 }
 
 func (w *countingWriter) WriteHeader(code int) {
@@ -124,8 +178,12 @@ func (w *countingWriter) WriteHeader(code int) {
 func (w *countingWriter) Write(b []byte) (int, error) {
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)
-	if w.keep && w.body.Len()+n <= maxManifestBody {
-		w.body.Write(b[:n])
+	if w.keep {
+		if w.body.Len()+n <= maxManifestBody {
+			w.body.Write(b[:n])
+		} else {
+			w.truncated = true
+		}
 	}
 	return n, err
 }

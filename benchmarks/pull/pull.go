@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -82,6 +84,9 @@ type Image struct {
 	// LayersFetched counts the layer blobs downloaded; AlreadyExists the
 	// layers Docker reported as present.
 	LayersFetched, AlreadyExists int
+	// UpToDate is set when Docker held the image already ("Image is up
+	// to date"): it then downloads neither layers nor the config.
+	UpToDate bool
 	// PerBlobBytes is what a client that skips every layer blob it holds
 	// would download for this image; ChainBytes what Docker's rule gives
 	// (see [Result]).
@@ -247,12 +252,15 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 			return nil, fmt.Errorf("pull: image %d: %w\nserver log: %s", i, err, srv.LogPath)
 		}
 		refs = append(refs, ref)
-		img := Image{Packages: pkgs, Ref: ref, Duration: time.Since(t0), Requests: px.since(mark)}
+		dur := time.Since(t0)
+		px.settle(10 * time.Second)
+		img := Image{Packages: pkgs, Ref: ref, Duration: dur, Requests: px.since(mark)}
 		img.AlreadyExists = len(alreadyExists.FindAllString(out, -1))
+		img.UpToDate = strings.Contains(out, "Image is up to date")
 		if i == 0 && img.AlreadyExists > 0 {
 			return nil, fmt.Errorf("pull: the Docker engine already held %d layers of the first image; use a private engine (Options.DockerHost empty) or a clean one", img.AlreadyExists)
 		}
-		if err := img.account(); err != nil {
+		if err := img.account(resolverFor(ctx, srv.Client, "http://"+srv.Addr, px, ImageName(pkgs))); err != nil {
 			return nil, fmt.Errorf("pull: image %s: %w", ref, err)
 		}
 		log.Info("pulled", "ref", ref, "layers", len(img.Manifest.Layers), "fetched", img.LayersFetched,
@@ -274,25 +282,153 @@ func Run(ctx context.Context, opts Options) (res *Result, err error) {
 // alreadyExists matches Docker's progress line for a layer it holds.
 var alreadyExists = regexp.MustCompile(`(?m)^[0-9a-f]{12}: Already exists`)
 
-// account sums the image's requests by kind, using the manifest Docker
-// received to tell the config from layers.
-func (img *Image) account() error {
-	var found bool
+// resolver returns the body of a manifest of the image, by reference (a
+// tag or a digest).
+type resolver func(reference string) ([]byte, error)
+
+// manifestAccept is what Docker asks for: single-platform manifests and
+// indexes, Docker's and OCI's.
+const manifestAccept = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+
+// resolverFor resolves references of repository name: a manifest served
+// through the proxy before, by digest, or else one fetched from the
+// server directly (not through the proxy, so not counted).
+func resolverFor(ctx context.Context, client *http.Client, server string, px *proxy, name string) resolver {
+	return func(ref string) ([]byte, error) {
+		if strings.HasPrefix(ref, "sha256:") {
+			if b := px.manifest(ref); b != nil {
+				return b, nil
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/v2/"+name+"/manifests/"+ref, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Accept", manifestAccept)
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBody))
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET manifest %s of %s: status %d: %.300s", ref, name, resp.StatusCode, body)
+		}
+		return body, nil
+	}
+}
+
+// manifestOrIndex is what a manifest body can hold: an image manifest's
+// layers or an index's manifests.
+type manifestOrIndex struct {
+	MediaType string          `json:"mediaType"`
+	Layers    []v1.Descriptor `json:"layers"`
+	Manifests []v1.Descriptor `json:"manifests"`
+}
+
+// platformManifest picks the manifest of the engine's platform
+// (linux/GOARCH, as Docker does) from an index, or "".
+func platformManifest(ix manifestOrIndex) string {
+	for _, d := range ix.Manifests {
+		if d.Platform != nil && d.Platform.OS == "linux" && d.Platform.Architecture == runtime.GOARCH {
+			return d.Digest.String()
+		}
+	}
+	return ""
+}
+
+// reference returns the tag or digest at the end of a manifest path.
+func reference(path string) string {
+	if i := strings.LastIndex(path, "/manifests/"); i >= 0 {
+		return path[i+len("/manifests/"):]
+	}
+	return ""
+}
+
+// findManifest returns the image manifest Docker pulled and its body: one
+// it downloaded through the proxy in this pull if any has layers;
+// otherwise the one its manifest requests named. A Docker engine that
+// pulled the image (or a manifest of the same digest) before may send
+// only a HEAD for the tag and take the manifest from its own content
+// store, or fetch an index and find the platform's manifest in its
+// store; the manifest is then found by the digest the server answered
+// (Docker-Content-Digest), through the proxy's earlier answers or from
+// the server directly, following an index to the platform's manifest.
+// Without any manifest request it resolves the tag "latest".
+func (img *Image) findManifest(resolve resolver) ([]byte, error) {
+	var last []byte
 	for _, r := range img.Requests {
 		if r.Kind() == "manifest" && r.Method == http.MethodGet && r.Body != nil {
-			m, err := v1.ParseManifest(bytes.NewReader(r.Body))
-			if err != nil {
-				return fmt.Errorf("manifest %s: %w", r.Path, err)
+			var m manifestOrIndex
+			if err := json.Unmarshal(r.Body, &m); err != nil {
+				return nil, fmt.Errorf("manifest %s: %w", r.Path, err)
 			}
-			if !found || len(m.Layers) > 0 {
-				img.Manifest, found = *m, true
-				img.ManifestDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(r.Body))
+			if len(m.Layers) > 0 {
+				last = r.Body
 			}
 		}
 	}
-	if !found || len(img.Manifest.Layers) == 0 {
-		return errors.New("Docker fetched no manifest with layers through the proxy")
+	if last != nil {
+		return last, nil
 	}
+	if resolve == nil {
+		return nil, errors.New("Docker fetched no manifest with layers through the proxy, and none can be resolved")
+	}
+	// The last manifest request names what Docker settled on.
+	ref := ""
+	for _, r := range img.Requests {
+		if r.Kind() != "manifest" || r.Status != http.StatusOK {
+			continue
+		}
+		if r.ContentDigest != "" {
+			ref = r.ContentDigest
+		} else if x := reference(r.Path); x != "" {
+			ref = x
+		}
+	}
+	if ref == "" {
+		ref = "latest"
+	}
+	for hops := 0; hops < 4; hops++ {
+		body, err := resolve(ref)
+		if err != nil {
+			return nil, fmt.Errorf("resolving the manifest Docker used (%s): %w", ref, err)
+		}
+		var m manifestOrIndex
+		if err := json.Unmarshal(body, &m); err != nil {
+			return nil, fmt.Errorf("manifest %s: %w", ref, err)
+		}
+		if len(m.Layers) > 0 {
+			return body, nil
+		}
+		next := platformManifest(m)
+		if next == "" {
+			return nil, fmt.Errorf("manifest %s has no layers and no linux/%s manifest", ref, runtime.GOARCH)
+		}
+		ref = next
+	}
+	return nil, errors.New("manifest indexes nested too deep")
+}
+
+// account sums the image's requests by kind, using the manifest Docker
+// pulled (see [Image.findManifest]) to tell the config from layers.
+func (img *Image) account(resolve resolver) error {
+	body, err := img.findManifest(resolve)
+	if err != nil {
+		return err
+	}
+	m, err := v1.ParseManifest(bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if len(m.Layers) == 0 {
+		return errors.New("the manifest Docker pulled has no layers")
+	}
+	img.Manifest = *m
+	img.ManifestDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(body))
 	for _, r := range img.Requests {
 		if r.Method != http.MethodGet {
 			continue

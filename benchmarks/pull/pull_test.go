@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -65,6 +66,7 @@ func TestProxyAccount(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/manifests/latest"):
+			w.Header().Set("Docker-Content-Digest", digestOf(manifest).String())
 			io.WriteString(w, manifest)
 		case strings.HasSuffix(r.URL.Path, "/blobs/"+layerD.String()):
 			if r.Method == http.MethodHead {
@@ -101,11 +103,17 @@ func TestProxyAccount(t *testing.T) {
 	if len(img.Requests) != 4 {
 		t.Fatalf("proxy recorded %d requests", len(img.Requests))
 	}
-	if err := img.account(); err != nil {
+	if err := img.account(nil); err != nil {
 		t.Fatal(err)
 	}
 	if img.LayerBytes != 5000 || img.ConfigBytes != int64(len(config)) || img.ManifestBytes != int64(len(manifest)) || img.LayersFetched != 1 {
 		t.Errorf("accounted %+v", img)
+	}
+	if got := img.Requests[0].ContentDigest; got != digestOf(manifest).String() {
+		t.Errorf("Docker-Content-Digest recorded %q", got)
+	}
+	if string(px.manifest(digestOf(manifest).String())) != manifest {
+		t.Error("the proxy did not keep the manifest served by its digest")
 	}
 	if img.Manifest.Config.Digest != configD || len(img.Manifest.Layers) != 1 || img.Manifest.Layers[0].Digest != layerD {
 		t.Errorf("manifest %+v", img.Manifest)
@@ -116,11 +124,65 @@ func TestProxyAccount(t *testing.T) {
 		{Method: "GET", Path: "/v2/x/manifests/latest", Status: 200, Body: []byte(manifest), Bytes: 10},
 		{Method: "GET", Path: "/v2/x/blobs/" + layerD.String(), Status: 404, Bytes: 10},
 	}}
-	if err := bad.account(); err == nil {
+	if err := bad.account(nil); err == nil {
 		t.Error("account accepted a 404 blob")
 	}
-	if err := (&Image{}).account(); err == nil {
+	if err := (&Image{}).account(nil); err == nil {
 		t.Error("account accepted a pull without a manifest")
+	}
+}
+
+// TestAccountCachedManifest: a Docker engine that holds the image's
+// manifest already sends only a HEAD for the tag, or fetches the index
+// and takes the platform's manifest from its own store; the manifest is
+// found by digest, through what the proxy served before or from the
+// server.
+func TestAccountCachedManifest(t *testing.T) {
+	layer := digestOf("layer")
+	config := digestOf("config")
+	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":6},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":5}]}`, config, layer)
+	mDigest := digestOf(manifest)
+	index := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d,"platform":{"os":"linux","architecture":"arm64"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":%q,"size":%d,"platform":{"os":"linux","architecture":%q}}]}`,
+		digestOf("other"), 10, mDigest, len(manifest), runtime.GOARCH)
+	iDigest := digestOf(index)
+	bodies := map[string]string{mDigest.String(): manifest, iDigest.String(): index, "latest": index}
+	var asked []string
+	resolve := func(ref string) ([]byte, error) {
+		asked = append(asked, ref)
+		if b, ok := bodies[ref]; ok {
+			return []byte(b), nil
+		}
+		return nil, fmt.Errorf("unknown %s", ref)
+	}
+	for _, c := range []struct {
+		name string
+		reqs []Request
+		want string // first reference resolved
+	}{
+		{"HEAD of the tag", []Request{{Method: "HEAD", Path: "/v2/x/manifests/latest", Status: 200, ContentDigest: mDigest.String()}}, mDigest.String()},
+		{"HEAD answered with the index", []Request{{Method: "HEAD", Path: "/v2/x/manifests/latest", Status: 200, ContentDigest: iDigest.String()}}, iDigest.String()},
+		{"index GET, manifest from the engine's store", []Request{{Method: "GET", Path: "/v2/x/manifests/latest", Status: 200, Body: []byte(index), ContentDigest: iDigest.String()}}, iDigest.String()},
+		{"HEAD by digest without the header", []Request{{Method: "HEAD", Path: "/v2/x/manifests/" + mDigest.String(), Status: 200}}, mDigest.String()},
+		{"no manifest request", nil, "latest"},
+	} {
+		asked = nil
+		img := Image{Requests: append(c.reqs, Request{Method: "GET", Path: "/v2/x/blobs/" + layer.String(), Status: 200, Bytes: 5})}
+		if err := img.account(resolve); err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if img.ManifestDigest != mDigest.String() || len(img.Manifest.Layers) != 1 || img.LayerBytes != 5 || img.LayersFetched != 1 {
+			t.Errorf("%s: manifest %s, %d layers, %d layer bytes", c.name, img.ManifestDigest, len(img.Manifest.Layers), img.LayerBytes)
+		}
+		if len(asked) == 0 || asked[0] != c.want {
+			t.Errorf("%s: resolved %v, want %s first", c.name, asked, c.want)
+		}
+	}
+	// An index without the engine's platform is an error.
+	bodies[iDigest.String()] = strings.ReplaceAll(index, runtime.GOARCH, "s390x-none")
+	img := Image{Requests: []Request{{Method: "HEAD", Path: "/v2/x/manifests/latest", Status: 200, ContentDigest: iDigest.String()}}}
+	if err := img.account(resolve); err == nil {
+		t.Error("account accepted an index without the platform")
 	}
 }
 

@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -108,53 +109,134 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, a := range sim.Algorithms() {
 		d.Algorithms = append(d.Algorithms, a.Name)
 	}
-	phase := func(name string, t0 time.Time) {
-		d.Timings = append(d.Timings, report.Timing{Phase: name, Duration: time.Since(t0)})
-		log.Info("done", "phase", name, "duration", time.Since(t0).Round(time.Millisecond))
+	// A phase that fails is recorded and the run goes on with the phases
+	// that do not need it; the report is written with what passed, says
+	// which phases failed and why, and run returns their errors.
+	var failures []failure
+	phase := func(name string, t0 time.Time, err error) bool {
+		dur := time.Since(t0)
+		if err != nil {
+			failures = append(failures, failure{phase: name, err: err})
+			d.Timings = append(d.Timings, report.Timing{Phase: name + " (FAILED)", Duration: dur})
+			log.Error("phase failed", "phase", name, "duration", dur.Round(time.Millisecond), "err", err)
+			return false
+		}
+		d.Timings = append(d.Timings, report.Timing{Phase: name, Duration: dur})
+		log.Info("done", "phase", name, "duration", dur.Round(time.Millisecond))
+		return true
 	}
+	e := &env{opts: o, data: d, log: log}
 
 	// 1. The package set.
 	t0 := time.Now()
-	var u *sim.Universe
-	var c *corpus.Corpus
 	if o.synthetic {
 		n := 400
 		if o.quick {
 			n = 120
 		}
-		u = sim.Synthetic(1, n)
-		d.Corpus = fmt.Sprintf("%s, %d store paths (NOT the real Debian corpus)", u.Name, u.Graph.Len())
+		e.universe = sim.Synthetic(1, n)
+		d.Corpus = fmt.Sprintf("%s, %d store paths (NOT the real Debian corpus)", e.universe.Name, e.universe.Graph.Len())
+		err = e.universe.Validate()
 	} else {
-		wd := o.workDir
-		if wd == "" {
-			wd = filepath.Join(userCache(), "nixery-bench-corpus")
-			if o.quick {
-				wd += "-quick"
-			}
-		}
-		c, err = corpus.Build(ctx, corpus.Options{Quick: o.quick, WorkDir: wd, Logger: log})
-		if err != nil {
-			return err
-		}
-		u = fromCorpus(c)
-		mode := "full"
-		if o.quick {
-			mode = "quick"
-		}
-		d.Corpus = fmt.Sprintf("real Debian corpus (%s: %d store paths, %.2f GB NAR)", mode, c.Graph.Len(), float64(c.Bytes)/1e9)
+		err = buildCorpus(ctx, e)
 	}
+	if !phase("corpus", t0, err) {
+		e.corpus, e.universe = nil, nil
+	}
+
+	// 2. Workloads and the compressed size of every store path they use,
+	// and 3. the layer-sharing simulation.
+	if e.universe != nil {
+		t0 = time.Now()
+		if phase("compressed sizes", t0, workloadSizes(ctx, e)) {
+			t0 = time.Now()
+			d.Outcome, err = e.sw.Run(e.universe, e.workloads, e.sizes)
+			if !phase("simulation", t0, err) {
+				d.Outcome = nil
+			}
+		} else {
+			e.workloads = nil
+		}
+	}
+
+	// 4. Speed (speed.go), HTTP serving (http.go), real pulls (pull.go),
+	// the storage limit (storage.go), the per-layer cost (pullcost.go):
+	// each skips itself when a phase it needs did not pass.
+	for _, st := range stages {
+		t0 = time.Now()
+		phase(st.name, t0, st.run(ctx, e))
+	}
+
+	d.Timings = append(d.Timings, report.Timing{Phase: "total", Duration: time.Since(start)})
+	if len(failures) > 0 {
+		var b strings.Builder
+		b.WriteString("These phases failed; the results above and below come from the phases that passed.\n\n")
+		for _, f := range failures {
+			fmt.Fprintf(&b, "- **%s**: %s\n", f.phase, strings.ReplaceAll(strings.TrimSpace(f.err.Error()), "\n", " "))
+		}
+		d.Sections = append([]report.Section{{Title: "Failed phases", Body: b.String()}}, d.Sections...)
+	}
+	if err := report.Write(o.out, d); err != nil {
+		return err
+	}
+	attrs := []any{"dir", o.out, "total", time.Since(start).Round(time.Millisecond)}
+	if d.Outcome != nil {
+		chk := report.CheckTargets(d.Outcome, sim.Ours)
+		attrs = append(attrs, "wins", fmt.Sprintf("%d/%d", chk.Wins, chk.Cells), "worst_ratio_at_max_budget", fmt.Sprintf("%.3f", chk.WorstAtMax))
+	}
+	log.Info("report written", attrs...)
+	if len(failures) > 0 {
+		errs := make([]error, len(failures))
+		for i, f := range failures {
+			errs[i] = fmt.Errorf("%s: %w", f.phase, f.err)
+		}
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// failure is a phase that failed.
+type failure struct {
+	phase string
+	err   error
+}
+
+// buildCorpus builds the Debian corpus into e.corpus and e.universe.
+func buildCorpus(ctx context.Context, e *env) error {
+	o := e.opts
+	wd := o.workDir
+	if wd == "" {
+		wd = filepath.Join(userCache(), "nixery-bench-corpus")
+		if o.quick {
+			wd += "-quick"
+		}
+	}
+	c, err := corpus.Build(ctx, corpus.Options{Quick: o.quick, WorkDir: wd, Logger: e.log})
+	if err != nil {
+		return err
+	}
+	u := fromCorpus(c)
 	if err := u.Validate(); err != nil {
 		return err
 	}
-	phase("corpus", t0)
-
-	// 2. Workloads and the compressed size of every store path they use.
-	t0 = time.Now()
-	sw := sim.Sweep{Images: o.images}
-	for s := 1; s <= o.seeds; s++ {
-		sw.Seeds = append(sw.Seeds, uint64(s))
+	e.corpus, e.universe = c, u
+	mode := "full"
+	if o.quick {
+		mode = "quick"
 	}
-	workloads, err := sw.Workloads(u)
+	e.data.Corpus = fmt.Sprintf("real Debian corpus (%s: %d store paths, %.2f GB NAR)", mode, c.Graph.Len(), float64(c.Bytes)/1e9)
+	return nil
+}
+
+// workloadSizes makes the workloads and measures the compressed size of
+// every store path they use.
+func workloadSizes(ctx context.Context, e *env) error {
+	o, u, d := e.opts, e.universe, e.data
+	e.sw = sim.Sweep{Images: o.images}
+	for s := 1; s <= o.seeds; s++ {
+		e.sw.Seeds = append(e.sw.Seeds, uint64(s))
+	}
+	workloads, err := e.sw.Workloads(u)
 	if err != nil {
 		return err
 	}
@@ -162,17 +244,15 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var sizes sim.Sizes
 	if o.synthetic {
-		sizes = sim.SyntheticSizes(u)
+		e.sizes = sim.SyntheticSizes(u)
 		d.Sizes = "synthetic: a third of the NAR size, varied by ±20% per path"
 	} else {
 		cacheDir := o.cacheDir
 		if cacheDir == "" {
 			cacheDir = filepath.Join(userCache(), "nixery-bench-members")
 		}
-		var format string
-		sizes, format, err = measureSizes(ctx, cacheDir, paths, log)
+		sizes, format, err := measureSizes(ctx, cacheDir, paths, e.log)
 		if err != nil {
 			return err
 		}
@@ -182,44 +262,23 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			raw += q.NarSize
 			comp += sizes.Paths[p]
 		}
+		e.sizes = sizes
 		d.Sizes = fmt.Sprintf("measured exactly as nixery serves them: each of the %d store paths used compressed once by layers.Assembler (format %s; %.2f GB NAR -> %.2f GB), a layer being its paths' members plus %d bytes",
 			len(paths), format, float64(raw)/1e9, float64(comp)/1e9, sizes.Overhead)
 	}
-	phase("compressed sizes", t0)
-
-	// 3. The layer-sharing simulation.
-	t0 = time.Now()
-	d.Outcome, err = sw.Run(u, workloads, sizes)
-	if err != nil {
-		return err
-	}
-	phase("simulation", t0)
-
-	// 4. Speed (speed.go) and real pulls (pull.go), unless -synthetic, and
-	// HTTP serving (http.go).
-	for _, st := range stages {
-		t0 = time.Now()
-		if err := st.run(ctx, &env{opts: o, corpus: c, universe: u, workloads: workloads, sizes: sizes, data: d, log: log}); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
-		}
-		phase(st.name, t0)
-	}
-
-	d.Timings = append(d.Timings, report.Timing{Phase: "total", Duration: time.Since(start)})
-	if err := report.Write(o.out, d); err != nil {
-		return err
-	}
-	chk := report.CheckTargets(d.Outcome, sim.Ours)
-	log.Info("report written", "dir", o.out, "wins", fmt.Sprintf("%d/%d", chk.Wins, chk.Cells),
-		"worst_ratio_at_max_budget", fmt.Sprintf("%.3f", chk.WorstAtMax), "total", time.Since(start).Round(time.Millisecond))
+	e.workloads = workloads
 	return nil
 }
 
-// env is what a later stage of the harness gets.
+// env is what a later stage of the harness gets. A stage needing what a
+// failed phase would have made finds it nil and skips itself (corpus is
+// nil with -synthetic or when the corpus failed; universe when the
+// corpus failed; workloads when the sizes failed).
 type env struct {
 	opts      *options
-	corpus    *corpus.Corpus // nil with -synthetic
+	corpus    *corpus.Corpus
 	universe  *sim.Universe
+	sw        sim.Sweep
 	workloads []sim.Workload
 	sizes     sim.Sizes
 	data      *report.Data
