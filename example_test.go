@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
 	"github.com/nixery-go/nixery"
+	"github.com/nixery-go/nixery/images"
 )
 
 // An embedding server: the registry API under /v2/ and the server's
@@ -82,4 +84,42 @@ func ExampleServer_Image() {
 	// Output:
 	// valid: true
 	// same digest as served: true
+}
+
+// A build's progress: the phases of the events a cold build publishes
+// (the same events /events streams), then its result. An image found in
+// the caches has no build, so no events.
+func ExampleServer_Listen() {
+	dir, _ := os.MkdirTemp("", "nixery-example-")
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	srv, err := nixery.New(ctx, nixery.WithStorage(dir), nixery.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+
+	var mu sync.Mutex
+	var phases []images.Phase
+	var last images.Event
+	srv.Listen(func(e images.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(phases) == 0 || phases[len(phases)-1] != e.Phase {
+			phases = append(phases, e.Phase)
+		}
+		last = e
+	})
+	for range 2 { // the second time from the caches
+		if _, err := srv.Image(ctx, "hello"); err != nil {
+			log.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Println(phases)
+	fmt.Println(last.Name, last.Layers > 0, last.Build)
+	// Output:
+	// [queued evaluating realising grouping compressing writing done]
+	// hello true 1
 }

@@ -364,6 +364,12 @@ func (s *Server) ImageOf(ctx context.Context, packages ...string) (v1.Image, err
 	return img.V1(ctx, s.images.Store()), nil
 }
 
+// Listen calls f with every build's progress events ([images.Event]: its
+// phases, then its result), on the goroutine of the build; f must be
+// quick. An image found in the caches has no build and so no events.
+// [Server.ServeHTTP]'s /events streams the same events.
+func (s *Server) Listen(f func(images.Event)) { s.images.Listen(f) }
+
 // Popularity waits for the package set's popularity and says where it came
 // from.
 func (s *Server) Popularity(ctx context.Context) (*nix.Popularity, error) {

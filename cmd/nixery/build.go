@@ -116,29 +116,36 @@ func (f *cliFlags) check() error {
 	return nil
 }
 
-// open starts the library on the configured storage, its log turned into
-// the phases of p (and, with -v, written above the progress).
+// open starts the library on the configured storage, its build events
+// turned into the phases of p and, with -v, its log written above the
+// progress.
 func (f *cliFlags) open(ctx context.Context, p *progress) (*nixery.Server, *buildPhases, error) {
 	var next slog.Handler = slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError + 1})
 	if f.verbose {
 		next = slog.NewTextHandler(p.logWriter(), nil)
 	}
-	phases := newBuildPhases(next, p)
 	opts, err := f.c.storeOptions(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := nixery.New(ctx, append(opts, nixery.WithLogger(slog.New(phases)))...)
+	srv, err := nixery.New(ctx, append(opts, nixery.WithLogger(slog.New(next)))...)
 	if err != nil {
 		return nil, nil, err
 	}
+	phases := newBuildPhases(p)
+	srv.Listen(phases.event)
 	return srv, phases, nil
 }
 
 // image builds name, reporting its phases.
 func (f *cliFlags) image(ctx context.Context, srv *nixery.Server, phases *buildPhases, p *progress, imageName string, oci bool) (v1.Image, error) {
 	start := time.Now()
-	phases.start(imageName)
+	if err := phases.start(imageName, func() error {
+		_, err := srv.Popularity(ctx)
+		return err
+	}); ctx.Err() != nil {
+		return nil, err
+	}
 	img, err := srv.ImageWith(ctx, imageName, nixery.ImageOptions{System: f.system, OCI: oci})
 	if err != nil {
 		return nil, err
@@ -152,7 +159,7 @@ func (f *cliFlags) image(ctx context.Context, srv *nixery.Server, phases *buildP
 		size += l.Size
 	}
 	how := "built"
-	if phases.nixRuns() == 0 {
+	if !phases.built() {
 		how = "in the cache"
 	}
 	p.Note("%s %s: %d layers, %s, in %s", imageName, how, len(m.Layers), sizeText(size), time.Since(start).Round(time.Millisecond))

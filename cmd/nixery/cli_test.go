@@ -156,7 +156,7 @@ func TestCLI(t *testing.T) {
 		t.Logf("cold build and export: %v; stderr:\n%s", time.Since(start).Round(time.Millisecond), r.stderr)
 		archiveDigest = digestOfRun(t, r)
 		// Not a terminal: plain lines, one per phase, then the bytes.
-		for _, want := range []string{"evaluating hello", "realising the store paths", "building layers", "hello built: ", "writing " + out} {
+		for _, want := range []string{"evaluating hello", "realising the store paths", "grouping the closure into layers", "building layers", "writing the manifests", "hello built: ", "writing " + out} {
 			if !strings.Contains(r.stderr, want) {
 				t.Errorf("progress does not say %q:\n%s", want, r.stderr)
 			}

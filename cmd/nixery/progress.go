@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/nixery-go/nixery/images"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -318,104 +317,104 @@ func sizeText(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// buildPhases is a slog.Handler that turns the records the builder logs
-// while it builds an image into phases of a progress: Nix's evaluation,
-// the realisation of the store paths, the query of the closure, the
-// layers as they are built. Every record also goes to next (the -v log, or
-// nothing).
+// buildPhases turns the builder's progress events into phases of a
+// progress: waiting for a Nix slot, Nix's evaluation, the realisation of
+// the store paths (done of total), grouping, the layers' bytes as they are
+// compressed, and writing the manifests. The popularity, which the builder
+// waits for before it looks an image up, is a phase of its own when it is
+// not ready at once.
 type buildPhases struct {
-	next slog.Handler
-	p    *progress
-	st   *phaseState
+	p *progress
+
+	mu        sync.Mutex
+	imageName string
+	phase     images.Phase // the current build's phase, "" before one
+	text      string       // the phase's line
+	builds    int          // builds seen since start
 }
 
-type phaseState struct {
-	mu         sync.Mutex
-	imageName  string
-	popularity bool // the popularity is being computed
-	nixRuns    int
-	layers     int
-	layerBytes int64
-}
+func newBuildPhases(p *progress) *buildPhases { return &buildPhases{p: p} }
 
-func newBuildPhases(next slog.Handler, p *progress) *buildPhases {
-	return &buildPhases{next: next, p: p, st: &phaseState{}}
-}
+// popularityWait is how long the popularity may take before the progress
+// shows that it is being computed.
+const popularityWait = 100 * time.Millisecond
 
-// start begins the build of imageName.
-func (h *buildPhases) start(imageName string) {
-	h.st.mu.Lock()
-	h.st.imageName = imageName
-	h.st.mu.Unlock()
-	h.p.Phase("evaluating %s", imageName)
-}
-
-func (h *buildPhases) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
-}
-
-func (h *buildPhases) Handle(ctx context.Context, r slog.Record) error {
-	h.observe(r)
-	if h.next.Enabled(ctx, r.Level) {
-		return h.next.Handle(ctx, r)
+// start begins the lookup of imageName: first the popularity, which
+// wait calls for (returning what it returns).
+func (h *buildPhases) start(imageName string, wait func() error) error {
+	h.mu.Lock()
+	h.imageName, h.phase, h.text, h.builds = imageName, "", "", 0
+	h.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(popularityWait):
+		h.setPhase("computing the package set's popularity (once per storage directory)", "")
+		err = <-done
 	}
-	return nil
+	h.setPhase("evaluating "+imageName, "")
+	return err
 }
 
-func (h *buildPhases) WithAttrs(as []slog.Attr) slog.Handler {
-	return &buildPhases{next: h.next.WithAttrs(as), p: h.p, st: h.st}
+// setPhase starts a phase with line text unless it is the current one,
+// whose text then becomes update (if not empty).
+func (h *buildPhases) setPhase(text, update string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if text != h.text {
+		h.text = text
+		h.p.Phase("%s", text)
+	}
+	if update != "" {
+		h.p.Update("%s", update)
+	}
 }
 
-func (h *buildPhases) WithGroup(name string) slog.Handler {
-	return &buildPhases{next: h.next.WithGroup(name), p: h.p, st: h.st}
+// built reports whether the image came from a build (since start) rather
+// than from the caches.
+func (h *buildPhases) built() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.builds > 0
 }
 
-// nixRuns is how many Nix commands the build ran.
-func (h *buildPhases) nixRuns() int {
-	h.st.mu.Lock()
-	defer h.st.mu.Unlock()
-	return h.st.nixRuns
-}
-
-func (h *buildPhases) observe(r slog.Record) {
-	attrs := map[string]slog.Value{}
-	r.Attrs(func(a slog.Attr) bool {
-		attrs[a.Key] = a.Value.Resolve()
-		return true
-	})
-	st := h.st
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	switch r.Message {
-	case "computing the package set's popularity":
-		// The bundled set's popularity is computed once per storage
-		// directory, from the closure of every package, before the
-		// first build: its Nix runs are not the image's.
-		st.popularity = true
-		h.p.Phase("computing the package set's popularity (once per storage directory)")
-	case "popularity ready":
-		if st.popularity {
-			st.popularity = false
-			h.p.Phase("evaluating %s", st.imageName)
+// event follows one of the builder's events ([nixery.Server.Listen]).
+func (h *buildPhases) event(e images.Event) {
+	h.mu.Lock()
+	if e.Phase != h.phase {
+		h.phase = e.Phase
+		if e.Phase == images.PhaseQueued || e.Phase == images.PhaseEvaluating {
+			h.builds++
 		}
-	case "nix command":
-		st.nixRuns++
-		if st.popularity || attrs["err"].Any() != nil {
-			return
+	}
+	name := h.imageName
+	h.mu.Unlock()
+	switch e.Phase {
+	case images.PhaseQueued:
+		// Every build is queued for a moment; one that waits for a slot
+		// is re-published with Repeat.
+		if e.Repeat {
+			h.setPhase("waiting for a Nix slot", "")
 		}
-		switch attrs["op"].String() {
-		case "evaluate":
-			if strings.Contains(attrs["args"].String(), "<resolve.nix>") {
-				h.p.Phase("realising the store paths")
-			}
-		case "build":
-			h.p.Phase("reading the closure")
-		case "query":
-			h.p.Phase("building layers")
+	case images.PhaseEvaluating:
+		h.setPhase("evaluating "+name, "")
+	case images.PhaseRealising:
+		update := ""
+		if e.Total > 0 {
+			update = fmt.Sprintf("realising the store paths: %d of %d", e.Done, e.Total)
 		}
-	case "layer built":
-		st.layers++
-		st.layerBytes += attrs["blob_bytes"].Int64()
-		h.p.Update("building layers: %d built, %s", st.layers, sizeText(st.layerBytes))
+		h.setPhase("realising the store paths", update)
+	case images.PhaseGrouping:
+		h.setPhase("grouping the closure into layers", "")
+	case images.PhaseCompressing:
+		update := ""
+		if e.Total > 0 {
+			update = fmt.Sprintf("building layers: %s of %s", sizeText(e.Done), sizeText(e.Total))
+		}
+		h.setPhase("building layers", update)
+	case images.PhaseWriting:
+		h.setPhase("writing the manifests", "")
 	}
 }

@@ -2,15 +2,15 @@ package main
 
 import (
 	"bytes"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixery-go/nixery/images"
 )
 
 // Unit tests of the progress reporter and of the phases read from the
-// builder's log; TestCLI runs the real thing.
+// builder's events; TestCLI runs the real thing.
 
 func TestProgressPlain(t *testing.T) {
 	var buf bytes.Buffer
@@ -107,64 +107,97 @@ func TestProgressNone(t *testing.T) {
 	}
 }
 
-// TestBuildPhases feeds the records the builder logs (as nix, images and
-// layers write them) and checks the phases they become.
+// TestBuildPhases feeds the builder's events, as a build publishes them,
+// and checks the phases they become.
 func TestBuildPhases(t *testing.T) {
-	var buf, logBuf bytes.Buffer
+	var buf bytes.Buffer
 	p := newProgress(t.Context(), &buf, progressPlain)
-	phases := newBuildPhases(slog.NewTextHandler(&logBuf, nil), p)
-	log := slog.New(phases).With("packages", []string{"hello"})
-	resolve := []string{"--eval", "--expr", "<resolve.nix>", "--argstr", "request", "{}"}
+	phases := newBuildPhases(p)
 
-	phases.start("hello")
-	log.Info("nix command", "op", "evaluate", "args", []string{"--eval", "--expr", "{ dir, system }: ..."}, "err", nil)
-	log.Info("computing the package set's popularity", "packages", 65)
-	// The popularity's own Nix runs are not the image's phases.
-	log.Info("nix command", "op", "evaluate", "args", resolve, "err", nil)
-	log.Info("nix command", "op", "build", "args", []string{"--realise"}, "err", nil)
-	log.Info("nix command", "op", "query", "args", []string{"path-info"}, "err", nil)
-	log.Info("popularity ready")
-	log.Info("nix command", "op", "evaluate", "args", resolve, "err", nil)
-	log.Info("nix command", "op", "build", "args", []string{"--realise"}, "err", nil)
-	log.Info("nix command", "op", "query", "args", []string{"path-info"}, "err", nil)
-	log.Info("layer built", "blob_bytes", int64(1_500_000))
-	log.Info("layer built", "blob_bytes", int64(500_000))
+	// A popularity that is not ready at once is a phase of its own.
+	release := make(chan struct{})
+	time.AfterFunc(3*popularityWait, func() { close(release) })
+	if err := phases.start("hello", func() error { <-release; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if phases.built() {
+		t.Error("built before any build event")
+	}
+	ev := func(ph images.Phase, done, total int64) {
+		phases.event(images.Event{Build: 1, Name: "hello", Phase: ph, Done: done, Total: total})
+	}
+	ev(images.PhaseQueued, 0, 0)
+	// Still queued 100 ms later: waiting for a Nix slot.
+	phases.event(images.Event{Build: 1, Name: "hello", Phase: images.PhaseQueued, Repeat: true})
+	ev(images.PhaseEvaluating, 0, 0)
+	ev(images.PhaseRealising, 0, 0)
+	ev(images.PhaseRealising, 1, 3)
+	ev(images.PhaseRealising, 3, 3) // progress within a phase: no new line
+	ev(images.PhaseGrouping, 0, 0)
+	ev(images.PhaseCompressing, 0, 2_000_000)
+	ev(images.PhaseCompressing, 1_500_000, 2_000_000)
+	// A repeat publishes unchanged progress.
+	phases.event(images.Event{Build: 1, Name: "hello", Phase: images.PhaseCompressing, Done: 1_500_000, Total: 2_000_000, Repeat: true})
+	p.mu.Lock()
+	text := p.phase.get()
+	p.mu.Unlock()
+	if text != "building layers: 1.5 MB of 2.0 MB" {
+		t.Errorf("the layers phase reads %q", text)
+	}
+	ev(images.PhaseWriting, 0, 0)
+	ev(images.PhaseDone, 0, 0)
+	if !phases.built() {
+		t.Error("not built after a build's events")
+	}
 	p.Close()
 
+	want := []string{
+		"computing the package set's popularity (once per storage directory)",
+		"evaluating hello",
+		"waiting for a Nix slot",
+		"evaluating hello",
+		"realising the store paths",
+		"grouping the closure into layers",
+		"building layers",
+		"writing the manifests",
+	}
+	if got := phaseLines(buf.String()); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("phases:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	// The next image starts afresh: a popularity that is ready is no
+	// phase, and an image from the caches has no build.
+	buf.Reset()
+	p = newProgress(t.Context(), &buf, progressPlain)
+	phases.p = p
+	if err := phases.start("hello", func() error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got := phaseLines(buf.String()); strings.Join(got, "\n") != "evaluating hello" {
+		t.Errorf("a cached image's phases: %q", got)
+	}
+	if phases.built() {
+		t.Error("a cached image counts as built")
+	}
+	// A build that gets a Nix slot at once shows no wait.
+	ev(images.PhaseQueued, 0, 0)
+	ev(images.PhaseEvaluating, 0, 0)
+	ev(images.PhaseRealising, 0, 0)
+	p.Close()
+	if got := phaseLines(buf.String()); strings.Join(got, "\n") != "evaluating hello\nrealising the store paths" {
+		t.Errorf("a build with no wait: %q", got)
+	}
+	if !phases.built() {
+		t.Error("a build does not count as built")
+	}
+}
+
+// phaseLines returns plain mode's lines without their times.
+func phaseLines(out string) []string {
 	var got []string
-	for _, line := range strings.Split(strings.TrimRight(buf.String(), "\n"), "\n") {
+	for _, line := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
 		_, text, _ := strings.Cut(line, "] ")
 		got = append(got, text)
 	}
-	want := []string{
-		"evaluating hello",
-		"computing the package set's popularity (once per storage directory)",
-		"evaluating hello",
-		"realising the store paths",
-		"reading the closure",
-		"building layers",
-	}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("phases:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	if n := phases.nixRuns(); n != 7 {
-		t.Errorf("nixRuns %d, want 7", n)
-	}
-	ph := &phaseText{}
-	p.mu.Lock()
-	p.phase = ph
-	p.mu.Unlock()
-	log.Info("layer built", "blob_bytes", int64(1))
-	if got := ph.get(); got != "building layers: 3 built, 2.0 MB" {
-		t.Errorf("the layers phase reads %q", got)
-	}
-	// The records also reach the next handler, with their attributes.
-	if !strings.Contains(logBuf.String(), `msg="layer built" packages=[hello] blob_bytes=1500000`) {
-		t.Errorf("the log handler did not get the records:\n%s", logBuf.String())
-	}
-	// Debug records are not enabled unless the next handler wants them.
-	quiet := newBuildPhases(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelError}), p)
-	if quiet.Enabled(t.Context(), slog.LevelDebug) || !quiet.Enabled(t.Context(), slog.LevelInfo) {
-		t.Error("Enabled: want Info and above only")
-	}
+	return got
 }
