@@ -19,11 +19,13 @@ type Algorithm struct {
 }
 
 // Algorithms returns the comparators in the order the report lists them:
-// one layer per image, nixpkgs' popularity contest, nixpkgs' auto-layer,
-// upstream Nixery's dominator grouping and this project's [layers.Group].
+// one layer per image, the size-greedy baseline, nixpkgs' popularity
+// contest, nixpkgs' auto-layer, upstream Nixery's dominator grouping and
+// this project's [layers.Group].
 func Algorithms() []Algorithm {
 	return []Algorithm{
 		{Name: "single-layer", Group: SingleLayer},
+		{Name: "size-greedy", Group: SizeGreedy},
 		{Name: "popularity-contest", Group: PopularityContest},
 		{Name: "auto-layer", Group: AutoLayer},
 		{Name: "nixery-dominator", Group: NixeryDominator},
@@ -40,6 +42,46 @@ func SingleLayer(g *closure.Graph, _ closure.Popularity, _ int) [][]string {
 		return nil
 	}
 	return [][]string{allPaths(g)}
+}
+
+// SizeGreedy is the naive baseline of issue 14's independent evaluation:
+// the budget-1 largest paths (by NAR size, ties by store path) each in a
+// layer of its own, largest first, and all the others in one last layer.
+func SizeGreedy(g *closure.Graph, _ closure.Popularity, budget int) [][]string {
+	n := g.Len()
+	if n == 0 {
+		return nil
+	}
+	budget = max(budget, 1)
+	paths := g.Paths()
+	order := make([]int, n)
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool {
+		i, j := order[a], order[b]
+		if paths[i].NarSize != paths[j].NarSize {
+			return paths[i].NarSize > paths[j].NarSize
+		}
+		return paths[i].Path < paths[j].Path
+	})
+	alone := min(budget-1, n)
+	if alone == n-1 {
+		alone = n // the last path would be a layer of its own anyway
+	}
+	out := make([][]string, 0, alone+1)
+	for _, i := range order[:alone] {
+		out = append(out, []string{paths[i].Path})
+	}
+	if alone < n {
+		rest := make([]string, 0, n-alone)
+		for _, i := range order[alone:] {
+			rest = append(rest, paths[i].Path)
+		}
+		sort.Strings(rest)
+		out = append(out, rest)
+	}
+	return out
 }
 
 func allPaths(g *closure.Graph) []string {

@@ -83,6 +83,25 @@ func TestSingleLayer(t *testing.T) {
 	}
 }
 
+func TestSizeGreedy(t *testing.T) {
+	g, _ := peersGraph(t)
+	// Sizes: G7 F6 E5 D4 C3 B2 A1 (MB).
+	for _, tc := range []struct {
+		budget int
+		want   [][]string
+	}{
+		{1, [][]string{{"A", "B", "C", "D", "E", "F", "G"}}},
+		{3, [][]string{{"G"}, {"F"}, {"A", "B", "C", "D", "E"}}},
+		{6, [][]string{{"G"}, {"F"}, {"E"}, {"D"}, {"C"}, {"A", "B"}}},
+		{7, [][]string{{"G"}, {"F"}, {"E"}, {"D"}, {"C"}, {"B"}, {"A"}}},
+		{100, [][]string{{"G"}, {"F"}, {"E"}, {"D"}, {"C"}, {"B"}, {"A"}}},
+	} {
+		if got := named(SizeGreedy(g, nil, tc.budget)); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("budget %d: %v, want %v", tc.budget, got, tc.want)
+		}
+	}
+}
+
 func TestAutoLayer(t *testing.T) {
 	g, _ := peersGraph(t)
 	// Roots: A, then by size G(7) F(6) E(5) D(4) C(3) B(2).

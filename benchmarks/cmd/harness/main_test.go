@@ -32,7 +32,7 @@ func TestQuickSyntheticRun(t *testing.T) {
 	for _, want := range []string{
 		"Command: `go run ./benchmarks/cmd/harness -quick -synthetic -storage=false -out " + out + "`",
 		"NOT the real Debian corpus",
-		"| workload | budget | single-layer | popularity-contest | auto-layer | nixery-dominator | nixery-go |",
+		"| workload | budget | single-layer | size-greedy | popularity-contest | auto-layer | nixery-dominator | nixery-go |",
 		"](" + report.PullRatioFile + ")",
 		"### Targets",
 		"## Registry bytes / ideal",
