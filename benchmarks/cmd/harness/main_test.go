@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -115,5 +116,37 @@ func TestFlags(t *testing.T) {
 	o, err = parseFlags(nil, io.Discard)
 	if err != nil || o.images != 60 || o.out != filepath.Join("benchmarks", "results", "latest") || !o.speed || !o.pull || !o.storage {
 		t.Errorf("parseFlags() = %+v, %v", o, err)
+	}
+}
+
+// TestFailedPhaseStillReports makes one stage fail: the run returns its
+// error, and results.md still holds what the other phases measured and
+// says which phase failed and why.
+func TestFailedPhaseStillReports(t *testing.T) {
+	saved := stages
+	t.Cleanup(func() { stages = saved })
+	stages = append([]stage{{name: "broken", run: func(context.Context, *env) error {
+		return errors.New("the stage broke on purpose")
+	}}}, saved...)
+	out := t.TempDir()
+	var log bytes.Buffer
+	err := run(context.Background(), []string{"-quick", "-synthetic", "-http=false", "-storage=false", "-out", out}, &log)
+	if err == nil || !strings.Contains(err.Error(), "broken: the stage broke on purpose") {
+		t.Fatalf("run: %v, want the broken stage's error", err)
+	}
+	md, rerr := os.ReadFile(filepath.Join(out, report.MarkdownFile))
+	if rerr != nil {
+		t.Fatalf("no report after a failed phase: %v", rerr)
+	}
+	text := string(md)
+	for _, want := range []string{
+		"## Failed phases",
+		"- **broken**: the stage broke on purpose",
+		"| workload | budget | single-layer |", // the simulation still reported
+		"broken (FAILED)",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("results.md lacks %q", want)
+		}
 	}
 }
