@@ -31,6 +31,11 @@ type Throughput struct {
 	OutputBytes int64
 	// Duration is the wall-clock time.
 	Duration time.Duration
+	// CPU is the CPU time (user and system) this process used meanwhile,
+	// and StoreCPU what AssemblyOptions.StoreCPU says the blob store's
+	// own processes used; both are measured for the nixery contenders
+	// only.
+	CPU, StoreCPU time.Duration
 }
 
 // BytesPerSec is InputBytes over Duration.
@@ -67,6 +72,13 @@ type AssemblyOptions struct {
 	Baselines bool
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
+	// Store is where the layers are written; nil is a filesystem store
+	// under TmpDir. A store passed here should be empty of these layers
+	// (a fresh prefix), or Cold is not cold.
+	Store layers.BlobStore
+	// StoreCPU, if set, returns the CPU time the store's processes (an
+	// object store on this machine) have used so far.
+	StoreCPU func() (time.Duration, error)
 }
 
 // AssemblyResult holds the throughput of each contender on the same bytes.
@@ -165,9 +177,11 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 		return nil, err
 	}
 
-	store, err := layers.NewFSStore(filepath.Join(tmp, "store"))
-	if err != nil {
-		return nil, err
+	store := opts.Store
+	if store == nil {
+		if store, err = layers.NewFSStore(filepath.Join(tmp, "store")); err != nil {
+			return nil, err
+		}
 	}
 	lopts := opts.Layer
 	if lopts.Logger == nil {
@@ -180,6 +194,13 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 	res := &AssemblyResult{Paths: len(names), Layers: n}
 	run := func(name string, groups [][]string) (Throughput, error) {
 		t := Throughput{Name: name, InputBytes: input}
+		var store0 time.Duration
+		if opts.StoreCPU != nil {
+			if store0, err = opts.StoreCPU(); err != nil {
+				return t, err
+			}
+		}
+		cpu0 := selfCPU()
 		start := time.Now()
 		for _, g := range groups {
 			d, err := asm.Layer(ctx, g)
@@ -189,6 +210,14 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 			t.OutputBytes += d.Size
 		}
 		t.Duration = time.Since(start)
+		t.CPU = selfCPU() - cpu0
+		if opts.StoreCPU != nil {
+			store1, err := opts.StoreCPU()
+			if err != nil {
+				return t, err
+			}
+			t.StoreCPU = store1 - store0
+		}
 		log.Info("assembly", "contender", name, "bytes", input, "out", t.OutputBytes, "duration", t.Duration)
 		return t, nil
 	}

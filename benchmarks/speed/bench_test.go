@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/nixery-go/nixery/benchmarks/corpus"
 	"github.com/nixery-go/nixery/closure"
+	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/layers/s3store"
 )
 
 // Layer assembly is measured by one implementation, [Assembly], which the
@@ -144,5 +147,43 @@ func BenchmarkPeakRSS(b *testing.B) {
 		b.ReportMetric(float64(u.MaxRSS)/(1<<20), "peak-RSS-MiB")
 		b.ReportMetric(t.BytesPerSec()/1e6, "cold-MB/s")
 		b.Logf("%d store paths, %d bytes: %d compressed bytes in %v; peak RSS %d MiB", len(paths), input, t.OutputBytes, t.Duration, u.MaxRSS>>20)
+	}
+}
+
+// BenchmarkAssemblyStore runs cold assembly (the Assembler with an empty
+// cache, as [Assembly] does) writing to the filesystem store and to the S3
+// store on a local SeaweedFS cluster (.ci/seaweedfs: two replicated volume
+// servers, filer, S3 gateway), side by side in one run, and reports the
+// cold MB/s of each; compare s3/cold-MB/s with filesystem/cold-MB/s.
+//
+//	go test -run '^$' -bench AssemblyStore -benchtime 1x ./benchmarks/speed
+func BenchmarkAssemblyStore(b *testing.B) {
+	root, paths := benchPaths(b)
+	w := testutil.StartSeaweedFS(b)
+	w.SetEnv(b)
+	for _, backend := range []string{"filesystem", "s3"} {
+		b.Run(backend, func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				opts := AssemblyOptions{Paths: paths, Layers: 20, Layer: layers.Options{Root: root}}
+				if backend == "s3" {
+					s, err := s3store.New(b.Context(), s3store.Options{Bucket: w.Bucket, Endpoint: w.Endpoint, Region: w.Region, Prefix: fmt.Sprintf("assembly-%d-%d/", time.Now().UnixNano(), i)})
+					if err != nil {
+						b.Fatal(err)
+					}
+					opts.Store, opts.StoreCPU = s, w.CPU
+				}
+				res, err := Assembly(b.Context(), opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := res.Cold
+				b.Logf("%s: cold %.1f MB/s (%v, %.1f MB out; CPU: nixery %.1f s, store %.1f s), warm %.1f MB/s", backend,
+					c.BytesPerSec()/1e6, c.Duration.Round(time.Millisecond), float64(c.OutputBytes)/1e6, c.CPU.Seconds(), c.StoreCPU.Seconds(), res.Warm.BytesPerSec()/1e6)
+				b.ReportMetric(c.BytesPerSec()/1e6, "cold-MB/s")
+				b.ReportMetric(c.CPU.Seconds(), "cold-nixery-CPU-s")
+				b.ReportMetric(c.StoreCPU.Seconds(), "cold-store-CPU-s")
+				b.ReportMetric(res.Warm.BytesPerSec()/1e6, "warm-MB/s")
+			}
+		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,4 +99,40 @@ func (w *SeaweedFS) KillVolume(n int) error {
 		return fmt.Errorf("testutil: .ci/seaweedfs kill-volume: %v\n%s", err, out)
 	}
 	return nil
+}
+
+// CPU returns the CPU time (user and system) the cluster's processes have
+// used so far, from /proc: what the object store costs, to set beside a
+// client's own.
+func (w *SeaweedFS) CPU() (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join(w.Dir, "pids"))
+	if err != nil {
+		return 0, err
+	}
+	var ticks int64
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + f[1] + "/stat")
+		if err != nil {
+			continue // a volume server stopped by the test
+		}
+		// The fields after the command, which is in parentheses.
+		s := string(stat)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) < 13 {
+			return 0, fmt.Errorf("testutil: /proc/%s/stat: too few fields", f[1])
+		}
+		for _, v := range fields[11:13] { // utime, stime
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("testutil: /proc/%s/stat: %v", f[1], err)
+			}
+			ticks += n
+		}
+	}
+	// USER_HZ is 100 on every Linux this runs on.
+	return time.Duration(ticks) * (time.Second / 100), nil
 }

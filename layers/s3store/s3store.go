@@ -5,24 +5,34 @@
 // Layout of the bucket, under an optional prefix:
 //
 //	blobs/sha256/<hex>           committed blobs
-//	tmp/<random>                 multipart uploads in progress
 //	quarantine/<hex>.<unixnano>  damaged blobs set aside ([Store.Quarantine])
+//	index/<key>.json             image records ([Store.PutRecord])
 //
 // # Writing
 //
 // A blob is hashed (sha256) while it is written. One that fits in one part
 // ([Options.PartSize], 8 MiB by default) is kept in memory and, at Commit,
 // once its digest is checked, sent with one PutObject to its final key.
-// A larger one is streamed as a multipart upload to a temporary key, at
-// most two parts in flight, so a writer holds at most three parts in
-// memory whatever the blob's size; at Commit, once the digest is checked,
-// the upload is completed and copied on the server to the final key, and
-// the temporary object deleted. Every part carries its MD5 (Content-MD5),
-// which the server checks. So an object appears under a digest only whole
-// and verified; S3's PutObject, CompleteMultipartUpload and CopyObject are
-// atomic. [New] removes temporary objects and aborts multipart uploads
-// older than [Options.TempAge] (a day by default), which a killed process
-// left behind.
+// A larger one is spooled to a local file ([Options.SpoolDir]), unlinked as
+// soon as it is created, with each part's MD5 summed on the way; at Commit,
+// once the digest is checked, it is sent as a multipart upload straight to
+// its final key, four parts at a time, read from the file. A writer holds
+// at most one part in memory whatever the blob's size. Every request
+// carries its MD5 (Content-MD5), which the server checks, and a multipart
+// upload becomes an object only when it is completed, atomically: so an
+// object appears under a digest only whole and verified, and no
+// server-side copy is needed. Uploads that a killed process left
+// incomplete are aborted by [New] once older than [Options.TempAge] (a day
+// by default); so are the tmp/ objects of earlier versions, which uploaded
+// there and copied.
+//
+// Spooling rather than streaming the parts as they are written costs
+// local disk space (the largest blobs being written at once) and no
+// throughput on a busy machine: compression and the object store's ingest
+// both take every core, so overlapping them gains little, while the copy
+// that streaming to a temporary key needs (the digest, hence the key, is
+// known only at the end) costs the object store as much again as the
+// upload. See BenchmarkAssemblyStore in benchmarks/speed.
 //
 // # Reading
 //
@@ -35,10 +45,10 @@
 package s3store
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -48,12 +58,13 @@ import (
 	"io"
 	"io/fs"
 	"net/url"
-	"sort"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -68,7 +79,7 @@ const (
 	DefaultPartSize = 8 << 20
 	DefaultTempAge  = 24 * time.Hour
 	// maxInflight is how many parts of one blob are uploaded at once.
-	maxInflight = 2
+	maxInflight = 4
 	// maxCopy is the largest object CopyObject copies in one request.
 	maxCopy = 5 << 30
 	// copyPart is the size of the parts of a larger copy.
@@ -93,19 +104,25 @@ type Options struct {
 	// PartSize is the size of the parts of a multipart upload (at least
 	// 5 MiB); zero is DefaultPartSize.
 	PartSize int
-	// TempAge is the age past which New removes temporary objects; zero
-	// is DefaultTempAge.
+	// TempAge is the age past which New removes temporary objects and
+	// aborts multipart uploads; zero is DefaultTempAge.
 	TempAge time.Duration
+	// SpoolDir holds a blob larger than one part while it is written,
+	// until Commit uploads it (as a file unlinked at once, so nothing is
+	// left if the process dies); empty is os.TempDir(). It needs room for
+	// the largest layers being built at once.
+	SpoolDir string
 }
 
 // Store is a [layers.BlobStore] in an S3 bucket. It is safe for concurrent
 // use, and several processes may share one bucket.
 type Store struct {
-	c       *s3.Client
-	presign *s3.PresignClient
-	bucket  string
-	prefix  string
-	part    int
+	c        *s3.Client
+	presign  *s3.PresignClient
+	bucket   string
+	prefix   string
+	part     int
+	spoolDir string
 }
 
 var (
@@ -149,7 +166,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 // NewFromClient is [New] with a client of the caller's; o.Endpoint and
 // o.Region are ignored.
 func NewFromClient(ctx context.Context, c *s3.Client, o Options) (*Store, error) {
-	s := &Store{c: c, presign: s3.NewPresignClient(c), bucket: o.Bucket, prefix: o.Prefix, part: o.PartSize}
+	s := &Store{c: c, presign: s3.NewPresignClient(c), bucket: o.Bucket, prefix: o.Prefix, part: o.PartSize, spoolDir: o.SpoolDir}
 	if s.part == 0 {
 		s.part = DefaultPartSize
 	}
@@ -341,33 +358,31 @@ func (s *Store) Create(ctx context.Context) (layers.BlobWriter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var b [16]byte
-	rand.Read(b[:])
-	return &writer{
-		s: s, ctx: ctx, tmp: s.prefix + "tmp/" + hex.EncodeToString(b[:]),
-		h: sha256.New(), sem: make(chan struct{}, maxInflight), free: make(chan []byte, maxInflight+1),
-	}, nil
+	return &writer{s: s, ctx: ctx, h: sha256.New(), pmd5: md5.New()}, nil
 }
 
-// writer writes one blob: in memory up to one part, then as a multipart
-// upload to a temporary key.
+// unsigned makes a request carry UNSIGNED-PAYLOAD instead of the body's
+// SHA-256 in its signature, so the body is not hashed once more on the
+// way out (over plain HTTP the SDK would). The body is still checked: every
+// upload carries its Content-MD5, which is signed, and the blob's digest
+// was checked before the upload.
+var unsigned = s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
+
+// writer writes one blob: in memory up to one part, then spooled to an
+// unlinked local file, uploaded at Commit.
 type writer struct {
 	s   *Store
 	ctx context.Context
-	tmp string
 	h   hash.Hash
 	n   int64
-	buf []byte // the part being filled
+	buf []byte // the blob while it fits in one part
 
-	upload string // multipart upload id, once started
-	next   int32  // number of the next part
-	sem    chan struct{}
-	free   chan []byte
-	wg     sync.WaitGroup
-
-	mu    sync.Mutex
-	parts []types.CompletedPart
-	err   error // first failure, sticky
+	f       *os.File // the spool, once it does not (unlinked: a kill frees it)
+	fw      *bufio.Writer
+	spooled int64
+	pmd5    hash.Hash        // MD5 of the part being spooled
+	sums    [][md5.Size]byte // MD5s of the whole parts spooled
+	err     error            // first failure, sticky
 
 	done bool
 }
@@ -378,104 +393,72 @@ func (w *writer) Digest() v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.h.Sum(nil))}
 }
 
-func (w *writer) failed() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-func (w *writer) fail(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err == nil {
-		w.err = err
-	}
-}
-
 func (w *writer) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, errors.New("s3store: write to a finished blob")
 	}
-	if err := w.failed(); err != nil {
+	if w.err != nil {
+		return 0, w.err
+	}
+	if w.f == nil && len(w.buf)+len(p) <= w.s.part {
+		if w.buf == nil {
+			w.buf = make([]byte, 0, min(max(len(p), 64<<10), w.s.part))
+		}
+		w.buf = append(w.buf, p...)
+		w.h.Write(p)
+		w.n += int64(len(p))
+		return len(p), nil
+	}
+	if w.f == nil {
+		if err := w.spill(); err != nil {
+			return 0, err
+		}
+	}
+	if err := w.spool(p); err != nil {
 		return 0, err
 	}
-	written := 0
-	for len(p) > 0 {
-		if w.buf == nil && w.next > 0 {
-			// A multipart upload: whole parts, reused.
-			select {
-			case w.buf = <-w.free:
-				w.buf = w.buf[:0]
-			default:
-				w.buf = make([]byte, 0, w.s.part)
-			}
-		}
-		room := w.s.part - len(w.buf)
-		k := min(room, len(p))
-		w.buf = append(w.buf, p[:k]...)
-		w.h.Write(p[:k])
-		w.n += int64(k)
-		written += k
-		p = p[k:]
-		if len(w.buf) == w.s.part {
-			if err := w.flush(); err != nil {
-				return written, err
-			}
-		}
-	}
-	return written, nil
+	w.h.Write(p)
+	w.n += int64(len(p))
+	return len(p), nil
 }
 
-// flush uploads the buffered part in the background, after starting the
-// multipart upload if need be, and waits while maxInflight parts are in
-// flight.
-func (w *writer) flush() error {
-	if w.upload == "" {
-		o, err := w.s.c.CreateMultipartUpload(w.ctx, &s3.CreateMultipartUploadInput{
-			Bucket: &w.s.bucket, Key: &w.tmp, ContentType: aws.String("application/octet-stream"),
-		})
-		if err != nil {
-			err = fmt.Errorf("s3store: start upload: %w", err)
-			w.fail(err)
-			return err
+// spill moves the blob from memory to a spool file.
+func (w *writer) spill() error {
+	f, err := os.CreateTemp(w.s.spoolDir, "nixery-s3-upload-")
+	if err == nil {
+		// Unlinked at once: the space comes back when the file is
+		// closed, or when the process dies.
+		err = os.Remove(f.Name())
+	}
+	if err != nil {
+		if f != nil {
+			f.Close()
 		}
-		w.upload = aws.ToString(o.UploadId)
+		w.err = fmt.Errorf("s3store: spool a blob larger than one part: %w", err)
+		return w.err
 	}
-	select {
-	case w.sem <- struct{}{}:
-	case <-w.ctx.Done():
-		w.fail(context.Cause(w.ctx))
-		return context.Cause(w.ctx)
-	}
-	if err := w.failed(); err != nil {
-		<-w.sem
-		return err
-	}
-	w.next++
-	num, buf := w.next, w.buf
+	w.f, w.fw = f, bufio.NewWriterSize(f, 1<<20)
+	buf := w.buf
 	w.buf = nil
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		defer func() { <-w.sem }()
-		sum := md5.Sum(buf)
-		o, err := w.s.c.UploadPart(w.ctx, &s3.UploadPartInput{
-			Bucket: &w.s.bucket, Key: &w.tmp, UploadId: &w.upload, PartNumber: aws.Int32(num),
-			Body: bytes.NewReader(buf), ContentLength: aws.Int64(int64(len(buf))),
-			ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
-		})
-		if err != nil {
-			w.fail(fmt.Errorf("s3store: upload part %d: %w", num, err))
-		} else {
-			w.mu.Lock()
-			w.parts = append(w.parts, types.CompletedPart{ETag: o.ETag, PartNumber: aws.Int32(num)})
-			w.mu.Unlock()
+	return w.spool(buf)
+}
+
+// spool appends p to the spool file, summing each part's MD5.
+func (w *writer) spool(p []byte) error {
+	for len(p) > 0 {
+		k := min(int64(len(p)), int64(w.s.part)-w.spooled%int64(w.s.part))
+		if _, err := w.fw.Write(p[:k]); err != nil {
+			w.err = fmt.Errorf("s3store: spool: %w", err)
+			return w.err
 		}
-		select {
-		case w.free <- buf:
-		default:
+		w.pmd5.Write(p[:k])
+		w.spooled += k
+		p = p[k:]
+		if w.spooled%int64(w.s.part) == 0 {
+			w.sums = append(w.sums, [md5.Size]byte(w.pmd5.Sum(nil)))
+			w.pmd5.Reset()
 		}
-	}()
+	}
 	return nil
 }
 
@@ -484,77 +467,126 @@ func (w *writer) Commit(h v1.Hash) error {
 	if w.done {
 		return errors.New("s3store: commit of a finished blob")
 	}
+	defer w.Cancel()
+	if w.err != nil {
+		return w.err
+	}
 	final, err := w.s.key(h)
 	if err != nil {
-		w.Cancel()
 		return err
 	}
 	if got := w.Digest(); got != h {
-		w.Cancel()
 		return fmt.Errorf("%w: wrote %s, want %s", layers.ErrDigestMismatch, got, h)
 	}
-	if w.upload == "" {
+	if w.f == nil {
 		// One part: straight to its key.
 		sum := md5.Sum(w.buf)
 		_, err := w.s.c.PutObject(w.ctx, &s3.PutObjectInput{
 			Bucket: &w.s.bucket, Key: &final, Body: bytes.NewReader(w.buf),
 			ContentLength: aws.Int64(int64(len(w.buf))), ContentType: aws.String("application/octet-stream"),
 			ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
-		})
-		w.done, w.buf = true, nil
+		}, unsigned)
 		if err != nil {
 			return fmt.Errorf("s3store: commit blob %s: %w", h, err)
 		}
 		return nil
 	}
-	if len(w.buf) > 0 {
-		if err := w.flush(); err != nil {
-			w.Cancel()
-			return err
-		}
+	if err := w.fw.Flush(); err != nil {
+		return fmt.Errorf("s3store: spool: %w", err)
 	}
-	w.wg.Wait()
-	if err := w.failed(); err != nil {
-		w.Cancel()
-		return err
+	if w.spooled%int64(w.s.part) != 0 {
+		w.sums = append(w.sums, [md5.Size]byte(w.pmd5.Sum(nil)))
 	}
-	sort.Slice(w.parts, func(i, j int) bool { return *w.parts[i].PartNumber < *w.parts[j].PartNumber })
-	_, err = w.s.c.CompleteMultipartUpload(w.ctx, &s3.CompleteMultipartUploadInput{
-		Bucket: &w.s.bucket, Key: &w.tmp, UploadId: &w.upload,
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: w.parts},
-	})
-	if err != nil {
-		w.Cancel()
-		return fmt.Errorf("s3store: complete upload of %s: %w", h, err)
-	}
-	w.upload = ""
-	err = w.s.copy(w.ctx, w.tmp, final, w.n)
-	w.Cancel() // removes the temporary object
-	if err != nil {
+	if err := w.s.upload(w.ctx, final, w.f, w.spooled, w.sums); err != nil {
 		return fmt.Errorf("s3store: commit blob %s: %w", h, err)
 	}
 	return nil
 }
 
-// Cancel discards what was written.
+// upload uploads size bytes of f to key as a multipart upload, at most
+// maxInflight parts at once, sums[i] being part i's MD5. Until it is
+// completed, a multipart upload is not an object: nothing is visible under
+// key before every part is in.
+func (s *Store) upload(ctx context.Context, key string, f io.ReaderAt, size int64, sums [][md5.Size]byte) error {
+	o, err := s.c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
+		Bucket: &s.bucket, Key: &key, ContentType: aws.String("application/octet-stream"),
+	})
+	if err != nil {
+		return fmt.Errorf("start upload: %w", err)
+	}
+	id := o.UploadId
+	parts := make([]types.CompletedPart, len(sums))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sem := make(chan struct{}, maxInflight)
+	for i := range sums {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			off := int64(i) * int64(s.part)
+			n := min(int64(s.part), size-off)
+			num := aws.Int32(int32(i + 1))
+			r, err := s.c.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket: &s.bucket, Key: &key, UploadId: id, PartNumber: num,
+				Body: io.NewSectionReader(f, off, n), ContentLength: aws.Int64(n),
+				ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sums[i][:])),
+			}, unsigned)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if first == nil {
+					first = fmt.Errorf("upload part %d: %w", i+1, err)
+				}
+				cancel()
+				return
+			}
+			parts[i] = types.CompletedPart{ETag: r.ETag, PartNumber: num}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		first = context.Cause(ctx)
+	}
+	if first == nil {
+		_, first = s.c.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+			Bucket: &s.bucket, Key: &key, UploadId: id,
+			MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		})
+		if first != nil {
+			first = fmt.Errorf("complete upload: %w", first)
+		}
+	}
+	if first != nil {
+		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer acancel()
+		s.c.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: id})
+	}
+	return first
+}
+
+// Cancel discards what was written. Nothing has reached the bucket before
+// Commit, so there is nothing to remove there.
 func (w *writer) Cancel() error {
 	if w.done {
 		return nil
 	}
 	w.done, w.buf = true, nil
-	w.wg.Wait()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.ctx), time.Minute)
-	defer cancel()
-	if w.upload != "" {
-		_, err := w.s.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &w.s.bucket, Key: &w.tmp, UploadId: &w.upload})
-		if err != nil && !notFound(err) {
-			return fmt.Errorf("s3store: cancel blob: %w", err)
-		}
-		return nil
-	}
-	_, err := w.s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &w.s.bucket, Key: &w.tmp})
-	if err != nil && !notFound(err) {
-		return fmt.Errorf("s3store: cancel blob: %w", err)
+	if w.f != nil {
+		w.f.Close()
+		w.f, w.fw = nil, nil
 	}
 	return nil
 }
@@ -665,13 +697,16 @@ func (s *Store) cleanup(ctx context.Context, age time.Duration) {
 	}
 	old("tmp/", age)
 	old("quarantine/", quarantineAge)
-	ups, err := s.c.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: aws.String(s.prefix + "tmp/")})
-	if err != nil {
-		return
-	}
-	for _, u := range ups.Uploads {
-		if time.Since(aws.ToTime(u.Initiated)) > age {
-			s.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: u.Key, UploadId: u.UploadId})
+	p := s3.NewListMultipartUploadsPaginator(s.c, &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: aws.String(s.prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return
+		}
+		for _, u := range page.Uploads {
+			if time.Since(aws.ToTime(u.Initiated)) > age {
+				s.c.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: u.Key, UploadId: u.UploadId})
+			}
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -281,6 +283,94 @@ func TestS3Store(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusForbidden {
 			t.Errorf("GET of an expired URL: %s, want 403", resp.Status)
+		}
+	})
+
+	t.Run("SpoolFull", func(t *testing.T) {
+		// A blob larger than one part is spooled to local disk: with
+		// the spool's disk full, the write fails with the reason,
+		// nothing reaches the bucket, and the space comes back.
+		ctx := t.Context()
+		dir := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", dir).CombinedOutput(); err != nil {
+			t.Fatalf("mount a 12 MiB tmpfs for the spool (the test needs root): %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", dir).Run() })
+		s, err := s3store.New(ctx, s3store.Options{
+			Bucket: w.Bucket, Endpoint: w.Endpoint, Region: w.Region, Prefix: "spool/", PartSize: 5 << 20, SpoolDir: dir,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := randomBytes(t, 20<<20)
+		bw, _ := s.Create(ctx)
+		var werr error
+		for off := 0; off < len(data) && werr == nil; off += 1 << 20 {
+			_, werr = bw.Write(data[off : off+1<<20])
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Fatalf("the spool file has a name in %s: %v", dir, ents)
+			}
+		}
+		if werr == nil || !strings.Contains(werr.Error(), "no space left on device") || !strings.Contains(werr.Error(), "spool") {
+			t.Errorf("Write of 20 MiB to a 12 MiB spool: %v, want a spool error saying no space", werr)
+		}
+		if err := bw.Commit(digest(data)); err == nil {
+			t.Error("Commit after a failed write succeeded")
+		}
+		if ks := keys(t, s, "spool/"); len(ks) != 0 || uploads(t, s, "spool/") != 0 {
+			t.Errorf("after a failed spool the bucket holds %v and %d uploads", ks, uploads(t, s, "spool/"))
+		}
+		// The space is back: a blob that fits goes through.
+		h, err := layers.Put(ctx, s, data[:10<<20])
+		if err != nil {
+			t.Fatalf("Put of 10 MiB after the failure: %v", err)
+		}
+		if !bytes.Equal(readAll(t, s, h), data[:10<<20]) {
+			t.Error("the 10 MiB blob reads back wrong")
+		}
+	})
+
+	t.Run("KilledUploadsCleaned", func(t *testing.T) {
+		// What a killed replica leaves: a multipart upload started on a
+		// blob's key and never completed (invisible), and, from earlier
+		// versions, a tmp/ object. The next store to start past
+		// TempAge aborts and removes them.
+		ctx := t.Context()
+		s := newStore(t, w, "killed/")
+		data := randomBytes(t, 5<<20)
+		key := s.Key(digest(data))
+		up, err := s.Client().CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(s.Bucket()), Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Client().UploadPart(ctx, &s3.UploadPartInput{Bucket: aws.String(s.Bucket()), Key: &key, UploadId: up.UploadId,
+			PartNumber: aws.Int32(1), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data)))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.Bucket()), Key: aws.String("killed/tmp/0123"), Body: bytes.NewReader(data[:100])}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Stat(ctx, digest(data)); !errors.Is(err, layers.ErrBlobUnknown) {
+			t.Errorf("Stat of an uncompleted upload: %v", err)
+		}
+		if n := uploads(t, s, "killed/"); n != 1 {
+			t.Fatalf("%d uploads before the cleanup, want 1", n)
+		}
+		// A store started now with the default age keeps them (another
+		// replica may be writing); one with a short age removes them.
+		newStore(t, w, "killed/")
+		if n := uploads(t, s, "killed/"); n != 1 {
+			t.Errorf("a fresh upload was aborted by a store with the default TempAge: %d left", n)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		if _, err := s3store.New(ctx, s3store.Options{Bucket: w.Bucket, Endpoint: w.Endpoint, Region: w.Region, Prefix: "killed/", TempAge: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		if n := uploads(t, s, "killed/"); n != 0 {
+			t.Errorf("%d uploads left after the cleanup", n)
+		}
+		if ks := keys(t, s, "killed/"); len(ks) != 0 {
+			t.Errorf("objects left after the cleanup: %v", ks)
 		}
 	})
 }
