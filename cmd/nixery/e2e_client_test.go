@@ -259,7 +259,7 @@ func removeStaleImages(ctx context.Context, t *testing.T, names ...string) {
 
 // dockerRemove removes images from the Docker engine, ignoring ones that
 // are not there.
-func dockerRemove(t *testing.T, refs ...string) {
+func dockerRemove(t testing.TB, refs ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	for _, ref := range refs {
@@ -283,7 +283,7 @@ func runCmd(ctx context.Context, args ...string) (string, error) {
 }
 
 // mustRun runs a program and fails the test with its output if it fails.
-func mustRun(ctx context.Context, t *testing.T, args ...string) string {
+func mustRun(ctx context.Context, t testing.TB, args ...string) string {
 	t.Helper()
 	start := time.Now()
 	out, err := runCmd(ctx, args...)
