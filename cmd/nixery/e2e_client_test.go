@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -267,6 +268,23 @@ func dockerRemove(t testing.TB, refs ...string) {
 			t.Errorf("docker image rm %s: %v\n%s", ref, err, out)
 		}
 	}
+}
+
+// localhostRef is the reference of repository name on the registry at
+// addr (127.0.0.1:port) as localhost:port/name, which Docker and podman
+// reach over plain HTTP.
+func localhostRef(addr, name string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return "localhost:" + port + "/" + name
+}
+
+// dockerRef is [localhostRef], with the image removed from Docker now and
+// at cleanup.
+func dockerRef(t testing.TB, addr, name string) string {
+	ref := localhostRef(addr, name)
+	dockerRemove(t, ref)
+	t.Cleanup(func() { dockerRemove(t, ref) })
+	return ref
 }
 
 // runCmd runs a program and returns its combined output. The context

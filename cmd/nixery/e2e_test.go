@@ -24,7 +24,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -309,8 +308,7 @@ func testDockerSharedLayers(t *testing.T, srv *server) {
 func testDockerRun(t *testing.T, srv *server) {
 	ctx, cancel := context.WithTimeout(t.Context(), pullTimeout)
 	defer cancel()
-	_, port, _ := net.SplitHostPort(srv.Addr)
-	ref := "localhost:" + port + "/" + imageCurl
+	ref := localhostRef(srv.Addr, imageCurl)
 	removeStaleImages(ctx, t, imageCurl)
 	t.Cleanup(func() { dockerRemove(t, ref) })
 

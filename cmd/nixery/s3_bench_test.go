@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -104,9 +103,7 @@ func BenchmarkS3Pull(b *testing.B) {
 		n    *testutil.Nixery
 	}{{"redirect", redirect}, {"proxied", proxied}} {
 		b.Run(c.name, func(b *testing.B) {
-			_, port, _ := net.SplitHostPort(c.n.Addr)
-			ref := "localhost:" + port + "/" + image
-			b.Cleanup(func() { dockerRemove(b, ref) })
+			ref := dockerRef(b, c.n.Addr, image)
 			pull := func() string {
 				mark := c.n.Mark()
 				mustRun(ctx, b, "docker", "pull", ref)
@@ -114,7 +111,6 @@ func BenchmarkS3Pull(b *testing.B) {
 			}
 			// Untimed (b.Loop starts the timer): the manifest cached,
 			// Docker warm, and the redirects checked.
-			dockerRemove(b, ref)
 			if log := pull(); c.name == "redirect" && !strings.Contains(log, "status=307") {
 				b.Fatalf("docker pull from the redirecting server got no redirect:\n%s", testutil.Tail(log, 20))
 			}

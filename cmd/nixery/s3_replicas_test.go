@@ -136,12 +136,9 @@ func TestS3Replicas(t *testing.T) {
 	}
 
 	// Docker through the balancer.
-	_, port, _ := net.SplitHostPort(lb)
-	ref := "localhost:" + port + "/hello"
+	ref := dockerRef(t, lb, "hello")
 	dctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
-	dockerRemove(t, ref)
-	t.Cleanup(func() { dockerRemove(t, ref) })
 	mustRun(dctx, t, "docker", "pull", ref)
 	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref, "hello"); !strings.Contains(out, "Hello, world!") {
 		t.Errorf("docker run through the balancer printed %q", out)
@@ -320,12 +317,11 @@ func TestS3ReplicasSameBuild(t *testing.T) {
 
 	// podman through the balancer.
 	lb := startHAProxy(t, replicaAddrs(rs))
-	_, port, _ := net.SplitHostPort(lb)
 	marks = []int{rs[0].Mark(), rs[1].Mark(), rs[2].Mark()}
 	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
 	podman := privatePodman(t)
-	out := mustRun(pctx, t, podman(append(podmanRun, "--network", "none", "--tls-verify=false", "localhost:"+port+"/"+image, "hello")...)...)
+	out := mustRun(pctx, t, podman(append(podmanRun, "--network", "none", "--tls-verify=false", localhostRef(lb, image), "hello")...)...)
 	if !strings.Contains(out, "Hello, world!") {
 		t.Errorf("podman run hello through the balancer printed %q", out)
 	}
@@ -435,12 +431,9 @@ func TestS3ReplicasKillDuringPull(t *testing.T) {
 		t.Fatalf("the big layer has %d bytes, the rest of the image %d: a replica that sent a quarter of the layer's bytes may not be sending it", big.Size, rest)
 	}
 
-	_, port, _ := net.SplitHostPort(lb)
-	ref := "localhost:" + port + "/" + image
+	ref := dockerRef(t, lb, image)
 	dctx, cancel := context.WithTimeout(ctx, 2*pullTimeout)
 	defer cancel()
-	dockerRemove(t, ref)
-	t.Cleanup(func() { dockerRemove(t, ref) })
 	var before []int64
 	var marks []int
 	for i, p := range ps {
