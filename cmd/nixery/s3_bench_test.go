@@ -86,7 +86,7 @@ func BenchmarkS3Pull(b *testing.B) {
 		b.Fatal(err)
 	}
 	w := testutil.StartSeaweedFS(b)
-	env := append(w.Env(), replicaSetEnv(b, 100<<20)...)
+	env := append(w.Env(), replicaSetEnv(b, 100<<20, "")...)
 	ctx := b.Context()
 	const image = "hello/big"
 	redirect := startBenchServer(b, bin, env...)

@@ -173,14 +173,15 @@ func replicaAddrs(rs []*faultServer) []string {
 // random bytes (its layer is about as big), and a popularity file for
 // every replica; it returns the environment that serves them
 // (NIXERY_PKGS_PATH, NIX_POPULARITY_URL). hello/big is an image that runs.
-func replicaSetEnv(t testing.TB, size int64) []string {
+// A nonce makes big a new derivation, which Nix has not built before.
+func replicaSetEnv(t testing.TB, size int64, nonce string) []string {
 	t.Helper()
 	mod, err := testutil.ModuleDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	set := testutil.PackageSet{Base: filepath.Join(mod, "nix", "pkgs"), Big: map[string]int64{"big": size}}
+	set := testutil.PackageSet{Base: filepath.Join(mod, "nix", "pkgs"), Big: map[string]int64{"big": size}, Nonce: nonce}
 	if err := set.Write(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,8 @@ func checkBucket(t testing.TB, w *testutil.SeaweedFS) (n int, size int64) {
 }
 
 // TestS3ReplicasSameBuild: two replicas asked for the same cold image at
-// the same moment both build it (builds are not coordinated), and give
+// the same moment (its big package new to Nix too) both build it (builds
+// are not coordinated), and give
 // the same manifest, byte for byte, and the same layers; every blob in
 // the bucket then hashes to its name, the 20 MiB layer (a multipart
 // upload) included, and nothing is left under tmp/. Then podman pulls
@@ -264,7 +266,7 @@ func TestS3ReplicasSameBuild(t *testing.T) {
 	testutil.RequireTools(t, "podman", "haproxy")
 	w := testutil.StartSeaweedFS(t)
 	ctx := t.Context()
-	env := replicaSetEnv(t, 20<<20)
+	env := replicaSetEnv(t, 20<<20, fmt.Sprint(time.Now().UnixNano())) // cold for Nix too
 	var rs []*faultServer
 	for range 3 {
 		rs = append(rs, startS3(t, bin, t.TempDir(), w, env...))
@@ -410,7 +412,7 @@ func TestS3ReplicasKillDuringPull(t *testing.T) {
 	testutil.RequireTools(t, "docker", "haproxy")
 	w := testutil.StartSeaweedFS(t)
 	ctx := t.Context()
-	env := append(replicaSetEnv(t, 48<<20), "NIXERY_BLOB_REDIRECT=false")
+	env := append(replicaSetEnv(t, 48<<20, ""), "NIXERY_BLOB_REDIRECT=false")
 	var rs []*faultServer
 	var ps []*countingProxy
 	var addrs []string
