@@ -9,7 +9,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -107,8 +106,7 @@ func testMultiArch(t *testing.T, srv *server) {
 		t.Errorf("GET %s accepting an index: status %d, Content-Type %q, digest %q; want the arm64 member %s", armName, resp.status, resp.header.Get("Content-Type"), resp.header.Get("Docker-Content-Digest"), armDocker)
 	}
 
-	_, port, _ := net.SplitHostPort(srv.Addr)
-	ref := "localhost:" + port + "/" + imageCurl
+	ref := localhostRef(srv.Addr, imageCurl)
 
 	t.Run("Docker", func(t *testing.T) {
 		removeStaleImages(ctx, t, imageCurl)

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -259,7 +260,7 @@ func removeStaleImages(ctx context.Context, t *testing.T, names ...string) {
 
 // dockerRemove removes images from the Docker engine, ignoring ones that
 // are not there.
-func dockerRemove(t *testing.T, refs ...string) {
+func dockerRemove(t testing.TB, refs ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	defer cancel()
 	for _, ref := range refs {
@@ -267,6 +268,23 @@ func dockerRemove(t *testing.T, refs ...string) {
 			t.Errorf("docker image rm %s: %v\n%s", ref, err, out)
 		}
 	}
+}
+
+// localhostRef is the reference of repository name on the registry at
+// addr (127.0.0.1:port) as localhost:port/name, which Docker and podman
+// reach over plain HTTP.
+func localhostRef(addr, name string) string {
+	_, port, _ := net.SplitHostPort(addr)
+	return "localhost:" + port + "/" + name
+}
+
+// dockerRef is [localhostRef], with the image removed from Docker now and
+// at cleanup.
+func dockerRef(t testing.TB, addr, name string) string {
+	ref := localhostRef(addr, name)
+	dockerRemove(t, ref)
+	t.Cleanup(func() { dockerRemove(t, ref) })
+	return ref
 }
 
 // runCmd runs a program and returns its combined output. The context
@@ -283,7 +301,7 @@ func runCmd(ctx context.Context, args ...string) (string, error) {
 }
 
 // mustRun runs a program and fails the test with its output if it fails.
-func mustRun(ctx context.Context, t *testing.T, args ...string) string {
+func mustRun(ctx context.Context, t testing.TB, args ...string) string {
 	t.Helper()
 	start := time.Now()
 	out, err := runCmd(ctx, args...)

@@ -24,7 +24,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -309,8 +308,7 @@ func testDockerSharedLayers(t *testing.T, srv *server) {
 func testDockerRun(t *testing.T, srv *server) {
 	ctx, cancel := context.WithTimeout(t.Context(), pullTimeout)
 	defer cancel()
-	_, port, _ := net.SplitHostPort(srv.Addr)
-	ref := "localhost:" + port + "/" + imageCurl
+	ref := localhostRef(srv.Addr, imageCurl)
 	removeStaleImages(ctx, t, imageCurl)
 	t.Cleanup(func() { dockerRemove(t, ref) })
 
@@ -490,13 +488,14 @@ func testCrane(t *testing.T, srv *server) {
 	}
 }
 
-// testPodman runs the image with podman and runc, in a private store, and
-// pulls the second image to check that podman, which shares blobs by
-// digest, fetches only the layers it lacks (from the server's request log:
-// podman prints "skipped: already exists" only on a terminal).
-func testPodman(t *testing.T, srv *server) {
-	ctx, cancel := context.WithTimeout(t.Context(), 2*pullTimeout)
-	defer cancel()
+// podmanRun is `podman run --rm` with what podman needs on this machine:
+// runc, and limits no higher than the test's own.
+var podmanRun = []string{"run", "--rm", "--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+
+// privatePodman returns podman's command line with args, in a store of
+// t's own (cgroupfs, events to a file), whose images are removed at
+// cleanup.
+func privatePodman(t *testing.T) func(args ...string) []string {
 	base := t.TempDir()
 	podman := func(args ...string) []string {
 		return append([]string{"podman",
@@ -514,11 +513,19 @@ func testPodman(t *testing.T, srv *server) {
 			t.Errorf("podman rmi: %v\n%s", err, out)
 		}
 	})
+	return podman
+}
 
-	out := mustRun(ctx, t, podman("run", "--rm", "--runtime", "runc",
-		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
-		"--network", "none", "--tls-verify=false",
-		srv.Ref(imageCurl), "curl", "--version")...)
+// testPodman runs the image with podman and runc, in a private store, and
+// pulls the second image to check that podman, which shares blobs by
+// digest, fetches only the layers it lacks (from the server's request log:
+// podman prints "skipped: already exists" only on a terminal).
+func testPodman(t *testing.T, srv *server) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*pullTimeout)
+	defer cancel()
+	podman := privatePodman(t)
+	out := mustRun(ctx, t, podman(append(podmanRun, "--network", "none", "--tls-verify=false",
+		srv.Ref(imageCurl), "curl", "--version")...)...)
 	if !regexp.MustCompile(`(?m)^curl \d+\.\d+\.\d+ `).MatchString(out) {
 		t.Errorf("podman run curl --version printed:\n%s", out)
 	}

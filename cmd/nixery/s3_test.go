@@ -10,7 +10,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -99,12 +98,9 @@ func TestS3Serve(t *testing.T) {
 	}
 
 	// Docker pulls through the redirects and runs the image.
-	_, port, _ := net.SplitHostPort(s.Addr)
-	ref := "localhost:" + port + "/hello"
+	ref := dockerRef(t, s.Addr, "hello")
 	dctx, cancel := context.WithTimeout(ctx, pullTimeout)
 	defer cancel()
-	dockerRemove(t, ref)
-	t.Cleanup(func() { dockerRemove(t, ref) })
 	mustRun(dctx, t, "docker", "pull", ref)
 	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref, "hello"); !strings.Contains(out, "Hello, world!") {
 		t.Errorf("docker run hello printed %q", out)
@@ -145,9 +141,7 @@ func TestS3Serve(t *testing.T) {
 		t.Errorf("proxied HEAD: %d %v", r.Status, r.Header)
 	}
 	dockerRemove(t, ref)
-	_, port2, _ := net.SplitHostPort(s2.Addr)
-	ref2 := "localhost:" + port2 + "/hello"
-	t.Cleanup(func() { dockerRemove(t, ref2) })
+	ref2 := dockerRef(t, s2.Addr, "hello")
 	mustRun(dctx, t, "docker", "pull", ref2)
 	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref2, "hello"); !strings.Contains(out, "Hello, world!") {
 		t.Errorf("docker run hello (proxied) printed %q", out)

@@ -111,13 +111,7 @@ func (s *faultServer) blobFile(d v1.Hash) string {
 // waitLog waits until the server's log after mark matches re.
 func (s *faultServer) waitLog(mark int, re string, within time.Duration) bool {
 	s.t.Helper()
-	r := regexp.MustCompile(re)
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if r.MatchString(s.LogSince(mark)) {
-			return true
-		}
-	}
-	return false
+	return s.WaitLog(mark, regexp.MustCompile(re), within)
 }
 
 // nixRuns counts the Nix processes the server ran after mark.

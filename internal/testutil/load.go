@@ -35,6 +35,12 @@ type PackageSet struct {
 	// them anew rather than finding them in the store (a slow package
 	// built before is not slow).
 	Nonce string
+	// Base, when set, is a nixpkgs-shaped tree (a directory with
+	// default.nix, such as the module's nix/pkgs, the bundled set) whose
+	// attributes the set has too, called with the set's arguments: its
+	// cacert and iana-etc are the base's, and its programs make images
+	// that run, with the set's big, small or slow packages in them.
+	Base string
 }
 
 // SmallNames returns n names for [PackageSet.Small]: prefix0, prefix1, ...
@@ -49,7 +55,7 @@ func SmallNames(prefix string, n int) []string {
 // Write writes the set's default.nix into dir.
 func (s PackageSet) Write(dir string) error {
 	var b strings.Builder
-	b.WriteString("# Written by internal/testutil's PackageSet for a load test.\n{ system ? \"x86_64-linux\", ... }:\nlet\n")
+	b.WriteString("# Written by internal/testutil's PackageSet for a load test.\nargs@{ system ? \"x86_64-linux\", ... }:\nlet\n")
 	fmt.Fprintf(&b, "  nonce = %q;\n", s.Nonce)
 	b.WriteString(`  pkg = name: script: derivation {
     inherit name system nonce;
@@ -58,7 +64,17 @@ func (s PackageSet) Write(dir string) error {
   };
   small = name: pkg name "/bin/mkdir $out && echo ${name} > $out/${name}";
 in
-{
+`)
+	extra := []string{"cacert", "iana-etc"}
+	if s.Base != "" {
+		base, err := filepath.Abs(s.Base)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "(import %q (args // { inherit system; })) //\n", base)
+		extra = nil
+	}
+	b.WriteString(`{
 `)
 	names := map[string]bool{}
 	add := func(name, expr string) error {
@@ -69,7 +85,7 @@ in
 		fmt.Fprintf(&b, "  %s = %s;\n", name, expr)
 		return nil
 	}
-	for _, n := range append(slices.Clone(s.Small), "cacert", "iana-etc") {
+	for _, n := range append(slices.Clone(s.Small), extra...) {
 		if err := add(n, fmt.Sprintf("small %q", n)); err != nil {
 			return err
 		}

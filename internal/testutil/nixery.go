@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -267,6 +268,20 @@ func (n *Nixery) Mark() int { return n.log.Len() }
 
 // LogSince returns what the server logged after mark.
 func (n *Nixery) LogSince(mark int) string { return n.Log()[mark:] }
+
+// WaitLog waits up to within for what the server logs after mark to match
+// re, and reports whether it did. Request lines are logged a moment after
+// the response ends.
+func (n *Nixery) WaitLog(mark int, re *regexp.Regexp, within time.Duration) bool {
+	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
+		if re.MatchString(n.LogSince(mark)) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
 
 // Done is closed when the server process has exited, for whatever reason.
 func (n *Nixery) Done() <-chan struct{} { return n.exited }
