@@ -52,4 +52,22 @@ func TestArchive(t *testing.T) {
 			t.Fatalf("%s: %d images", w.Name(), len(w.Images))
 		}
 	}
+	// The held-out sweep: every shape with each seed, 20, 40 and 60 images.
+	ws, err := ArchiveSweep.Workloads(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 9 {
+		t.Fatalf("%d held-out workloads", len(ws))
+	}
+	for i, w := range ws {
+		if want := []int{20, 40, 60}[i%3]; len(w.Images) != want || w.Seed != ArchiveSweep.Seeds[i%3] {
+			t.Errorf("%s: %d images, want %d", w.Name(), len(w.Images), want)
+		}
+		for _, s := range ArchiveTuningSweep.Seeds {
+			if w.Seed == s {
+				t.Errorf("held-out seed %d is a tuning seed", s)
+			}
+		}
+	}
 }
