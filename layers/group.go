@@ -26,6 +26,23 @@ const DefaultBudget = 100
 // large layers first), and the result depends only on g, pop and budget,
 // never on the order in which Nix listed the paths.
 func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
+	return GroupOptions{}.Group(g, pop, budget)
+}
+
+// GroupOptions are the constants of [Group], for the benchmarks'
+// sensitivity tables; the zero value is [Group]'s.
+type GroupOptions struct {
+	// MergeRisk is the inverse of the share of the receiving group's bytes
+	// counted as duplicated by a merge (see Grouping); 0 means 40.
+	MergeRisk float64
+}
+
+// Group is [Group] with the options' constants.
+func (o GroupOptions) Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
+	mergeRisk := o.MergeRisk
+	if mergeRisk <= 0 {
+		mergeRisk = defaultMergeRisk
+	}
 	n := g.Len()
 	if n == 0 {
 		return nil
@@ -177,9 +194,9 @@ func Group(g *closure.Graph, pop closure.Popularity, budget int) [][]string {
 	return res
 }
 
-// mergeRisk is the inverse of the share of a group's bytes counted as
-// duplicated when another group merges into it (see Grouping).
-const mergeRisk = 40
+// defaultMergeRisk is the inverse of the share of a group's bytes counted
+// as duplicated when another group merges into it (see Grouping).
+const defaultMergeRisk = 40
 
 // The two rest groups: one for the image's top-level paths, one for paths
 // that other paths of the image reference.

@@ -51,6 +51,12 @@ type Data struct {
 	Sections []Section
 	// Timings lists how long the phases of the run took.
 	Timings []Timing
+	// Model is the pull-time model of the modelled pull time tables; the
+	// zero value means sim.DefaultPullModel.
+	Model sim.PullModel
+	// Corpora are further package sets, each a section after the main
+	// one's.
+	Corpora []Corpus
 }
 
 // Bar is one throughput measurement.
@@ -238,6 +244,11 @@ func Markdown(w io.Writer, d *Data) error {
 	if d.Outcome != nil {
 		writeSharing(&b, d)
 	}
+	for _, c := range d.Corpora {
+		if c.Outcome != nil {
+			writeCorpus(&b, d, c)
+		}
+	}
 	if len(d.Throughput) > 0 {
 		p("## Throughput\n\n![throughput](%s)\n\n| measurement | MB/s |\n|---|---:|\n", ThroughputFile)
 		for _, t := range d.Throughput {
@@ -290,6 +301,7 @@ func writeSharing(b *strings.Builder, d *Data) {
 	p("![Docker pull ratio](%s)\n\n", DockerFile)
 	ratioTable(b, d, shapes, agg, Ratios.ChainRatio)
 	p("\n")
+	writePullTime(b, d, d.Outcome, "##")
 
 	p("## Registry bytes / ideal\n\n")
 	p("A registry serving every workload stores each distinct layer once; the ideal stores every store path once.\n\n")
@@ -313,8 +325,9 @@ func writeSharing(b *strings.Builder, d *Data) {
 		p("\n")
 	}
 	p("\n## Per workload\n\n")
-	p("| workload | budget | algorithm | images | pull MB | ideal MB | ratio | Docker MB | Docker ratio | distinct layers | layers/image max | mean | grouping µs/image |\n")
-	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("Pull s is the modelled pull time (%s).\n\n", d.model())
+	p("| workload | budget | algorithm | images | pull MB | ideal MB | ratio | pull s | layers pulled | Docker MB | Docker ratio | distinct layers | layers/image max | mean | grouping µs/image |\n")
+	p("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	rs := append([]sim.Result(nil), d.Outcome.Results...)
 	order := map[string]int{}
 	for i, a := range d.Algorithms {
@@ -331,8 +344,8 @@ func writeSharing(b *strings.Builder, d *Data) {
 	})
 	for _, r := range rs {
 		per := float64(r.GroupTime.Microseconds()) / float64(max(r.Images, 1))
-		p("| %s | %d | %s | %d | %s | %s | %.3f | %s | %.3f | %d | %d | %.1f | %.0f |\n", r.Workload, r.Budget, r.Algorithm,
-			r.Images, mb(r.PullBytes), mb(r.IdealBytes), r.PullRatio(), mb(r.ChainBytes), r.ChainRatio(), r.Layers, r.MaxLayers, r.MeanLayers, per)
+		p("| %s | %d | %s | %d | %s | %s | %.3f | %.1f | %d | %s | %.3f | %d | %d | %.1f | %.0f |\n", r.Workload, r.Budget, r.Algorithm,
+			r.Images, mb(r.PullBytes), mb(r.IdealBytes), r.PullRatio(), r.PullTime(d.model()).Seconds(), r.PullLayers, mb(r.ChainBytes), r.ChainRatio(), r.Layers, r.MaxLayers, r.MeanLayers, per)
 	}
 	p("\n")
 }
@@ -348,6 +361,9 @@ func ratioTable(b *strings.Builder, d *Data, shapes []sim.Shape, agg map[sim.Sha
 	p("\n|---|---:|%s\n", strings.Repeat("---:|", len(d.Algorithms)))
 	for _, s := range shapes {
 		for _, bu := range d.Budgets {
+			if agg[s][d.Ours] == nil {
+				continue
+			}
 			p("| %s | %d |", s, bu)
 			best := math.Inf(1)
 			for _, a := range d.Algorithms {

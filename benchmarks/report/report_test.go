@@ -97,3 +97,49 @@ func TestWrite(t *testing.T) {
 		t.Errorf("stale %s kept: %v", ThroughputFile, err)
 	}
 }
+
+func TestCorpusAndSensitivity(t *testing.T) {
+	o := outcome()
+	// Layers pulled: "them" 2 per result, "us" 1, so with 1 s per layer and
+	// 100 bytes/s, us@many-small/1@10 takes 150/100 + 1 = 2.5 s.
+	for i := range o.Results {
+		o.Results[i].PullLayers = 1
+		if o.Results[i].Algorithm == "them" {
+			o.Results[i].PullLayers = 2
+		}
+	}
+	m := sim.PullModel{Bandwidth: 100, PerLayer: time.Second}
+	if got := o.Results[1].PullTime(m); got != 2500*time.Millisecond {
+		t.Errorf("PullTime = %v", got)
+	}
+	wins, cells, losses := TimeCheck(o, "us", m)
+	// many-small/1@10: them 5 s, us 2.5 s; /2@10: them 3 s, us 2.2 s;
+	// /1@100: them 3 s, us 2 s; /2@100: them 3 s, us 2.05 s.
+	if wins != 4 || cells != 4 || len(losses) != 0 {
+		t.Errorf("TimeCheck = %d/%d %v", wins, cells, losses)
+	}
+	d := &Data{Command: "x", Corpus: "main", Algorithms: []string{"them", "us"}, Budgets: []int{10, 100}, Ours: "us", Model: m,
+		Corpora: []Corpus{{Title: "Big corpus", Description: "held out", Outcome: o, Targets: map[int]float64{100: 1.10, 10: 1.30}}}}
+	var b strings.Builder
+	if err := Markdown(&b, d); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"## Big corpus\n\nheld out",
+		"- Worst pull ratio of us at budget 100: 1.025 (many-small; target <= 1.10): met.",
+		"- Worst pull ratio of us at budget 10: 1.350 (many-small; target <= 1.30): NOT met.",
+		"(0.0001 MB/s + 1s/layer;",
+		"| many-small | 10 | 8.0 | **4.7** |",
+		"- us has the lowest modelled pull time on 4 of 4",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	// Sensitivity: "us" wins 2 of 4 against "them".
+	tab := Sensitivity(o, []string{"us"}, []string{"variant us"}, []string{"them"}, []int{10})
+	if !strings.Contains(tab, "| variant us | 2/4 | 1.350 |") {
+		t.Errorf("sensitivity table:\n%s", tab)
+	}
+}

@@ -28,6 +28,35 @@ func (s Sizes) LayerSize(paths []string) int64 {
 	return total
 }
 
+// PullModel is the modelled cost of a pull: its bytes over the bandwidth
+// plus a fixed cost per layer downloaded (the registry round trips, the
+// unpacking and the bookkeeping of one layer).
+type PullModel struct {
+	// Bandwidth is in bytes per second.
+	Bandwidth float64
+	// PerLayer is the fixed cost of one layer.
+	PerLayer time.Duration
+}
+
+// DefaultPullModel is the model of the report: 100 MB/s and 50 ms a layer
+// (issue 14 measured about 50 ms a layer with Debian's Docker 20.10 on
+// the project's machine).
+var DefaultPullModel = PullModel{Bandwidth: 100e6, PerLayer: 50 * time.Millisecond}
+
+// Time returns the modelled time of downloading bytes in layers layers.
+func (m PullModel) Time(bytes int64, layers int) time.Duration {
+	t := time.Duration(layers) * m.PerLayer
+	if m.Bandwidth > 0 {
+		t += time.Duration(float64(bytes) / m.Bandwidth * float64(time.Second))
+	}
+	return t
+}
+
+// String describes the model, "100 MB/s + 50ms/layer".
+func (m PullModel) String() string {
+	return fmt.Sprintf("%g MB/s + %s/layer", m.Bandwidth/1e6, m.PerLayer)
+}
+
 // Budgets is the budget sweep of the report.
 var Budgets = []int{10, 20, 40, 60, 100}
 
@@ -50,6 +79,9 @@ type Result struct {
 	// order matters here; PullBytes is the same client without that rule
 	// (containerd, podman).
 	ChainBytes int64
+	// PullLayers and ChainLayers count the layers downloaded in
+	// PullBytes and ChainBytes: the per-layer part of [PullModel].
+	PullLayers, ChainLayers int
 	// Layers is the number of distinct layers in the workload.
 	Layers int
 	// MaxLayers and MeanLayers are layers per image.
@@ -61,6 +93,13 @@ type Result struct {
 
 // PullRatio is PullBytes / IdealBytes.
 func (r Result) PullRatio() float64 { return ratio(r.PullBytes, r.IdealBytes) }
+
+// PullTime is the modelled time of the workload's pulls (PullBytes in
+// PullLayers layers); ChainTime the same under the chain rule.
+func (r Result) PullTime(m PullModel) time.Duration { return m.Time(r.PullBytes, r.PullLayers) }
+
+// ChainTime is [Result.PullTime] under the Docker engine's chain rule.
+func (r Result) ChainTime(m PullModel) time.Duration { return m.Time(r.ChainBytes, r.ChainLayers) }
 
 // ChainRatio is ChainBytes / IdealBytes.
 func (r Result) ChainRatio() float64 { return ratio(r.ChainBytes, r.IdealBytes) }
@@ -148,7 +187,9 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 					if err := checkLayers(g, ls, b); err != nil {
 						return nil, fmt.Errorf("sim: %s on %s at budget %d: %w", a.Name, w.Name(), b, err)
 					}
-					res.ChainBytes += chainPull(chains, ls, sizes)
+					cb, cl := chainPull(chains, ls, sizes)
+					res.ChainBytes += cb
+					res.ChainLayers += cl
 					total += len(ls)
 					res.MaxLayers = max(res.MaxLayers, len(ls))
 					for _, l := range ls {
@@ -157,6 +198,7 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 						if !have[k] {
 							have[k] = true
 							res.PullBytes += size
+							res.PullLayers++
 						}
 						if !stored[k] {
 							stored[k] = true
@@ -181,9 +223,10 @@ func Simulate(u *Universe, workloads []Workload, algos []Algorithm, budgets []in
 	return out, nil
 }
 
-// chainPull returns the bytes the Docker engine downloads for an image with
-// layers ls, given the chain IDs it holds, and adds the image's chains.
-func chainPull(chains map[[32]byte]bool, ls [][]string, sizes Sizes) int64 {
+// chainPull returns the bytes and layers the Docker engine downloads for an
+// image with layers ls, given the chain IDs it holds, and adds the image's
+// chains.
+func chainPull(chains map[[32]byte]bool, ls [][]string, sizes Sizes) (int64, int) {
 	ids := make([][32]byte, len(ls))
 	var prev [32]byte
 	skip := 0
@@ -202,7 +245,7 @@ func chainPull(chains map[[32]byte]bool, ls [][]string, sizes Sizes) int64 {
 		}
 		chains[ids[i]] = true
 	}
-	return n
+	return n, len(ls) - skip
 }
 
 // checkLayers verifies that ls partitions g's paths into at most budget

@@ -8,6 +8,9 @@ type Sweep struct {
 	Seeds []uint64
 	// Images is the number of images per workload.
 	Images int
+	// ImageCounts, when set, gives the number of images of the workloads
+	// of each seed instead (parallel to Seeds).
+	ImageCounts []int
 	// Budgets are the layer budgets; nil means [Budgets].
 	Budgets []int
 	// Algorithms are the comparators; nil means [Algorithms].
@@ -18,13 +21,27 @@ type Sweep struct {
 // images each.
 var DefaultSweep = Sweep{Seeds: []uint64{1, 2, 3}, Images: 60}
 
+// The archive corpus ([Archive]) is evaluated on held-out seeds: whatever
+// is chosen (a constant of layers.Group, a parameter of the model) is
+// chosen on [ArchiveTuningSweep] and on the harness's own corpus, and
+// reported on [ArchiveSweep], whose seeds nothing was chosen on. Both have
+// workloads of 20, 40 and 60 images, as issue 14's evaluation.
+var (
+	ArchiveTuningSweep = Sweep{Seeds: []uint64{1, 2, 3}, ImageCounts: []int{20, 40, 60}}
+	ArchiveSweep       = Sweep{Seeds: []uint64{1001, 1002, 1003}, ImageCounts: []int{20, 40, 60}}
+)
+
 // Workloads generates the workloads of the sweep: every shape with every
 // seed.
 func (s Sweep) Workloads(u *Universe) ([]Workload, error) {
 	var out []Workload
 	for _, shape := range Shapes {
-		for _, seed := range s.Seeds {
-			w, err := u.Generate(shape, seed, s.Images)
+		for i, seed := range s.Seeds {
+			n := s.Images
+			if i < len(s.ImageCounts) {
+				n = s.ImageCounts[i]
+			}
+			w, err := u.Generate(shape, seed, n)
 			if err != nil {
 				return nil, err
 			}

@@ -53,6 +53,9 @@ type Universe struct {
 	// Always lists the attributes nixery adds to every image (cacert,
 	// iana-etc) that the set has.
 	Always []string
+	// ClosureSizes, optional, maps store paths to their closure NAR size
+	// ([closure.Graph.ClosureSize]), precomputed for large sets.
+	ClosureSizes map[string]int64
 }
 
 // Validate checks that every attribute names a path of the graph.

@@ -53,7 +53,11 @@ func (u *Universe) Generate(shape Shape, seed uint64, n int) (Workload, error) {
 	bySize := slices.Clone(cands)
 	csize := map[string]int64{}
 	for _, a := range cands {
-		csize[a] = u.Graph.ClosureSize(u.Packages[a])
+		if c, ok := u.ClosureSizes[u.Packages[a]]; ok {
+			csize[a] = c
+		} else {
+			csize[a] = u.Graph.ClosureSize(u.Packages[a])
+		}
 	}
 	sort.SliceStable(bySize, func(i, j int) bool {
 		if csize[bySize[i]] != csize[bySize[j]] {

@@ -52,6 +52,9 @@ type options struct {
 	cacheDir         string
 	images           int
 	seeds            int
+	archive          bool
+	bandwidth        float64
+	perLayer         time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -69,8 +72,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.http, "http", true, "measure the registry's cached manifest and blob GETs against bare net/http with wrk (benchmarks/httpbench)")
 	fs.BoolVar(&o.storage, "storage", true, "serve the bundled set under a storage limit with a workload that would write four times it, and check the storage target (needs Nix)")
 	fs.BoolVar(&o.pull, "pull", true, "pull a small workload with a private Docker engine from nixery serve and compare with the simulation (needs the corpus and dockerd)")
+	fs.BoolVar(&o.archive, "archive", true, "simulate the archive corpus (Debian's archive index, committed snapshot) on its held-out seeds")
+	fs.Float64Var(&o.bandwidth, "bandwidth", sim.DefaultPullModel.Bandwidth/1e6, "bandwidth of the pull-time model, MB/s")
+	fs.DurationVar(&o.perLayer, "per-layer", sim.DefaultPullModel.PerLayer, "per-layer cost of the pull-time model")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.bandwidth <= 0 || o.perLayer < 0 {
+		return nil, fmt.Errorf("-bandwidth must be positive and -per-layer not negative")
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -105,6 +114,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Date:    start,
 		Ours:    sim.Ours,
 		Budgets: sim.Budgets,
+		Model:   sim.PullModel{Bandwidth: o.bandwidth * 1e6, PerLayer: o.perLayer},
 	}
 	for _, a := range sim.Algorithms() {
 		d.Algorithms = append(d.Algorithms, a.Name)
@@ -293,10 +303,11 @@ type stage struct {
 
 // stages run after the simulation, in this order.
 var stages = []stage{
-	{name: "speed", run: runSpeed},           // speed.go
-	{name: "http", run: runHTTP},             // http.go
-	{name: "real pulls", run: runPull},       // pull.go
-	{name: "storage limit", run: runStorage}, // storage.go
+	{name: "archive corpus", run: runArchive}, // archive.go
+	{name: "speed", run: runSpeed},            // speed.go
+	{name: "http", run: runHTTP},              // http.go
+	{name: "real pulls", run: runPull},        // pull.go
+	{name: "storage limit", run: runStorage},  // storage.go
 }
 
 // fromCorpus adapts a corpus to the simulation.

@@ -37,6 +37,11 @@ func TestQuickSyntheticRun(t *testing.T) {
 		"](" + report.PullRatioFile + ")",
 		"### Targets",
 		"## Registry bytes / ideal",
+		"## Modelled pull time (s)",
+		"(100 MB/s + 50ms/layer;",
+		"## Archive corpus (held-out seeds)",
+		"Debian bookworm amd64 archive (63436 packages as 63337 acyclic nodes)",
+		"- Worst pull ratio of nixery-go at budget 20: ",
 		"## HTTP serving", // httpbench runs without the corpus
 		"| manifest | 64 | ",
 		"| blob | 4 | 33554432 | bare net/http | ",
@@ -57,8 +62,9 @@ func TestQuickSyntheticRun(t *testing.T) {
 			}
 		}
 	}
-	// Two tables: pull ratio and the Docker engine's.
-	if want := 2 * len(sim.Shapes) * len(sim.Budgets); rows != want {
+	// Three tables, pull ratio, the Docker engine's and the modelled pull
+	// time, for the main corpus and for the archive corpus.
+	if want := 2 * 3 * len(sim.Shapes) * len(sim.Budgets); rows != want {
 		t.Errorf("%d summary rows, want %d", rows, want)
 	}
 	checkSVG(t, filepath.Join(out, report.PullRatioFile), "polyline", len(sim.Shapes)*len(sim.Algorithms()))
