@@ -29,12 +29,7 @@ type ArchivePackage struct {
 func ParseArchive(r io.Reader) ([]ArchivePackage, error) {
 	var out []ArchivePackage
 	seen := map[string]bool{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	fields := map[string]string{}
-	var last string
-	line := 0
-	num := func(name, f string) (int64, error) {
+	num := func(fields map[string]string, name, f string) (int64, error) {
 		s := strings.TrimSpace(fields[f])
 		if s == "" {
 			return 0, nil
@@ -45,11 +40,7 @@ func ParseArchive(r io.Reader) ([]ArchivePackage, error) {
 		}
 		return v, nil
 	}
-	flush := func() error {
-		defer func() { fields = map[string]string{}; last = "" }()
-		if len(fields) == 0 {
-			return nil
-		}
+	flush := func(fields map[string]string, line int) error {
 		name := fields["Package"]
 		if name == "" {
 			return fmt.Errorf("%w: stanza ending at line %d has no Package field", ErrSyntax, line)
@@ -60,10 +51,10 @@ func ParseArchive(r io.Reader) ([]ArchivePackage, error) {
 		seen[name] = true
 		p := ArchivePackage{Name: name, Version: fields["Version"]}
 		var err error
-		if p.Size, err = num(name, "Size"); err != nil {
+		if p.Size, err = num(fields, name, "Size"); err != nil {
 			return err
 		}
-		kib, err := num(name, "Installed-Size")
+		kib, err := num(fields, name, "Installed-Size")
 		if err != nil {
 			return err
 		}
@@ -85,32 +76,7 @@ func ParseArchive(r io.Reader) ([]ArchivePackage, error) {
 		out = append(out, p)
 		return nil
 	}
-	for sc.Scan() {
-		line++
-		text := strings.TrimRight(sc.Text(), " \t\r")
-		switch {
-		case text == "":
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		case text[0] == ' ' || text[0] == '\t':
-			if last == "" {
-				return nil, fmt.Errorf("%w: line %d: continuation line without a field", ErrSyntax, line)
-			}
-			fields[last] += "\n" + strings.TrimSpace(text)
-		default:
-			k, v, ok := strings.Cut(text, ":")
-			if !ok || k == "" {
-				return nil, fmt.Errorf("%w: line %d: expected \"Field: value\"", ErrSyntax, line)
-			}
-			last = k
-			fields[k] = strings.TrimSpace(v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
+	if err := stanzas(r, flush); err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

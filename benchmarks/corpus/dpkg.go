@@ -45,16 +45,7 @@ type DebPackage struct {
 // dropped from relations: the corpus only needs names.
 func ParseStatus(r io.Reader) ([]DebPackage, error) {
 	var out []DebPackage
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
-	fields := map[string]string{}
-	var last string
-	line := 0
-	flush := func() error {
-		defer func() { fields = map[string]string{}; last = "" }()
-		if len(fields) == 0 {
-			return nil
-		}
+	flush := func(fields map[string]string, line int) error {
 		name := fields["Package"]
 		if name == "" {
 			return fmt.Errorf("%w: stanza ending at line %d has no Package field", ErrSyntax, line)
@@ -91,32 +82,7 @@ func ParseStatus(r io.Reader) ([]DebPackage, error) {
 		out = append(out, p)
 		return nil
 	}
-	for sc.Scan() {
-		line++
-		text := strings.TrimRight(sc.Text(), " \t\r")
-		switch {
-		case text == "":
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		case text[0] == ' ' || text[0] == '\t':
-			if last == "" {
-				return nil, fmt.Errorf("%w: line %d: continuation line without a field", ErrSyntax, line)
-			}
-			fields[last] += "\n" + strings.TrimSpace(text)
-		default:
-			k, v, ok := strings.Cut(text, ":")
-			if !ok || k == "" {
-				return nil, fmt.Errorf("%w: line %d: expected \"Field: value\"", ErrSyntax, line)
-			}
-			last = k
-			fields[k] = strings.TrimSpace(v)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
+	if err := stanzas(r, flush); err != nil {
 		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -241,4 +207,49 @@ func parseList(data []byte) []string {
 		files = append(files, s)
 	}
 	return files
+}
+
+// stanzas reads r as deb822 stanzas (dpkg's status file, an archive's
+// Packages index): "Field: value" lines, continuation lines that start with
+// a space or a tab, stanzas separated by empty lines. It calls fn with each
+// stanza's fields and the number of the line it ends on.
+func stanzas(r io.Reader, fn func(fields map[string]string, line int) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 16*1024*1024)
+	fields := map[string]string{}
+	var last string
+	line := 0
+	flush := func() error {
+		defer func() { fields = map[string]string{}; last = "" }()
+		if len(fields) == 0 {
+			return nil
+		}
+		return fn(fields, line)
+	}
+	for sc.Scan() {
+		line++
+		text := strings.TrimRight(sc.Text(), " \t\r")
+		switch {
+		case text == "":
+			if err := flush(); err != nil {
+				return err
+			}
+		case text[0] == ' ' || text[0] == '\t':
+			if last == "" {
+				return fmt.Errorf("%w: line %d: continuation line without a field", ErrSyntax, line)
+			}
+			fields[last] += "\n" + strings.TrimSpace(text)
+		default:
+			k, v, ok := strings.Cut(text, ":")
+			if !ok || k == "" {
+				return fmt.Errorf("%w: line %d: expected \"Field: value\"", ErrSyntax, line)
+			}
+			last = k
+			fields[k] = strings.TrimSpace(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return flush()
 }
