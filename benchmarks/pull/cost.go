@@ -165,7 +165,7 @@ func LayerCost(ctx context.Context, o CostOptions) (*CostResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			p, err := podmanColdPull(ctx, filepath.Join(work, "podman"), ref)
+			p, err := podmanColdPull(ctx, ref)
 			if err != nil {
 				return nil, err
 			}
@@ -200,10 +200,14 @@ func dockerColdPull(ctx context.Context, dir, ref string, log *slog.Logger) (tim
 	return time.Since(t0), nil
 }
 
-// podmanColdPull pulls ref into a new empty podman store and returns how
-// long the pull took.
-func podmanColdPull(ctx context.Context, dir, ref string) (time.Duration, error) {
-	os.RemoveAll(dir)
+// podmanColdPull pulls ref into a new empty podman store (in a short
+// directory under /tmp: podman refuses a run root longer than 50 bytes)
+// and returns how long the pull took.
+func podmanColdPull(ctx context.Context, ref string) (time.Duration, error) {
+	dir, err := os.MkdirTemp("/tmp", "nxpp-")
+	if err != nil {
+		return 0, err
+	}
 	defer os.RemoveAll(dir)
 	args := []string{"--root", filepath.Join(dir, "root"), "--runroot", filepath.Join(dir, "runroot"),
 		"--tmpdir", filepath.Join(dir, "tmp"), "--cgroup-manager", "cgroupfs", "--events-backend", "file"}
