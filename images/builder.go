@@ -163,6 +163,7 @@ type Builder struct {
 	repairs   flight.Group[struct{}] // by blob digest: one rebuild
 	inflight  inflight               // blobs of images being assembled or repaired
 	gc        gcState
+	coord     coord // with other servers on a shared store
 	refreshMu sync.Mutex
 	refreshed time.Time
 	// sharedMu and sharedAt pace refreshShared.
@@ -209,6 +210,9 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 	b.failed.ttl = cfg.NegativeTTL
 	b.events.init(cfg.History)
 	b.gc.init()
+	if st, ok := cfg.Store.(StateStore); ok && cfg.IndexDir != "" {
+		b.coord.st, b.coord.server = st, serverName()
+	}
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	missing, err := b.index.load(ctx)
 	if err != nil {
@@ -474,6 +478,7 @@ func (b *Builder) build(abandoned context.Context, r *Request, k keyParts, pop *
 			return img, nil
 		}
 		b.stats.manifestMisses.Add(1)
+		defer b.startBuild(key)()
 		img, n, err := b.assemble(ctx, key, attrs, r, res, pop, t)
 		hits = n
 		if err != nil {

@@ -115,6 +115,10 @@
 // record saves and collections hold one lock, each process loads the
 // records the others write, and a blob that no record names is deleted
 // only when a dropped image had it or it is older than [Config.GCGrace].
+// Servers on different machines that share an object store (a
+// [RecordStore] and [StateStore]) coordinate through it instead: one of
+// them holds the collection lease, and no blob younger than the start of
+// the oldest build in progress anywhere is deleted (see [StateStore]).
 //
 // # Customisation layer
 //

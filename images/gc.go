@@ -155,11 +155,15 @@ func (b *Builder) Collect(ctx context.Context) (GCStats, error) {
 	pressure := b.gc.pressure
 	b.gc.pressure = false
 	b.gc.mu.Unlock()
+	holder, err := b.takeLease(ctx)
+	if err != nil {
+		b.log.Warn("cannot take the garbage collection lease; collecting only this server's cache", "error", err)
+	}
 	var victims []*Image
 	deleted := map[v1.Hash]bool{}
-	err := b.index.lock.Do(ctx, func() error {
+	err = b.index.lock.Do(ctx, func() error {
 		var err error
-		victims, err = b.collectLocked(ctx, pressure, deleted, &st)
+		victims, err = b.collectLocked(ctx, holder, pressure, deleted, &st)
 		return err
 	})
 	if err != nil {
@@ -228,8 +232,10 @@ func pathsOf(pkgs []nix.Package) []string {
 }
 
 // collectLocked is what Collect does under the lock: it returns the
-// images it dropped and fills deleted with the blobs it deleted.
-func (b *Builder) collectLocked(ctx context.Context, pressure bool, deleted map[v1.Hash]bool, st *GCStats) ([]*Image, error) {
+// images it dropped and fills deleted with the blobs it deleted. A server
+// that does not hold the lease of a shared store (see [StateStore]) only
+// refreshes its records and publishes its last-requested times.
+func (b *Builder) collectLocked(ctx context.Context, holder, pressure bool, deleted map[v1.Hash]bool, st *GCStats) ([]*Image, error) {
 	_, present, missing, err := b.index.refresh(ctx)
 	if err != nil {
 		return nil, err
@@ -257,6 +263,22 @@ func (b *Builder) collectLocked(ctx context.Context, pressure bool, deleted map[
 	if err := b.index.syncTimes(); err != nil {
 		b.log.Warn("cannot save the last-requested times", "error", err)
 	}
+	if err := b.publishTimes(ctx); err != nil {
+		b.log.Warn("cannot publish the last-requested times", "error", err)
+	}
+	if !holder {
+		return nil, nil
+	}
+	if err := b.mergeTimes(ctx); err != nil {
+		b.log.Warn("cannot read the other servers' last-requested times", "error", err)
+	}
+	floor, err := b.buildFloor(ctx)
+	if err != nil {
+		return nil, err
+	}
+	young := func(i layers.BlobInfo) bool {
+		return !b.gc.orphans[i.Digest] && !i.ModTime.Before(floor)
+	}
 	var infos []layers.BlobInfo
 	if err := b.cfg.Store.List(ctx, func(i layers.BlobInfo) error { infos = append(infos, i); return nil }); err != nil {
 		return nil, err
@@ -272,7 +294,7 @@ func (b *Builder) collectLocked(ctx context.Context, pressure bool, deleted map[
 	}
 	st.Before = blobBytes + cache + indexBytes
 
-	victims := b.victims(infos, blobBytes, b.hasTrimmer(), indexBytes, pressure)
+	victims := b.victims(infos, blobBytes, b.hasTrimmer(), indexBytes, pressure, young)
 	for _, v := range victims {
 		if b.index.drop(v, v.dropReason, false) {
 			st.Images++
@@ -293,7 +315,7 @@ func (b *Builder) collectLocked(ctx context.Context, pressure bool, deleted map[
 		if marked[i.Digest] || b.inflight.has(i.Digest) {
 			continue
 		}
-		if !b.gc.orphans[i.Digest] && time.Since(i.ModTime) < b.cfg.GCGrace {
+		if young(i) {
 			continue
 		}
 		if err := b.cfg.Store.Delete(ctx, i.Digest); err != nil {
@@ -321,7 +343,9 @@ func (b *Builder) hasTrimmer() bool {
 
 // victims picks the images to drop (see Collect), setting their
 // dropReason.
-func (b *Builder) victims(infos []layers.BlobInfo, blobBytes int64, trimmer bool, indexBytes int64, pressure bool) []*Image {
+// young tells the blobs that no image has and that stay whatever is
+// dropped.
+func (b *Builder) victims(infos []layers.BlobInfo, blobBytes int64, trimmer bool, indexBytes int64, pressure bool, young func(layers.BlobInfo) bool) []*Image {
 	imgs := b.index.all()
 	// Most recently requested first; the image this process served last
 	// before all (another process's more recent image may be newer, but a
@@ -370,7 +394,7 @@ func (b *Builder) victims(infos []layers.BlobInfo, blobBytes int64, trimmer bool
 	}
 	for _, i := range infos {
 		size[i.Digest] = i.Size
-		if !owned[i.Digest] && (b.inflight.has(i.Digest) || time.Since(i.ModTime) < b.cfg.GCGrace && !b.gc.orphans[i.Digest]) {
+		if !owned[i.Digest] && (b.inflight.has(i.Digest) || young(i)) {
 			budget -= i.Size // stays whatever is dropped
 		}
 	}

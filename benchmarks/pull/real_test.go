@@ -144,3 +144,54 @@ func TestRunQuickCorpus(t *testing.T) {
 	t.Logf("total: %d layer bytes, %d config, %d manifest; per-blob %d, chain %d; server peak RSS %d MiB; %v",
 		res.LayerBytes, res.ConfigBytes, res.ManifestBytes, res.PerBlobBytes, res.ChainBytes, res.Server.MaxRSS>>20, res.Duration)
 }
+
+// TestLayerCostQuickCorpus times one cold pull of each form of an image of
+// the quick corpus with both engines, and checks what it reports.
+func TestLayerCostQuickCorpus(t *testing.T) {
+	testutil.RequireTools(t, "docker", Dockerd, "podman", "nix-build")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c, err := corpus.Build(ctx, corpus.Options{Quick: true, WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := LayerCost(ctx, CostOptions{
+		PkgsPath:   c.PkgsPath,
+		Popularity: c.Popularity,
+		Image:      []string{"shell", "jq"},
+		WorkDir:    t.TempDir(),
+		Rounds:     1,
+		Logger:     slog.Default(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.FlatLayers != 2 || res.Layers <= res.FlatLayers {
+		t.Errorf("layers: %d as served, %d flattened", res.Layers, res.FlatLayers)
+	}
+	// The same store paths either way: the compressed bytes differ only
+	// by the layers' own overhead.
+	if d := res.Bytes - res.FlatBytes; d < -res.FlatBytes/20 || d > res.FlatBytes/20 {
+		t.Errorf("bytes: %d as served, %d flattened", res.Bytes, res.FlatBytes)
+	}
+	if len(res.Engines) != 2 {
+		t.Fatalf("engines: %+v", res.Engines)
+	}
+	for _, e := range res.Engines {
+		if len(e.Many) != 1 || len(e.Flat) != 1 || e.Many[0] <= 0 || e.Flat[0] <= 0 {
+			t.Errorf("%s: pulls %v layered, %v flattened", e.Engine, e.Many, e.Flat)
+		}
+		t.Logf("%s: layered %v, flattened %v, ratio %.2f, per layer %v", e.Engine, e.Many, e.Flat, e.Ratio(), res.PerLayer(e))
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{{nil, 0}, {[]time.Duration{3}, 3}, {[]time.Duration{5, 1, 3}, 3}, {[]time.Duration{4, 1, 3, 2}, 2}} {
+		if got := Median(c.in); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}

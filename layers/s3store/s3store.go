@@ -792,3 +792,103 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// The small shared objects of package images (images.StateStore: build
+// markers, the collection lease, last-requested times), under state/.
+
+// stateKey checks name: segments of letters, digits, '.', '_' and '-',
+// separated by '/', neither empty nor "." or "..".
+func (s *Store) stateKey(name string) (string, error) {
+	if len(name) == 0 || len(name) > 512 {
+		return "", fmt.Errorf("s3store: bad state name %q", name)
+	}
+	for _, seg := range strings.Split(name, "/") {
+		ok := seg != "" && seg != "." && seg != ".."
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+				ok = false
+			}
+		}
+		if !ok {
+			return "", fmt.Errorf("s3store: bad state name %q", name)
+		}
+	}
+	return s.prefix + "state/" + name, nil
+}
+
+// maxState bounds a state object read back.
+const maxState = 16 << 20
+
+// PutState writes the state object name.
+func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
+	k, err := s.stateKey(name)
+	if err != nil {
+		return err
+	}
+	sum := md5.Sum(data)
+	_, err = s.c.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: &s.bucket, Key: &k, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+		ContentType: aws.String("application/json"), ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
+	})
+	if err != nil {
+		return fmt.Errorf("s3store: put state %s: %w", name, err)
+	}
+	return nil
+}
+
+// GetState returns the state object name and when the store last wrote it.
+func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, error) {
+	k, err := s.stateKey(name)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	o, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k})
+	if notFound(err) {
+		return nil, time.Time{}, fmt.Errorf("s3store: state %s: %w", name, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("s3store: get state %s: %w", name, err)
+	}
+	defer o.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(o.Body, maxState))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("s3store: get state %s: %w", name, err)
+	}
+	return b, aws.ToTime(o.LastModified), nil
+}
+
+// ListState calls fn with the name and write time of every state object
+// whose name starts with prefix.
+func (s *Store) ListState(ctx context.Context, prefix string, fn func(name string, mod time.Time) error) error {
+	base := s.prefix + "state/"
+	full := base + prefix
+	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &full})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("s3store: list state: %w", err)
+		}
+		for _, o := range page.Contents {
+			name := strings.TrimPrefix(aws.ToString(o.Key), base)
+			if _, err := s.stateKey(name); err != nil {
+				continue
+			}
+			if err := fn(name, aws.ToTime(o.LastModified)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DeleteState removes the state object name.
+func (s *Store) DeleteState(ctx context.Context, name string) error {
+	k, err := s.stateKey(name)
+	if err != nil {
+		return err
+	}
+	if _, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil && !notFound(err) {
+		return fmt.Errorf("s3store: delete state %s: %w", name, err)
+	}
+	return nil
+}

@@ -303,11 +303,12 @@ type stage struct {
 
 // stages run after the simulation, in this order.
 var stages = []stage{
-	{name: "archive corpus", run: runArchive}, // archive.go
-	{name: "speed", run: runSpeed},            // speed.go
-	{name: "http", run: runHTTP},              // http.go
-	{name: "real pulls", run: runPull},        // pull.go
-	{name: "storage limit", run: runStorage},  // storage.go
+	{name: "archive corpus", run: runArchive},  // archive.go
+	{name: "speed", run: runSpeed},             // speed.go
+	{name: "http", run: runHTTP},               // http.go
+	{name: "real pulls", run: runPull},         // pull.go
+	{name: "per-layer cost", run: runPullCost}, // pullcost.go
+	{name: "storage limit", run: runStorage},   // storage.go
 }
 
 // fromCorpus adapts a corpus to the simulation.
