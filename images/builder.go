@@ -552,31 +552,43 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 	cached, canTell := b.cfg.Layers.(interface {
 		CachedLayer(ctx context.Context, paths []string) (layers.Descriptor, bool, error)
 	})
-	hits := 0
+	var hits atomic.Int64
+	var doneMu sync.Mutex // done, while layers are built
 	t.phase(PhaseCompressing, 0, total, "bytes")
-	for _, g := range groups {
+	built, err := layers.BuildAll(ctx, groups, func(ctx context.Context, g []string) (layers.Descriptor, error) {
 		var d layers.Descriptor
 		var err error
 		if canTell {
 			var hit bool
 			d, hit, err = cached.CachedLayer(ctx, g)
 			if hit {
-				hits++
+				hits.Add(1)
 			}
 		} else {
 			d, err = b.cfg.Layers.Layer(ctx, g)
 		}
 		if err != nil {
-			return fail(fmt.Errorf("images: layer of %s: %w", summarise(g), err))
+			return d, fmt.Errorf("images: layer of %s: %w", summarise(g), err)
 		}
-		for _, p := range g {
+		// At once, before another layer is built: a collection must
+		// not take it.
+		b.inflight.add(d.Digest)
+		doneMu.Lock()
+		done = append(done, d.Digest)
+		doneMu.Unlock()
+		return d, nil
+	}, func(i int, d layers.Descriptor) {
+		for _, p := range groups[i] {
 			compressed += sizes[p]
 		}
 		t.phase(PhaseCompressing, compressed, total, "bytes")
-		b.inflight.add(d.Digest)
-		done = append(done, d.Digest)
+	})
+	if err != nil {
+		return fail(err)
+	}
+	for i, d := range built {
 		ls = append(ls, d)
-		history = append(history, "store paths: "+summarise(g))
+		history = append(history, "store paths: "+summarise(groups[i]))
 	}
 	t.phase(PhaseWriting, 0, 0, "")
 	outputs := outputsOf(attrs, res.Packages)
@@ -629,7 +641,7 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 			return nil, 0, fmt.Errorf("images: storing the SBOM: %w", err)
 		}
 	}
-	return img, hits, nil
+	return img, int(hits.Load()), nil
 }
 
 // keep saves the record of a new image and then checks that every blob it

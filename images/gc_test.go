@@ -189,6 +189,26 @@ func (b *blockingLayers) Layer(ctx context.Context, paths []string) (layers.Desc
 	return b.LayerBuilder.Layer(ctx, paths)
 }
 
+// waitInflight waits until b has n blobs in flight: layers are built
+// LayerParallelism at once, so another may still be under way when one
+// blocks.
+func waitInflight(t *testing.T, b *Builder, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.inflight.mu.Lock()
+		k := len(b.inflight.n)
+		b.inflight.mu.Unlock()
+		if k >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d blobs in flight, want %d", k, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestCollectInflight: a collection leaves alone the blobs of an image
 // being assembled, however young the grace.
 func TestCollectInflight(t *testing.T) {
@@ -208,6 +228,7 @@ func TestCollectInflight(t *testing.T) {
 		done <- img
 	}()
 	<-bl.blocked
+	waitInflight(t, f.b, bl.n-1) // the layers built alongside, done
 	var before int
 	store.List(t.Context(), func(layers.BlobInfo) error { before++; return nil })
 	if st, err := f.b.Collect(t.Context()); err != nil || st.Blobs != 0 || before == 0 {

@@ -202,11 +202,12 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 		}
 		cpu0 := selfCPU()
 		start := time.Now()
-		for _, g := range groups {
-			d, err := asm.Layer(ctx, g)
-			if err != nil {
-				return t, err
-			}
+		// As images.Builder builds an image's layers.
+		ds, err := layers.BuildAll(ctx, groups, asm.Layer, nil)
+		if err != nil {
+			return t, err
+		}
+		for _, d := range ds {
 			t.OutputBytes += d.Size
 		}
 		t.Duration = time.Since(start)
