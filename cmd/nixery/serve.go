@@ -195,13 +195,11 @@ func (c *config) storeOptions(ctx context.Context) ([]nixery.Option, error) {
 		}
 		opts = append(opts, nixery.WithBlobStore(store))
 	case "gcs":
-		store, err := gcsstore.New(ctx, c.gcs)
+		o := c.gcs
+		o.SignURLs = c.blobRedirect > 0
+		store, err := gcsstore.New(ctx, o)
 		if err != nil {
 			return nil, err
-		}
-		if c.blobRedirect > 0 && !store.CanSign() {
-			return nil, errors.New("NIXERY_STORAGE_BACKEND=gcs: redirecting blobs (NIXERY_BLOB_REDIRECT) needs signed URLs, and these need a service account key: " +
-				"set GOOGLE_APPLICATION_CREDENTIALS to one, or NIXERY_BLOB_REDIRECT=false to serve blobs through nixery")
 		}
 		opts = append(opts, nixery.WithBlobStore(store))
 	}

@@ -127,6 +127,9 @@ type Options struct {
 	// until Commit uploads it (as a file unlinked at once, so nothing is
 	// left if the process dies); empty is os.TempDir().
 	SpoolDir string
+	// SignURLs makes New fail unless [Store.URL] can give URLs: against
+	// GCS, unless the credentials are a service account key.
+	SignURLs bool
 	// HTTPClient, when set, sends the requests (its transport is
 	// wrapped with the token, against GCS). Nil is a client of
 	// http.DefaultTransport.
@@ -185,6 +188,19 @@ func New(ctx context.Context, o Options) (*Store, error) {
 			return nil, fmt.Errorf("gcsstore: credentials (GOOGLE_APPLICATION_CREDENTIALS): %w", err)
 		}
 		keyJSON = b
+		// Read before anything is sent, so that a key that cannot
+		// sign fails here.
+		sa, err := parseServiceAccount(b)
+		if err != nil {
+			return nil, err
+		}
+		s.signer = sa
+	}
+	noSigner := errors.New("gcsstore: signed URLs (for redirects) need a service account key, and " +
+		"the credentials (GOOGLE_APPLICATION_CREDENTIALS, or the application default credentials) are not one; " +
+		"set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or NIXERY_BLOB_REDIRECT=false to serve blobs through nixery")
+	if o.SignURLs && o.EmulatorHost == "" && o.CredentialsFile != "" && s.signer == nil {
+		return nil, noSigner
 	}
 	if o.EmulatorHost != "" {
 		s.emulator = true
@@ -219,12 +235,16 @@ func New(ctx context.Context, o Options) (*Store, error) {
 		s.hc = oauth2.NewClient(tctx, creds.TokenSource)
 		s.hc.Timeout = base.Timeout
 	}
-	if keyJSON != nil {
+	if s.signer == nil && keyJSON != nil {
+		// The application default credentials' file.
 		sa, err := parseServiceAccount(keyJSON)
 		if err != nil {
 			return nil, err
 		}
 		s.signer = sa
+	}
+	if o.SignURLs && !s.CanSign() {
+		return nil, noSigner
 	}
 	// A 308 of a resumable upload is an answer, not a redirect.
 	hc := *s.hc

@@ -1,0 +1,220 @@
+package main
+
+// `nixery serve` with NIXERY_STORAGE_BACKEND=gcs on a real GCS emulator
+// (fake-gcs-server, .ci/fake-gcs): an image built with Nix, its blobs by
+// redirect to V4-signed URLs and proxied with Range; Docker pulls and runs
+// through the redirects; a second server with an empty STORAGE_PATH on
+// the same bucket serves the image without running Nix.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nixery-go/nixery/images"
+	"github.com/nixery-go/nixery/internal/testutil"
+	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/layers/gcsstore"
+)
+
+var (
+	_ images.RecordStore = (*gcsstore.Store)(nil)
+	_ layers.URLStore    = (*gcsstore.Store)(nil)
+)
+
+// serviceAccountKey writes a service account key file of a fresh RSA key,
+// as GOOGLE_APPLICATION_CREDENTIALS names one. Its token_uri is never
+// asked: an emulator needs no token.
+func serviceAccountKey(t *testing.T) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	b, _ := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "nixery-test", "client_email": "nixery@nixery-test.iam.gserviceaccount.com",
+		"private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"token_uri":   "http://127.0.0.1:1/token",
+	})
+	path := filepath.Join(t.TempDir(), "key.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// gcsNames lists the object names under prefix in the emulator's bucket.
+func gcsNames(t *testing.T, g *testutil.FakeGCS, prefix string) []string {
+	t.Helper()
+	resp, err := http.Get(g.Endpoint() + "/storage/v1/b/" + g.Bucket + "/o?prefix=" + prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Items []struct{ Name string } `json:"items"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &l); err != nil {
+		t.Fatalf("list %s: %v: %s", prefix, err, b)
+	}
+	var ns []string
+	for _, it := range l.Items {
+		ns = append(ns, it.Name)
+	}
+	return ns
+}
+
+func TestGCSServe(t *testing.T) {
+	bin := requireFaultTools(t)
+	testutil.RequireTools(t, "docker")
+	g := testutil.StartFakeGCS(t)
+	ctx := t.Context()
+
+	pop := filepath.Join(t.TempDir(), "popularity.json")
+	if err := os.WriteFile(pop, []byte(`{"hello": 1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key := serviceAccountKey(t)
+	s := startFault(t, bin, t.TempDir(), append(g.Env(), "GOOGLE_APPLICATION_CREDENTIALS="+key, "NIX_POPULARITY_URL="+pop)...)
+	p := s.p
+	p.Client = following
+	m, err := p.Pull(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := m.Layers[0]
+	path := "/v2/hello/blobs/" + layer.Digest.String()
+	r := testutil.Do(t, s.Client, "GET", s.URL(path), nil)
+	loc := r.Header.Get("Location")
+	if r.Status != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, g.Endpoint()+"/"+g.Bucket+"/blobs/sha256/"+layer.Digest.Hex+"?") ||
+		!strings.Contains(loc, "X-Goog-Expires=300") || !strings.Contains(loc, "X-Goog-Signature=") ||
+		!strings.Contains(loc, "X-Goog-Credential=nixery%40nixery-test.iam.gserviceaccount.com%2F") {
+		t.Errorf("GET %s: %d, Location %q; want a 307 to a V4-signed URL on %s valid for 300 s", path, r.Status, loc, g.Endpoint())
+	}
+	// The signed URL gives the blob's bytes.
+	resp, err := http.Get(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if sum := fmt.Sprintf("%x", sha256.Sum256(body)); resp.StatusCode != 200 || sum != layer.Digest.Hex {
+		t.Errorf("GET of the redirect's URL: %s, body hashes to %s", resp.Status, sum)
+	}
+	r = testutil.Do(t, s.Client, "HEAD", s.URL(path), nil)
+	if r.Status != 200 || r.Header.Get("Content-Length") != fmt.Sprint(layer.Size) || r.Header.Get("Docker-Content-Digest") != layer.Digest.String() {
+		t.Errorf("HEAD %s: %d %v", path, r.Status, r.Header)
+	}
+	if _, err := os.Stat(filepath.Join(s.storage, "store")); !os.IsNotExist(err) {
+		t.Errorf("the gcs backend made a local blob store: %v", err)
+	}
+	if n := len(gcsNames(t, g, "index/")); n == 0 {
+		t.Errorf("no image record under index/ in the bucket")
+	}
+	if blobs := gcsNames(t, g, "blobs/sha256/"); len(blobs) < len(m.Layers)+1 {
+		t.Errorf("the bucket holds %d blobs; the image has %d layers and a config", len(blobs), len(m.Layers))
+	}
+
+	// Docker pulls through the redirects and runs the image.
+	ref := dockerRef(t, s.Addr, "hello")
+	dctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	mustRun(dctx, t, "docker", "pull", ref)
+	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref, "hello"); !strings.Contains(out, "Hello, world!") {
+		t.Errorf("docker run hello printed %q", out)
+	}
+	if !strings.Contains(s.Log(), "status=307") {
+		t.Errorf("the server's log shows no redirect:\n%s", testutil.Tail(s.Log(), 30))
+	}
+
+	// A server with an empty STORAGE_PATH on the same bucket, without a
+	// key, serving through itself: the image the first one built, by tag
+	// and by digest, without Nix; and Range.
+	_, manifest, _ := s.get(ctx, "/v2/hello/manifests/latest", "")
+	empty := t.TempDir()
+	s2 := startFault(t, bin, empty, append(g.Env(), "STORAGE_PATH="+filepath.Join(empty, "storage"), "NIXERY_BLOB_REDIRECT=false", "NIX_POPULARITY_URL="+pop)...)
+	m2, err := s2.p.Pull(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.Config.Digest != m.Config.Digest || len(m2.Layers) != len(m.Layers) {
+		t.Errorf("the second server's image differs: config %s, want %s", m2.Config.Digest, m.Config.Digest)
+	}
+	byDigest := fmt.Sprintf("/v2/hello/manifests/sha256:%x", sha256.Sum256(manifest))
+	if status, body, _ := s2.get(ctx, byDigest, ""); status != 200 || string(body) != string(manifest) {
+		t.Errorf("GET %s from the second server: %d", byDigest, status)
+	}
+	if n := s2.nixRuns(0); n != 0 {
+		t.Errorf("the server with an empty disk ran Nix %d times for an image built by the other:\n%s", n, testutil.Tail(s2.Log(), 30))
+	}
+	r = testutil.Do(t, s2.Client, "GET", s2.URL(path), map[string]string{"Range": "bytes=100-1099"})
+	full := testutil.Do(t, s2.Client, "GET", s2.URL(path), nil)
+	if sum := fmt.Sprintf("%x", sha256.Sum256(full.Body)); full.Status != 200 || sum != layer.Digest.Hex {
+		t.Errorf("proxied GET: %d, body hashes to %s", full.Status, sum)
+	}
+	if r.Status != http.StatusPartialContent || len(full.Body) < 1100 || string(r.Body) != string(full.Body[100:1100]) {
+		t.Errorf("proxied GET with Range: %d, %d bytes", r.Status, len(r.Body))
+	}
+	r = testutil.Do(t, s2.Client, "HEAD", s2.URL(path), nil)
+	if r.Status != 200 || r.Header.Get("Content-Length") != fmt.Sprint(layer.Size) {
+		t.Errorf("proxied HEAD: %d %v", r.Status, r.Header)
+	}
+	dockerRemove(t, ref)
+	ref2 := dockerRef(t, s2.Addr, "hello")
+	mustRun(dctx, t, "docker", "pull", ref2)
+	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref2, "hello"); !strings.Contains(out, "Hello, world!") {
+		t.Errorf("docker run hello (proxied) printed %q", out)
+	}
+	if n := s2.nixRuns(0); n != 0 {
+		t.Errorf("the second server ran Nix %d times", n)
+	}
+	s2.end()
+	s.end()
+}
+
+// TestGCSServeConfig: the gcs backend's settings, and its refusals, which
+// come before any request leaves the machine.
+func TestGCSServeConfig(t *testing.T) {
+	c, err := parseServe(nil, envMap(map[string]string{
+		"NIXERY_STORAGE_BACKEND": "gcs", "GCS_BUCKET": "images", "GCS_PREFIX": "nixery/",
+		"GOOGLE_APPLICATION_CREDENTIALS": "/etc/key.json", "STORAGE_EMULATOR_HOST": "127.0.0.1:4443",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.storageBackend != "gcs" || c.gcs.Bucket != "images" || c.gcs.Prefix != "nixery/" || c.gcs.CredentialsFile != "/etc/key.json" || c.gcs.EmulatorHost != "127.0.0.1:4443" {
+		t.Errorf("gcs settings: %+v", c.gcs)
+	}
+	c, err = parseServe([]string{"-storage-backend", "gcs", "-gcs-bucket", "flagged"}, envMap(nil), io.Discard)
+	if err != nil || c.gcs.Bucket != "flagged" {
+		t.Errorf("gcs by flags: %+v, %v", c, err)
+	}
+	if _, err := parseServe(nil, envMap(map[string]string{"NIXERY_STORAGE_BACKEND": "gcs"}), io.Discard); err == nil || !strings.Contains(err.Error(), "GCS_BUCKET") {
+		t.Errorf("gcs without a bucket: %v, want an error naming GCS_BUCKET", err)
+	}
+	// Redirects need a key that signs: a user's credentials do not.
+	user := filepath.Join(t.TempDir(), "user.json")
+	os.WriteFile(user, []byte(`{"type": "authorized_user", "client_id": "x", "client_secret": "y", "refresh_token": "z"}`), 0o600)
+	env := map[string]string{"NIXERY_STORAGE_BACKEND": "gcs", "GCS_BUCKET": "b", "GOOGLE_APPLICATION_CREDENTIALS": user, "STORAGE_PATH": t.TempDir()}
+	err = serve(t.Context(), nil, envMap(env), io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "service account key") || !strings.Contains(err.Error(), "NIXERY_BLOB_REDIRECT=false") {
+		t.Errorf("redirects with user credentials: %v, want an error asking for a service account key", err)
+	}
+	env["GOOGLE_APPLICATION_CREDENTIALS"] = filepath.Join(t.TempDir(), "missing.json")
+	if err := serve(t.Context(), nil, envMap(env), io.Discard, nil); err == nil || !strings.Contains(err.Error(), "GOOGLE_APPLICATION_CREDENTIALS") {
+		t.Errorf("a missing credentials file: %v", err)
+	}
+}
