@@ -161,7 +161,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	expiry, err := parseSeconds(*redirectExpiry)
 	if err != nil || expiry < time.Second || expiry > 7*24*time.Hour {
-		return nil, fmt.Errorf("serve: NIXERY_BLOB_REDIRECT_EXPIRY / -blob-redirect-expiry %q: want a duration from 1s to 168h (S3's limit)", *redirectExpiry)
+		return nil, fmt.Errorf("serve: NIXERY_BLOB_REDIRECT_EXPIRY / -blob-redirect-expiry %q: want a duration from 1s to 168h (S3's and GCS's limit)", *redirectExpiry)
 	}
 	if redirect {
 		c.blobRedirect = expiry
