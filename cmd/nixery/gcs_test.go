@@ -30,6 +30,7 @@ import (
 
 var (
 	_ images.RecordStore = (*gcsstore.Store)(nil)
+	_ images.StateStore  = (*gcsstore.Store)(nil)
 	_ layers.URLStore    = (*gcsstore.Store)(nil)
 )
 

@@ -76,7 +76,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/oauth2"
@@ -1194,20 +1193,21 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 // Shared state (images.StateStore): small objects under state/<name> that
 // every server on the bucket sees, with GCS's time of their last write.
 
-// stateName checks a state object's name: a relative slash-separated path
-// of at most 512 bytes, no empty, "." or ".." elements, no control
-// characters.
+// stateName checks a state object's name as images.StateStore has them:
+// segments of letters, digits, '.', '_' and '-', separated by '/', neither
+// empty nor "." or "..", 512 bytes at most.
 func stateName(name string) error {
-	if name == "" || len(name) > 512 || !utf8.ValidString(name) {
+	if name == "" || len(name) > 512 {
 		return fmt.Errorf("gcsstore: bad state name %q", name)
 	}
-	for _, el := range strings.Split(name, "/") {
-		if el == "" || el == "." || el == ".." {
-			return fmt.Errorf("gcsstore: bad state name %q", name)
+	for _, seg := range strings.Split(name, "/") {
+		ok := seg != "" && seg != "." && seg != ".."
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+				ok = false
+			}
 		}
-	}
-	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
+		if !ok {
 			return fmt.Errorf("gcsstore: bad state name %q", name)
 		}
 	}

@@ -30,9 +30,19 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/layers/gcsstore"
+)
+
+// The capabilities a shared store of package images has.
+var (
+	_ layers.BlobStore   = (*gcsstore.Store)(nil)
+	_ layers.URLStore    = (*gcsstore.Store)(nil)
+	_ layers.Quarantiner = (*gcsstore.Store)(nil)
+	_ images.RecordStore = (*gcsstore.Store)(nil)
+	_ images.StateStore  = (*gcsstore.Store)(nil)
 )
 
 func digest(b []byte) v1.Hash {
@@ -535,7 +545,7 @@ func TestGCSStore(t *testing.T) {
 		if _, _, err := s.GetState(ctx, "lease/gc"); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("GetState after DeleteState: %v", err)
 		}
-		for _, bad := range []string{"", "/abs", "a//b", "../up", "a/./b", "nl\nx", strings.Repeat("x", 600)} {
+		for _, bad := range []string{"", "/abs", "a//b", "../up", "a/./b", "nl\nx", "sp ace", "é", "trailing/", strings.Repeat("x", 600)} {
 			if err := s.PutState(ctx, bad, nil); err == nil {
 				t.Errorf("PutState(%q) accepted", bad)
 			}
