@@ -17,10 +17,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
@@ -218,4 +224,115 @@ func TestGCSServeConfig(t *testing.T) {
 	if err := serve(t.Context(), nil, envMap(env), io.Discard, nil); err == nil || !strings.Contains(err.Error(), "GOOGLE_APPLICATION_CREDENTIALS") {
 		t.Errorf("a missing credentials file: %v", err)
 	}
+}
+
+// checkGCSBucket reads every blob in g's bucket and fails t for each whose
+// bytes do not hash to its name. It returns the blobs' sizes.
+func checkGCSBucket(t *testing.T, g *testutil.FakeGCS) map[string]int64 {
+	t.Helper()
+	ctx := t.Context()
+	s, err := gcsstore.New(ctx, gcsstore.Options{Bucket: g.Bucket, EmulatorHost: g.Host})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sizes := map[string]int64{}
+	err = s.List(ctx, func(bi layers.BlobInfo) error {
+		rc, err := s.Open(ctx, bi.Digest)
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		h := sha256.New()
+		n, err := io.Copy(h, rc)
+		if err != nil {
+			return err
+		}
+		if got := fmt.Sprintf("%x", h.Sum(nil)); got != bi.Digest.Hex || n != bi.Size {
+			t.Errorf("blob %s in the bucket: %d bytes (listed %d) hashing to %s", bi.Digest, n, bi.Size, got)
+		}
+		sizes[bi.Digest.Hex] = n
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sizes
+}
+
+// TestGCSKilledUpload kills (SIGKILL) a server in the middle of the
+// resumable upload of a 256 MiB layer, between its chunks, by a proxy in
+// front of the emulator: no object appears for the layer, every blob in
+// the bucket hashes to its name, and a fresh server on the bucket builds
+// and serves the image whole, its RSS staying well under the layer's size
+// (the upload streams from the spool file).
+func TestGCSKilledUpload(t *testing.T) {
+	bin := requireFaultTools(t)
+	g := testutil.StartFakeGCS(t)
+	ctx := t.Context()
+	const size = 256 << 20
+	env := replicaSetEnv(t, size, "")
+
+	var (
+		pid    atomic.Int64
+		chunks atomic.Int64
+		killed atomic.Bool
+	)
+	target, _ := url.Parse(g.Endpoint())
+	rp := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PUT" && r.Header.Get("Content-Range") != "" && chunks.Add(1) == 2 {
+			// The first chunk is in the emulator's session; the
+			// server dies before the second.
+			if p := pid.Load(); p > 0 {
+				syscall.Kill(int(p), syscall.SIGKILL)
+				killed.Store(true)
+			}
+			http.Error(w, "killed", http.StatusBadGateway)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	proxyHost := strings.TrimPrefix(proxy.URL, "http://")
+
+	s := startFault(t, bin, t.TempDir(), append(env, "NIXERY_STORAGE_BACKEND=gcs", "GCS_BUCKET="+g.Bucket,
+		"STORAGE_EMULATOR_HOST="+proxyHost, "NIXERY_BLOB_REDIRECT=false")...)
+	pid.Store(int64(s.Pid()))
+	if _, _, err := s.get(ctx, "/v2/hello/big/manifests/latest", ""); err == nil && !killed.Load() {
+		t.Fatal("the manifest was served: the server was not killed during an upload")
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the server did not die")
+	}
+	if !killed.Load() || chunks.Load() < 2 {
+		t.Fatalf("killed %v after %d chunks; want a kill before the second chunk", killed.Load(), chunks.Load())
+	}
+	for h, n := range checkGCSBucket(t, g) {
+		if n >= 8<<20 {
+			t.Errorf("a blob of %d bytes (%s) is in the bucket: the killed upload was finalized", n, h)
+		}
+	}
+
+	// A fresh server on the bucket (no proxy) builds the image whole.
+	s2 := startFault(t, bin, t.TempDir(), append(append(env, g.Env()...), "NIXERY_BLOB_REDIRECT=false")...)
+	m := s2.mustPull("hello/big")
+	big := m.Layers[0]
+	for _, l := range m.Layers {
+		if l.Size > big.Size {
+			big = l
+		}
+	}
+	if big.Size < size {
+		t.Fatalf("the largest layer of hello/big has %d bytes, want %d", big.Size, size)
+	}
+	if peak := s2.maxRSS.Load(); peak <= 0 || peak > 160<<20 {
+		t.Errorf("the server's RSS peaked at %d MiB building and uploading a %d MiB layer; want under 160 MiB", peak>>20, size>>20)
+	}
+	sizes := checkGCSBucket(t, g)
+	if sizes[big.Digest.Hex] != big.Size {
+		t.Errorf("the big layer is not in the bucket whole: %d bytes of %d", sizes[big.Digest.Hex], big.Size)
+	}
+	s2.end()
 }
