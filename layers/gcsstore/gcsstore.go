@@ -258,6 +258,10 @@ func New(ctx context.Context, o Options) (*Store, error) {
 
 var errStop = errors.New("stop")
 
+// listPage is the page size of the listings (0: the API's, 1,000); a
+// variable for tests.
+var listPage = 0
+
 // parseServiceAccount reads the signing key of a service account key file;
 // other credentials (a user's, an external account) give nil.
 func parseServiceAccount(b []byte) (*serviceAccount, error) {
@@ -980,7 +984,7 @@ func (s *Store) list(ctx context.Context, prefix string, pageSize int, fn func(o
 func (s *Store) List(ctx context.Context, fn func(layers.BlobInfo) error) error {
 	prefix := s.prefix + "blobs/sha256/"
 	var ferr error
-	err := s.list(ctx, prefix, 0, func(o object) error {
+	err := s.list(ctx, prefix, listPage, func(o object) error {
 		h := v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(o.Name, prefix)}
 		if layers.ValidateDigest(h) != nil {
 			return nil
@@ -1076,7 +1080,7 @@ func (s *Store) rewrite(ctx context.Context, from string, gen int64, to string) 
 // ignored: the next start tries again.
 func (s *Store) cleanup(ctx context.Context) {
 	var old []string
-	s.list(ctx, s.prefix+"quarantine/", 0, func(o object) error {
+	s.list(ctx, s.prefix+"quarantine/", listPage, func(o object) error {
 		if time.Since(o.Updated) > quarantineAge {
 			old = append(old, o.Name)
 		}
@@ -1157,7 +1161,7 @@ func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
 func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) error {
 	prefix := s.prefix + "index/"
 	var ferr error
-	err := s.list(ctx, prefix, 0, func(o object) error {
+	err := s.list(ctx, prefix, listPage, func(o object) error {
 		key, ok := strings.CutSuffix(strings.TrimPrefix(o.Name, prefix), ".json")
 		if !ok || layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
 			return nil
@@ -1267,7 +1271,7 @@ func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, e
 func (s *Store) ListState(ctx context.Context, prefix string, fn func(name string, mod time.Time) error) error {
 	base := s.prefix + "state/"
 	var ferr error
-	err := s.list(ctx, base+prefix, 0, func(o object) error {
+	err := s.list(ctx, base+prefix, listPage, func(o object) error {
 		name := strings.TrimPrefix(o.Name, base)
 		if stateName(name) != nil {
 			return nil
