@@ -130,8 +130,8 @@ type Options struct {
 	// GCS, unless the credentials are a service account key.
 	SignURLs bool
 	// HTTPClient, when set, sends the requests (its transport is
-	// wrapped with the token, against GCS). Nil is a client of
-	// http.DefaultTransport.
+	// wrapped with the token, against GCS). Nil is a client of a clone
+	// of http.DefaultTransport that keeps up to 32 idle connections.
 	HTTPClient *http.Client
 }
 
@@ -176,7 +176,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if s.chunk < chunkUnit || s.chunk%chunkUnit != 0 {
 		return nil, fmt.Errorf("gcsstore: chunk size %d is not a positive multiple of 256 KiB", s.chunk)
 	}
-	base := http.DefaultClient
+	base := defaultClient
 	if o.HTTPClient != nil {
 		base = o.HTTPClient
 	}
@@ -257,6 +257,15 @@ func New(ctx context.Context, o Options) (*Store, error) {
 }
 
 var errStop = errors.New("stop")
+
+// defaultClient sends the requests of stores given no client: Go's
+// default transport, keeping more idle connections to the one host than
+// its two, for the concurrent reads of a busy server.
+var defaultClient = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	return &http.Client{Transport: t}
+}()
 
 // listPage is the page size of the listings (0: the API's, 1,000); a
 // variable for tests.
