@@ -903,8 +903,12 @@ func (s *Store) chunks(ctx context.Context, session, name string, f io.ReaderAt,
 			}
 			if o.Size != size || o.MD5 != sum.md5 {
 				// GCS checks the declared MD5 before it finalizes;
-				// an emulator may not. Never leave a wrong object.
-				s.deleteGeneration(context.WithoutCancel(ctx), name, o.Generation)
+				// an emulator may not. Never leave a wrong object
+				// (that generation only: another server may have
+				// written the right one since).
+				if o.Generation != 0 {
+					s.deleteGeneration(context.WithoutCancel(ctx), name, o.Generation)
+				}
 				return fmt.Errorf("upload of %s: stored %d bytes with MD5 %s, sent %d with %s", name, o.Size, o.MD5, size, sum.md5)
 			}
 			return nil
