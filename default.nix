@@ -30,7 +30,7 @@ buildGoModule {
       in !(lib.hasPrefix "benchmarks/results" rel || lib.hasPrefix ".ci" rel || rel == "default.nix" || rel == "result");
   };
 
-  vendorHash = "sha256-K+xHZcQeUwoAmhTuSkz1axri3M5b1DF0sLMdx+hDw+k=";
+  vendorHash = "sha256-8mmtCdXDZyGABwxZfWGqWqz1k8jx0BqT4Rfpf5uKRJg=";
 
   subPackages = [ "cmd/nixery" ];
   ldflags = [ "-s" "-w" ];

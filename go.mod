@@ -17,10 +17,12 @@ require (
 	github.com/prometheus/common v0.74.0
 	github.com/spdx/tools-golang v0.5.7
 	github.com/vbauerster/mpb/v8 v8.16.2
+	golang.org/x/oauth2 v0.38.0
 	golang.org/x/term v0.48.0
 )
 
 require (
+	cloud.google.com/go/compute/metadata v0.7.0 // indirect
 	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/acarl005/stripansi v0.0.0-20180116102854-5a71ef0e047d // indirect
 	github.com/anchore/go-struct-converter v0.1.0 // indirect

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/layers/gcsstore"
 	"github.com/nixery-go/nixery/layers/s3store"
 )
 
@@ -22,6 +23,8 @@ import (
 var (
 	_ StateStore  = (*s3store.Store)(nil)
 	_ RecordStore = (*s3store.Store)(nil)
+	_ StateStore  = (*gcsstore.Store)(nil)
+	_ RecordStore = (*gcsstore.Store)(nil)
 )
 
 // sharedStore is a filesystem store with the records and state objects of
@@ -294,6 +297,29 @@ func TestReplicasS3SlowBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testSharedSlowBuild(t, store)
+}
+
+// TestReplicasGCSSlowBuild is TestReplicasSlowBuild on a real GCS
+// emulator (fake-gcs-server): markers, lease and blobs in its bucket.
+func TestReplicasGCSSlowBuild(t *testing.T) {
+	g := testutil.StartFakeGCS(t)
+	store, err := gcsstore.New(t.Context(), gcsstore.Options{Bucket: g.Bucket, EmulatorHost: g.Host, Prefix: fmt.Sprintf("t%d/", time.Now().UnixNano())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testSharedSlowBuild(t, store)
+}
+
+// sharedBucket is a blob store that servers share: s3store's, gcsstore's.
+type sharedBucket interface {
+	layers.BlobStore
+	RecordStore
+	StateStore
+}
+
+// testSharedSlowBuild is TestReplicasSlowBuild on a shared bucket.
+func testSharedSlowBuild(t *testing.T, store sharedBucket) {
 	bl := &blockingLayers{n: 3, blocked: make(chan struct{}), release: make(chan struct{})}
 	a := newFixtureWith(t, nil, store, t.TempDir(), func(c *Config) {
 		bl.LayerBuilder = c.Layers

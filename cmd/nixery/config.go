@@ -13,6 +13,7 @@ import (
 
 	"github.com/nixery-go/nixery"
 	"github.com/nixery-go/nixery/images"
+	"github.com/nixery-go/nixery/layers/gcsstore"
 	"github.com/nixery-go/nixery/layers/s3store"
 	"github.com/nixery-go/nixery/nix"
 	"github.com/nixery-go/nixery/registry"
@@ -52,8 +53,9 @@ type config struct {
 	debugAddr      string // "" serves no debug endpoints
 	logFormat      string
 
-	s3           s3store.Options // NIXERY_STORAGE_BACKEND=s3
-	blobRedirect time.Duration   // 0: blobs are served through nixery
+	s3           s3store.Options  // NIXERY_STORAGE_BACKEND=s3
+	gcs          gcsstore.Options // NIXERY_STORAGE_BACKEND=gcs
+	blobRedirect time.Duration    // 0: blobs are served through nixery
 
 	storageLimit int64         // bytes; 0 is no limit
 	retention    time.Duration // 0 keeps images
@@ -159,7 +161,7 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 	}
 	expiry, err := parseSeconds(*redirectExpiry)
 	if err != nil || expiry < time.Second || expiry > 7*24*time.Hour {
-		return nil, fmt.Errorf("serve: NIXERY_BLOB_REDIRECT_EXPIRY / -blob-redirect-expiry %q: want a duration from 1s to 168h (S3's limit)", *redirectExpiry)
+		return nil, fmt.Errorf("serve: NIXERY_BLOB_REDIRECT_EXPIRY / -blob-redirect-expiry %q: want a duration from 1s to 168h (S3's and GCS's limit)", *redirectExpiry)
 	}
 	if redirect {
 		c.blobRedirect = expiry
@@ -183,11 +185,15 @@ func parseServe(args []string, getenv func(string) string, stderr io.Writer) (*c
 // Nix builds. The returned function checks them once the flags are parsed.
 func (c *config) builderFlags(fs *flag.FlagSet, env func(name, def string) string, timeout *string) func() error {
 	sourceFlags(fs, env, &c.source, timeout)
-	fs.StringVar(&c.storageBackend, "storage-backend", env("NIXERY_STORAGE_BACKEND", "filesystem"), "storage `backend`: filesystem or s3 [NIXERY_STORAGE_BACKEND]")
+	fs.StringVar(&c.storageBackend, "storage-backend", env("NIXERY_STORAGE_BACKEND", "filesystem"), "storage `backend`: filesystem, s3 or gcs [NIXERY_STORAGE_BACKEND]")
 	fs.StringVar(&c.s3.Bucket, "s3-bucket", env("S3_BUCKET", ""), "S3 `bucket` of the s3 backend [S3_BUCKET]")
 	fs.StringVar(&c.s3.Endpoint, "s3-endpoint", env("S3_ENDPOINT", ""), "`URL` of an S3-compatible store, addressed path-style; empty is AWS [S3_ENDPOINT]")
 	fs.StringVar(&c.s3.Prefix, "s3-prefix", env("S3_PREFIX", ""), "`prefix` of every key in the bucket, e.g. nixery/ [S3_PREFIX]")
 	fs.StringVar(&c.s3.Region, "s3-region", env("AWS_REGION", ""), "the bucket's `region` (us-east-1 for an endpoint when unset) [AWS_REGION]")
+	fs.StringVar(&c.gcs.Bucket, "gcs-bucket", env("GCS_BUCKET", ""), "Google Cloud Storage `bucket` of the gcs backend [GCS_BUCKET]")
+	fs.StringVar(&c.gcs.Prefix, "gcs-prefix", env("GCS_PREFIX", ""), "`prefix` of every object name in the GCS bucket, e.g. nixery/ [GCS_PREFIX]")
+	fs.StringVar(&c.gcs.CredentialsFile, "gcs-credentials", env("GOOGLE_APPLICATION_CREDENTIALS", ""), "Google credentials JSON `file` (a service account key also signs redirect URLs); empty uses the application default credentials [GOOGLE_APPLICATION_CREDENTIALS]")
+	fs.StringVar(&c.gcs.EmulatorHost, "gcs-emulator-host", env("STORAGE_EMULATOR_HOST", ""), "`host:port` of a GCS emulator such as fake-gcs-server, spoken to without credentials [STORAGE_EMULATOR_HOST]")
 	fs.StringVar(&c.storagePath, "storage-path", env("STORAGE_PATH", ""), "`dir` for blobs, caches and the image index [STORAGE_PATH] (default: nixery in the user cache directory)")
 	fs.StringVar(&c.popularity, "popularity", env("NIX_POPULARITY_URL", ""), "popularity JSON for layer grouping: a file `path` or http(s) URL [NIX_POPULARITY_URL]")
 	maxBuilds := fs.String("max-builds", env("NIXERY_MAX_BUILDS", strconv.Itoa(nix.DefaultMaxConcurrent)), "bound on concurrent Nix builds [NIXERY_MAX_BUILDS]")
@@ -214,8 +220,12 @@ func (c *config) builderFlags(fs *flag.FlagSet, env func(name, def string) strin
 					return fmt.Errorf("S3_ENDPOINT / -s3-endpoint %q: want an http(s) URL such as http://127.0.0.1:8333", c.s3.Endpoint)
 				}
 			}
+		case "gcs":
+			if c.gcs.Bucket == "" {
+				return fmt.Errorf("NIXERY_STORAGE_BACKEND=gcs needs a bucket: set GCS_BUCKET / -gcs-bucket")
+			}
 		default:
-			return fmt.Errorf("storage backend %q is not supported: want filesystem (with STORAGE_PATH) or s3 (with S3_BUCKET)", c.storageBackend)
+			return fmt.Errorf("storage backend %q is not supported: want filesystem (with STORAGE_PATH), s3 (with S3_BUCKET) or gcs (with GCS_BUCKET)", c.storageBackend)
 		}
 		return nil
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nixery-go/nixery"
+	"github.com/nixery-go/nixery/layers/gcsstore"
 	"github.com/nixery-go/nixery/layers/s3store"
 )
 
@@ -182,11 +183,21 @@ func (h *heldWriter) release() {
 }
 
 // storeOptions are the library's options with the configured blob store
-// opened: the filesystem under STORAGE_PATH, or the s3 backend's bucket.
+// opened: the filesystem under STORAGE_PATH, or the s3 or gcs backend's
+// bucket.
 func (c *config) storeOptions(ctx context.Context) ([]nixery.Option, error) {
 	opts := c.options()
-	if c.storageBackend == "s3" {
+	switch c.storageBackend {
+	case "s3":
 		store, err := s3store.New(ctx, c.s3)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nixery.WithBlobStore(store))
+	case "gcs":
+		o := c.gcs
+		o.SignURLs = c.blobRedirect > 0
+		store, err := gcsstore.New(ctx, o)
 		if err != nil {
 			return nil, err
 		}

@@ -76,7 +76,8 @@ func TestParseServe(t *testing.T) {
 	}
 
 	for _, bad := range []map[string]string{
-		{"NIXERY_STORAGE_BACKEND": "gcs"},
+		{"NIXERY_STORAGE_BACKEND": "gcs"}, // no GCS_BUCKET (see TestGCSServeConfig)
+		{"NIXERY_STORAGE_BACKEND": "azure"},
 		{"NIX_TIMEOUT": "soon"},
 		{"NIX_TIMEOUT": "-1"},
 		{"PORT": "http"},
