@@ -304,6 +304,7 @@ type stage struct {
 // stages run after the simulation, in this order.
 var stages = []stage{
 	{name: "archive corpus", run: runArchive},  // archive.go
+	{name: "package updates", run: runUpdates}, // update.go
 	{name: "speed", run: runSpeed},             // speed.go
 	{name: "http", run: runHTTP},               // http.go
 	{name: "real pulls", run: runPull},         // pull.go
