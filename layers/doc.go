@@ -31,7 +31,7 @@
 // since any image may ask for P alone, and larger for P's own requests the
 // less popular P is.
 //
-// Group works in two steps:
+// Group works in three steps:
 //
 //  1. Parents. Each path's parent is the path referencing it (in the image)
 //     with the highest popularity, ties to the lower store path: the
@@ -57,14 +57,45 @@
 //     rests are left and the budget is 1, they are merged. Equal costs go
 //     to the lower head store path. Paths missing from the popularity map
 //     count 0.
+//  3. Tiny merges (see Pull time). Then, whatever the budget, a group
+//     smaller than the layer bytes B (the bytes that download in the time
+//     a layer's fixed cost takes) joins the group of its head's parent
+//     while that merge is expected to cost fewer than B bytes, cheapest
+//     first, with the same cost as in step 2 (rests take nothing in this
+//     step; a group whose merge into its parent costs more than the rest
+//     would stays alone).
 //
-// No path joins another when the image fits the budget, so an image that
-// asks for a path alone gets the same layer for it as an image that holds it
-// through its referrer. Only merges forced by the budget make layers differ
-// between images, and the costs send small, rarely shared paths first: large
-// popular paths (glibc) keep layers of their own longest; small paths join
-// their main referrer or, when that referrer is large, a rest layer, so large
-// layers are rarely changed by small decisions.
+// Without a per-layer cost no path joins another when the image fits the
+// budget, so an image that asks for a path alone gets the same layer for it
+// as an image that holds it through its referrer. Only merges forced by the
+// budget make layers differ between images, and the costs send small,
+// rarely shared paths first: large popular paths (glibc) keep layers of
+// their own longest; small paths join their main referrer or, when that
+// referrer is large, a rest layer, so large layers are rarely changed by
+// small decisions.
+//
+// # Pull time
+//
+// Every layer a client downloads costs a fixed time besides its bytes (the
+// registry round trips, unpacking and bookkeeping of one layer): about 50 ms
+// with Debian's Docker 20.10 (a 41-layer image pulled in 3.1-3.4 s, the
+// same bytes in one layer in 0.9-1.2 s). [Group] assumes a bandwidth of
+// 100 MB/s and 50 ms a layer ([DefaultBandwidth], [DefaultPerLayer];
+// [GroupOptions] changes them), so a layer costs as much as B = 5 MB of
+// download. A layer of a few kilobytes (most of a distribution's libraries
+// and small tools) then costs a hundred times more than its bytes, and
+// sharing it saves next to nothing: step 3 merges such groups into their
+// parent's group when that is expected to duplicate fewer than B bytes.
+// Only groups below B move, so two paths of B bytes or more never share a
+// layer unless the budget forces it. Sizes are NAR sizes, which overstate
+// the compressed download (typically two to four times), so B counts
+// conservatively: fewer merges than the compressed sizes would pay for.
+//
+// The trade-off: a tiny path that one image asks for alone and another
+// holds through its referrer is now in different layers, so pull bytes grow
+// a little where the budget forced nothing, for fewer layers per image and
+// a lower pull time (benchmarks/README.md has the figures). GroupOptions
+// with a negative PerLayer turns step 3 off.
 //
 // # Order
 //
@@ -121,6 +152,15 @@
 // {glibc}, rest {libcurl, nghttp2, openssl, zlib}, rest {curl}. With 2,
 // only glibc is left to move and joins the shared rest; with 1, the two
 // rests merge. Budgets that small leave no choice worth making.
+//
+// These are steps 1 and 2 alone (a negative PerLayer). With the default
+// model, B = 5,000,000 bytes (4.77M), step 3 follows: at the default budget
+// nghttp2 joins libcurl (0.04M), then {libcurl, nghttp2} (1.2M) joins curl
+// at 1.2M*10/13 + 0.5M/40 = 0.94M, less than B; zlib stays alone (into
+// openssl 0.2M, more than the rest's 0.1M), and openssl and glibc are not
+// tiny. The layers are {glibc}, {openssl}, {curl, libcurl, nghttp2}, {zlib}.
+// With 10 ms a layer (B = 1 MB) the last merge costs more than B and
+// {libcurl, nghttp2} and {curl} stay apart.
 //
 // # Layer tarballs
 //

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixery-go/nixery/closure"
 
@@ -45,6 +46,12 @@ func names(layers [][]string) [][]string {
 	return out
 }
 
+// budgetOnly is Group without the pull-time model's per-layer cost: it
+// merges only when the budget forces it (steps 1 and 2 of Grouping).
+var budgetOnly = GroupOptions{PerLayer: -1}
+
+// TestGroupExample is the worked example of the budget's merges (steps 1
+// and 2), without a per-layer cost.
 func TestGroupExample(t *testing.T) {
 	g, pop := exampleGraph(t)
 	for _, tc := range []struct {
@@ -59,7 +66,7 @@ func TestGroupExample(t *testing.T) {
 		{2, [][]string{{"glibc", "libcurl", "nghttp2", "openssl", "zlib"}, {"curl"}}},
 		{1, [][]string{{"curl", "glibc", "libcurl", "nghttp2", "openssl", "zlib"}}},
 	} {
-		if got := names(Group(g, pop, tc.budget)); !reflect.DeepEqual(got, tc.want) {
+		if got := names(budgetOnly.Group(g, pop, tc.budget)); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("budget %d: Group = %v, want %v", tc.budget, got, tc.want)
 		}
 	}
@@ -72,7 +79,7 @@ func TestGroupEmptyAndNilPopularity(t *testing.T) {
 	g, _ := exampleGraph(t)
 	// Without popularity every path counts 0: within the budget each is a
 	// layer of its own, largest first; with a budget of 1 all share one.
-	if got, want := names(Group(g, nil, 0)), [][]string{{"glibc"}, {"openssl"}, {"libcurl"}, {"curl"}, {"nghttp2"}, {"zlib"}}; !reflect.DeepEqual(got, want) {
+	if got, want := names(budgetOnly.Group(g, nil, 0)), [][]string{{"glibc"}, {"openssl"}, {"libcurl"}, {"curl"}, {"nghttp2"}, {"zlib"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Group(nil popularity) = %v, want %v", got, want)
 	}
 	if got, want := names(Group(g, nil, 1)), [][]string{{"curl", "glibc", "libcurl", "nghttp2", "openssl", "zlib"}}; !reflect.DeepEqual(got, want) {
@@ -141,8 +148,15 @@ func checkPartition(t *testing.T, g *closure.Graph, layers [][]string, budget in
 }
 
 // groupInvariants checks partition, budget, determinism and independence of
-// the input order for one random graph.
+// the input order for one random graph, with Group's defaults and with
+// other per-layer costs.
 func groupInvariants(t *testing.T, seed uint64, n, budget int) {
+	for _, o := range []GroupOptions{{}, budgetOnly, {PerLayer: time.Second}, {Bandwidth: 1e3}} {
+		groupInvariantsWith(t, o, seed, n, budget)
+	}
+}
+
+func groupInvariantsWith(t *testing.T, o GroupOptions, seed uint64, n, budget int) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	all := randomPaths(r, n)
 	global, err := closure.New(all, nil)
@@ -161,13 +175,13 @@ func groupInvariants(t *testing.T, seed uint64, n, budget int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := Group(img, pop, budget)
+	got := o.Group(img, pop, budget)
 	b := budget
 	if b < 1 {
 		b = DefaultBudget
 	}
 	checkPartition(t, img, got, b)
-	if again := Group(img, pop, budget); !reflect.DeepEqual(got, again) {
+	if again := o.Group(img, pop, budget); !reflect.DeepEqual(got, again) {
 		t.Fatalf("not deterministic:\n%v\n%v", got, again)
 	}
 	// The same image with paths and references listed in another order.
@@ -183,7 +197,7 @@ func groupInvariants(t *testing.T, seed uint64, n, budget int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again := Group(img2, pop, budget); !reflect.DeepEqual(got, again) {
+	if again := o.Group(img2, pop, budget); !reflect.DeepEqual(got, again) {
 		t.Fatalf("depends on input order:\n%v\n%v", got, again)
 	}
 }
@@ -209,9 +223,10 @@ func FuzzGroup(f *testing.F) {
 }
 
 // TestGroupSharesSubClosures checks the property grouping is for: with a
-// budget that does not force merges, two images that both hold the closure S
-// of a top-level package X lay S out in exactly the same layers, whatever else
-// they hold.
+// budget that does not force merges and no per-layer cost, two images that
+// both hold the closure S of a top-level package X lay S out in exactly the
+// same layers, whatever else they hold. (With the per-layer cost, a tiny
+// path of S may join a referrer outside S: see Pull time.)
 func TestGroupSharesSubClosures(t *testing.T) {
 	for seed := uint64(0); seed < 100; seed++ {
 		r := rand.New(rand.NewPCG(seed, 2))
@@ -235,7 +250,7 @@ func TestGroupSharesSubClosures(t *testing.T) {
 			}
 			var within [][]string
 			covered := 0
-			for _, l := range Group(img, pop, img.Len()) {
+			for _, l := range budgetOnly.Group(img, pop, img.Len()) {
 				if isSubset(l, s) {
 					within = append(within, l)
 					covered += len(l)
@@ -359,6 +374,66 @@ func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 	}
 	if len(ox) != 1 || len(oy) != 1 {
 		t.Errorf("the package asked for shares its layer: %v, %v", names([][]string{ox}), names([][]string{oy}))
+	}
+}
+
+// TestGroupMergesTinyLayers is the worked example of Pull time: with the
+// default model (100 MB/s, 50 ms a layer: 5 MB) and a budget that forces
+// nothing, the tiny, rarely shared paths nghttp2, libcurl and curl share a
+// layer; zlib, whose referrer openssl is large, keeps its own, and so do the
+// large paths.
+func TestGroupMergesTinyLayers(t *testing.T) {
+	g, pop := exampleGraph(t)
+	want := [][]string{{"glibc"}, {"openssl"}, {"curl", "libcurl", "nghttp2"}, {"zlib"}}
+	for _, budget := range []int{DefaultBudget, 6, 5} {
+		if got := names(Group(g, pop, budget)); !reflect.DeepEqual(got, want) {
+			t.Errorf("budget %d: Group = %v, want %v", budget, got, want)
+		}
+	}
+	// A cheaper layer (10 ms: 1 MB) keeps libcurl (and nghttp2 with it)
+	// apart from curl, since that merge costs 0.94 MB; a free one merges
+	// nothing.
+	if got, want := names(GroupOptions{PerLayer: 10 * time.Millisecond}.Group(g, pop, DefaultBudget)), [][]string{{"glibc"}, {"openssl"}, {"libcurl", "nghttp2"}, {"curl"}, {"zlib"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("10ms a layer: Group = %v, want %v", got, want)
+	}
+	if got := Group(g, pop, DefaultBudget); len(got) >= len(budgetOnly.Group(g, pop, DefaultBudget)) {
+		t.Errorf("the per-layer cost merged nothing: %v", names(got))
+	}
+}
+
+// TestGroupKeepsLargePathsApart checks that merges the budget does not force
+// never put two paths of at least the model's layer bytes (bandwidth x
+// per-layer cost) into one layer: only tiny groups move.
+func TestGroupKeepsLargePathsApart(t *testing.T) {
+	for seed := uint64(0); seed < 100; seed++ {
+		r := rand.New(rand.NewPCG(seed, 3))
+		all := randomPaths(r, 20+r.IntN(80))
+		g, err := closure.New(all, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pop := closure.Compute(g)
+		for _, o := range []GroupOptions{{}, {PerLayer: 20 * time.Millisecond}, {Bandwidth: 20e6}} {
+			lb := o.layerBytes()
+			ls := o.Group(g, pop, g.Len())
+			checkPartition(t, g, ls, g.Len())
+			merged := 0
+			for _, l := range ls {
+				large := 0
+				for _, p := range l {
+					if q, _ := g.Lookup(p); float64(q.NarSize) >= lb {
+						large++
+					}
+				}
+				if large > 1 {
+					t.Fatalf("seed %d, %+v: layer %v holds %d paths of %.0f bytes or more", seed, o, names([][]string{l}), large, lb)
+				}
+				merged += len(l) - 1
+			}
+			if seed == 0 && merged == 0 {
+				t.Errorf("%+v: nothing merged in a package set of %d paths", o, g.Len())
+			}
+		}
 	}
 }
 
