@@ -57,13 +57,15 @@
 //     rests are left and the budget is 1, they are merged. Equal costs go
 //     to the lower head store path. Paths missing from the popularity map
 //     count 0.
-//  3. Tiny merges (see Pull time). Then, whatever the budget, a group
+//  3. Tiny merges (see Pull time). Then, whatever the budget, a group G
 //     smaller than the layer bytes B (the bytes that download in the time
-//     a layer's fixed cost takes) joins the group of its head's parent
-//     while that merge is expected to cost fewer than B bytes, cheapest
-//     first, with the same cost as in step 2 (rests take nothing in this
-//     step; a group whose merge into its parent costs more than the rest
-//     would stays alone).
+//     a layer's fixed cost takes) joins the group of its head's parent Q
+//     while that costs less than B, cheapest first, at
+//     bytes(G)*max(pop(H)-pop(Q), 1) + bytes(group of Q)/40: G downloaded
+//     once more by each of the pop(H)-pop(Q) kinds of image that hold H
+//     without Q (see above), plus the same risk for the receiving group
+//     as in step 2. Rests take nothing in this step, and a group that
+//     step 2 would send to a rest stays alone.
 //
 // Without a per-layer cost no path joins another when the image fits the
 // budget, so an image that asks for a path alone gets the same layer for it
@@ -82,20 +84,25 @@
 // same bytes in one layer in 0.9-1.2 s). [Group] assumes a bandwidth of
 // 100 MB/s and 50 ms a layer ([DefaultBandwidth], [DefaultPerLayer];
 // [GroupOptions] changes them), so a layer costs as much as B = 5 MB of
-// download. A layer of a few kilobytes (most of a distribution's libraries
-// and small tools) then costs a hundred times more than its bytes, and
-// sharing it saves next to nothing: step 3 merges such groups into their
-// parent's group when that is expected to duplicate fewer than B bytes.
-// Only groups below B move, so two paths of B bytes or more never share a
-// layer unless the budget forces it. Sizes are NAR sizes, which overstate
-// the compressed download (typically two to four times), so B counts
-// conservatively: fewer merges than the compressed sizes would pay for.
+// download. A layer of a few kilobytes then costs far more than its bytes,
+// and keeping it apart pays only if enough images would otherwise download
+// it again: step 3 merges a tiny group into its parent's when the bytes the
+// merge is expected to duplicate, counted once for every kind of image that
+// holds the group without the parent, stay below B. A path used only
+// through one referrer (pop(H) = pop(Q)+1) thus joins it when it and the
+// risk to the receiving layer are below B; a tiny library that many other
+// packages use keeps its own layer. Only groups below B move, so two paths
+// of B bytes or more never share a layer unless the budget forces it.
+// Sizes are NAR sizes, which overstate the compressed download (typically
+// two to four times), so B counts conservatively: fewer merges than the
+// compressed sizes would pay for.
 //
 // The trade-off: a tiny path that one image asks for alone and another
-// holds through its referrer is now in different layers, so pull bytes grow
-// a little where the budget forced nothing, for fewer layers per image and
-// a lower pull time (benchmarks/README.md has the figures). GroupOptions
-// with a negative PerLayer turns step 3 off.
+// holds through its referrer is in different layers, so where the budget
+// forces nothing the pull bytes grow a little above the ideal (on the
+// benchmark corpus 1.001-1.007 instead of 1.000), for fewer layers per
+// image and a lower pull time (benchmarks/README.md has the figures).
+// GroupOptions with a negative PerLayer turns step 3 off.
 //
 // # Order
 //
@@ -155,12 +162,12 @@
 //
 // These are steps 1 and 2 alone (a negative PerLayer). With the default
 // model, B = 5,000,000 bytes (4.77M), step 3 follows: at the default budget
-// nghttp2 joins libcurl (0.04M), then {libcurl, nghttp2} (1.2M) joins curl
-// at 1.2M*10/13 + 0.5M/40 = 0.94M, less than B; zlib stays alone (into
-// openssl 0.2M, more than the rest's 0.1M), and openssl and glibc are not
-// tiny. The layers are {glibc}, {openssl}, {curl, libcurl, nghttp2}, {zlib}.
-// With 10 ms a layer (B = 1 MB) the last merge costs more than B and
-// {libcurl, nghttp2} and {curl} stay apart.
+// nghttp2 joins libcurl at 0.2M*(13-12) + 1M/40 = 0.23M, less than B;
+// {libcurl, nghttp2} into curl would cost 1.2M*(12-2) = 12M, and zlib is
+// one that step 2 would send to a rest, so the layers are {glibc},
+// {openssl}, {libcurl, nghttp2}, {curl}, {zlib}. At 1 s a layer (B =
+// 100 MB) {libcurl, nghttp2} joins curl too, and glibc and openssl, tiny
+// now, stay apart (30M*600 and 6M*138 bytes).
 //
 // # Layer tarballs
 //

@@ -187,10 +187,12 @@ func (o GroupOptions) Group(g *closure.Graph, pop closure.Popularity, budget int
 		// Step 3: merges the pull-time model pays for (see Pull time).
 		if layerBytes > 0 {
 			run(func(r int) (float64, bool) {
-				c, toRest := cost(r)
-				if toRest || float64(bytes[r]) >= layerBytes {
+				hd := head[r]
+				if _, toRest := cost(r); toRest || float64(bytes[r]) >= layerBytes {
 					return math.Inf(1), true // only tiny groups, only into their parent's
 				}
+				q := parent[hd]
+				c := float64(bytes[r])*float64(max(p[hd]-p[q], 1)) + float64(bytes[uf.find(q)])/mergeRisk
 				return c, false
 			}, func(c float64) bool { return c >= layerBytes })
 		}
