@@ -36,15 +36,25 @@
 //  1. Parents. Each path's parent is the path referencing it (in the image)
 //     with the highest popularity, ties to the lower store path: the
 //     referrer most likely to come along with it.
-//  2. Merges. Every path starts as a group of its own. While there are more
-//     groups than the budget, the group whose merge is expected to duplicate
-//     the fewest bytes is merged. A group G headed by H (the member whose
-//     parent is outside G) can go two ways: into the group of H's parent Q,
-//     at an expected cost of bytes(G)*(pop(H)-pop(Q))/(pop(H)+1) +
-//     bytes(group of Q)/40 (the share of images holding H that lack Q,
-//     times G's bytes, which then travel in a second layer; plus a fortieth
-//     of the receiving group's bytes, for the risk that another image
-//     decides differently and the receiving layer, changed, must be
+//  2. Tiny merges (see Pull time). Every path starts as a group of its
+//     own. A group G headed by H (the member whose parent is outside G)
+//     that is smaller than the layer bytes B (the bytes that download in
+//     the time a layer's fixed cost takes) joins the group of H's parent
+//     Q while that is expected to cost less than B, cheapest first, at
+//     bytes(G)*max(pop(H)-pop(Q), 1) + bytes(group of Q)/40: G downloaded
+//     once more by each of the pop(H)-pop(Q) kinds of image that hold H
+//     without Q (see above), plus the receiving group's risk as in the
+//     budget merges. A group those would rather send to a rest stays
+//     alone. These merges do not depend on the budget, so images that
+//     hold the same paths under the same parents make the same ones.
+//  3. Budget merges. While there are more groups than the budget, the
+//     group whose merge is expected to duplicate the fewest bytes is
+//     merged. A group G headed by H can go two ways: into the group of H's
+//     parent Q, at an expected cost of bytes(G)*(pop(H)-pop(Q))/(pop(H)+1)
+//     + bytes(group of Q)/40 (the share of images holding H that lack Q,
+//     times G's bytes, which then travel in a second layer; plus a
+//     fortieth of the receiving group's bytes, for the risk that another
+//     image decides differently and the receiving layer, changed, must be
 //     downloaded again), or into a rest layer, at bytes(G) (a rest is
 //     specific to the image, so its bytes are counted as downloaded again).
 //     There are two rest layers: one for groups headed by the image's
@@ -57,17 +67,8 @@
 //     rests are left and the budget is 1, they are merged. Equal costs go
 //     to the lower head store path. Paths missing from the popularity map
 //     count 0.
-//  3. Tiny merges (see Pull time). Then, whatever the budget, a group G
-//     smaller than the layer bytes B (the bytes that download in the time
-//     a layer's fixed cost takes) joins the group of its head's parent Q
-//     while that costs less than B, cheapest first, at
-//     bytes(G)*max(pop(H)-pop(Q), 1) + bytes(group of Q)/40: G downloaded
-//     once more by each of the pop(H)-pop(Q) kinds of image that hold H
-//     without Q (see above), plus the same risk for the receiving group
-//     as in step 2. Rests take nothing in this step, and a group that
-//     step 2 would send to a rest stays alone.
 //
-// Without a per-layer cost no path joins another when the image fits the
+// Apart from tiny merges no path joins another when the image fits the
 // budget, so an image that asks for a path alone gets the same layer for it
 // as an image that holds it through its referrer. Only merges forced by the
 // budget make layers differ between images, and the costs send small,
@@ -86,9 +87,12 @@
 // [GroupOptions] changes them), so a layer costs as much as B = 5 MB of
 // download. A layer of a few kilobytes then costs far more than its bytes,
 // and keeping it apart pays only if enough images would otherwise download
-// it again: step 3 merges a tiny group into its parent's when the bytes the
+// it again: step 2 merges a tiny group into its parent's when the bytes the
 // merge is expected to duplicate, counted once for every kind of image that
-// holds the group without the parent, stay below B. A path used only
+// holds the group without the parent, stay below B. It runs before the
+// budget's merges, so that those start from the same tiny merges in every
+// image (on the benchmark corpora this also lowers the pull bytes where the
+// budget forces merges). A path used only
 // through one referrer (pop(H) = pop(Q)+1) thus joins it when it and the
 // risk to the receiving layer are below B; a tiny library that many other
 // packages use keeps its own layer. Only groups below B move, so two paths
@@ -102,7 +106,7 @@
 // forces nothing the pull bytes grow a little above the ideal (on the
 // benchmark corpus 1.001-1.007 instead of 1.000), for fewer layers per
 // image and a lower pull time (benchmarks/README.md has the figures).
-// GroupOptions with a negative PerLayer turns step 3 off.
+// GroupOptions with a negative PerLayer turns step 2 off.
 //
 // # Order
 //
@@ -160,14 +164,16 @@
 // only glibc is left to move and joins the shared rest; with 1, the two
 // rests merge. Budgets that small leave no choice worth making.
 //
-// These are steps 1 and 2 alone (a negative PerLayer). With the default
-// model, B = 5,000,000 bytes (4.77M), step 3 follows: at the default budget
+// These are the budget merges alone (a negative PerLayer). With the
+// default model, B = 5,000,000 bytes (4.77M), the tiny merges come first:
 // nghttp2 joins libcurl at 0.2M*(13-12) + 1M/40 = 0.23M, less than B;
 // {libcurl, nghttp2} into curl would cost 1.2M*(12-2) = 12M, and zlib is
-// one that step 2 would send to a rest, so the layers are {glibc},
-// {openssl}, {libcurl, nghttp2}, {curl}, {zlib}. At 1 s a layer (B =
-// 100 MB) {libcurl, nghttp2} joins curl too, and glibc and openssl, tiny
-// now, stay apart (30M*600 and 6M*138 bytes).
+// one that the budget merges would send to a rest (0.1M against 0.2M into
+// openssl). At the default budget the layers are then {glibc}, {openssl},
+// {libcurl, nghttp2}, {curl}, {zlib}, as with a budget of 5 above, and
+// smaller budgets go on from there. At 1 s a layer (B = 100 MB)
+// {libcurl, nghttp2} joins curl too, and glibc and openssl, tiny now, stay
+// apart (30M*600 and 6M*138 bytes).
 //
 // # Layer tarballs
 //

@@ -118,14 +118,14 @@ func (o GroupOptions) Group(g *closure.Graph, pop closure.Popularity, budget int
 		groups--
 	}
 
-	// Step 2: merges, cheapest expected duplication first. Every path starts
-	// as a group of its own.
+	// Steps 2 and 3: merges, cheapest expected duplication first. Every
+	// path starts as a group of its own.
 	rest := [2]int{-1, -1} // representatives of the top-level and shared rest groups
 	isRest := func(r int) bool { return r == rest[restTop] || r == rest[restShared] }
 	layerBytes := o.layerBytes()
 	if groups > budget || layerBytes > 0 {
 		// cost returns the expected duplication of the cheapest merge of
-		// group r and whether it goes to a rest group.
+		// group r (step 3's cost) and whether it goes to a rest group.
 		cost := func(r int) (float64, bool) {
 			toRest := float64(bytes[r])
 			hd := head[r]
@@ -183,19 +183,20 @@ func (o GroupOptions) Group(g *closure.Graph, pop closure.Popularity, budget int
 				}
 			}
 		}
-		run(cost, func(float64) bool { return groups <= budget })
-		// Step 3: merges the pull-time model pays for (see Pull time).
+		// Step 2: tiny merges, whatever the budget (see Pull time). No rest
+		// exists yet.
 		if layerBytes > 0 {
 			run(func(r int) (float64, bool) {
-				hd := head[r]
 				if _, toRest := cost(r); toRest || float64(bytes[r]) >= layerBytes {
 					return math.Inf(1), true // only tiny groups, only into their parent's
 				}
+				hd := head[r]
 				q := parent[hd]
-				c := float64(bytes[r])*float64(max(p[hd]-p[q], 1)) + float64(bytes[uf.find(q)])/mergeRisk
-				return c, false
+				return float64(bytes[r])*float64(max(p[hd]-p[q], 1)) + float64(bytes[uf.find(q)])/mergeRisk, false
 			}, func(c float64) bool { return c >= layerBytes })
 		}
+		// Step 3: the budget's merges.
+		run(cost, func(float64) bool { return groups <= budget })
 		if groups > budget { // only the two rests are left, and the budget is 1
 			join(rest[restShared], rest[restTop])
 			r := uf.find(rest[restShared])

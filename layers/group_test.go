@@ -47,11 +47,11 @@ func names(layers [][]string) [][]string {
 }
 
 // budgetOnly is Group without the pull-time model's per-layer cost: it
-// merges only when the budget forces it (steps 1 and 2 of Grouping).
+// merges only when the budget forces it (no step 2 of Grouping).
 var budgetOnly = GroupOptions{PerLayer: -1}
 
 // TestGroupExample is the worked example of the budget's merges (steps 1
-// and 2), without a per-layer cost.
+// and 3), without a per-layer cost.
 func TestGroupExample(t *testing.T) {
 	g, pop := exampleGraph(t)
 	for _, tc := range []struct {
@@ -327,7 +327,10 @@ func TestGroupRequestedPathAlone(t *testing.T) {
 // TestGroupSharedRestIgnoresRequests checks the two rest layers: two images
 // that share a shell and differ in one small package asked for, under a
 // budget that forces merges, lay the shell's closure out identically; only
-// the layer holding the package differs.
+// the layer holding the package differs. It is about the budget's merges
+// (step 3): with the per-layer cost, a library here (50-100 KiB, used by 22
+// packages) whose parent is the package asked for would join it, since 22
+// more downloads of it cost less than one layer.
 func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 	const K = 1 << 10
 	s := testutil.StorePath
@@ -356,7 +359,7 @@ func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ls := Group(img, pop, budget)
+		ls := budgetOnly.Group(img, pop, budget)
 		checkPartition(t, img, ls, budget)
 		for _, l := range ls {
 			if slices.Contains(l, s(pkg)) {
@@ -377,7 +380,7 @@ func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 	}
 }
 
-// TestGroupMergesTinyLayers is the worked example of step 3: with the
+// TestGroupMergesTinyLayers is the worked example of step 2: with the
 // default model (100 MB/s, 50 ms a layer: 5 MB) and a budget that forces
 // nothing, nghttp2, used only through libcurl, joins it; libcurl, which
 // ten kinds of image hold without curl, stays apart, and so does zlib,
