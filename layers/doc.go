@@ -44,9 +44,9 @@
 //     bytes(G)*max(pop(H)-pop(Q), 1) + bytes(group of Q)/40: G downloaded
 //     once more by each of the pop(H)-pop(Q) kinds of image that hold H
 //     without Q (see above), plus the receiving group's risk as in the
-//     budget merges. A group those would rather send to a rest stays
-//     alone. These merges do not depend on the budget, so images that
-//     hold the same paths under the same parents make the same ones.
+//     budget merges. Groups headed by a top-level path (no parent) stay.
+//     These merges do not depend on the budget, so images that hold the
+//     same paths under the same parents make the same ones.
 //  3. Budget merges. While there are more groups than the budget, the
 //     group whose merge is expected to duplicate the fewest bytes is
 //     merged. A group G headed by H can go two ways: into the group of H's
@@ -104,7 +104,7 @@
 // The trade-off: a tiny path that one image asks for alone and another
 // holds through its referrer is in different layers, so where the budget
 // forces nothing the pull bytes grow a little above the ideal (on the
-// benchmark corpus 1.001-1.007 instead of 1.000), for fewer layers per
+// benchmark corpus 1.001-1.008 instead of 1.000), for fewer layers per
 // image and a lower pull time (benchmarks/README.md has the figures).
 // GroupOptions with a negative PerLayer turns step 2 off.
 //
@@ -167,13 +167,14 @@
 // These are the budget merges alone (a negative PerLayer). With the
 // default model, B = 5,000,000 bytes (4.77M), the tiny merges come first:
 // nghttp2 joins libcurl at 0.2M*(13-12) + 1M/40 = 0.23M, less than B;
-// {libcurl, nghttp2} into curl would cost 1.2M*(12-2) = 12M, and zlib is
-// one that the budget merges would send to a rest (0.1M against 0.2M into
-// openssl). At the default budget the layers are then {glibc}, {openssl},
-// {libcurl, nghttp2}, {curl}, {zlib}, as with a budget of 5 above, and
-// smaller budgets go on from there. At 1 s a layer (B = 100 MB)
-// {libcurl, nghttp2} joins curl too, and glibc and openssl, tiny now, stay
-// apart (30M*600 and 6M*138 bytes).
+// {libcurl, nghttp2} into curl would cost 1.2M*(12-2) = 12M and zlib into
+// openssl 0.1M*(300-150) + 6M/40 = 15.2M, so they stay. At the default
+// budget the layers are then {glibc}, {openssl}, {libcurl, nghttp2},
+// {curl}, {zlib}, as with a budget of 5 above, and smaller budgets go on
+// from there. At 1 s a layer (B = 100 MB) {libcurl, nghttp2} joins curl
+// and zlib joins openssl; glibc and {openssl, zlib}, tiny now, stay apart
+// (30M*600 and 6.1M*138 bytes): {glibc}, {openssl, zlib}, {curl,
+// libcurl, nghttp2}.
 //
 // # Layer tarballs
 //

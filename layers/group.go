@@ -187,11 +187,11 @@ func (o GroupOptions) Group(g *closure.Graph, pop closure.Popularity, budget int
 		// exists yet.
 		if layerBytes > 0 {
 			run(func(r int) (float64, bool) {
-				if _, toRest := cost(r); toRest || float64(bytes[r]) >= layerBytes {
-					return math.Inf(1), true // only tiny groups, only into their parent's
-				}
 				hd := head[r]
 				q := parent[hd]
+				if q < 0 || float64(bytes[r]) >= layerBytes {
+					return math.Inf(1), true // only tiny groups that have a parent
+				}
 				return float64(bytes[r])*float64(max(p[hd]-p[q], 1)) + float64(bytes[uf.find(q)])/mergeRisk, false
 			}, func(c float64) bool { return c >= layerBytes })
 		}
