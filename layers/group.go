@@ -38,7 +38,7 @@ type GroupOptions struct {
 	// counted as duplicated by a merge (see Grouping); 0 means 40.
 	MergeRisk float64
 	// Bandwidth is the pull-time model's bandwidth in bytes per second;
-	// 0 means [DefaultBandwidth].
+	// 0 (or less) means [DefaultBandwidth].
 	Bandwidth float64
 	// PerLayer is the pull-time model's fixed cost of downloading one
 	// layer; 0 means [DefaultPerLayer], and a negative value means none,
