@@ -31,20 +31,30 @@
 // since any image may ask for P alone, and larger for P's own requests the
 // less popular P is.
 //
-// Group works in two steps:
+// Group works in three steps:
 //
 //  1. Parents. Each path's parent is the path referencing it (in the image)
 //     with the highest popularity, ties to the lower store path: the
 //     referrer most likely to come along with it.
-//  2. Merges. Every path starts as a group of its own. While there are more
-//     groups than the budget, the group whose merge is expected to duplicate
-//     the fewest bytes is merged. A group G headed by H (the member whose
-//     parent is outside G) can go two ways: into the group of H's parent Q,
-//     at an expected cost of bytes(G)*(pop(H)-pop(Q))/(pop(H)+1) +
-//     bytes(group of Q)/40 (the share of images holding H that lack Q,
-//     times G's bytes, which then travel in a second layer; plus a fortieth
-//     of the receiving group's bytes, for the risk that another image
-//     decides differently and the receiving layer, changed, must be
+//  2. Tiny merges (see Pull time). Every path starts as a group of its
+//     own. A group G headed by H (the member whose parent is outside G)
+//     that is smaller than the layer bytes B (the bytes that download in
+//     the time a layer's fixed cost takes) joins the group of H's parent
+//     Q while that is expected to cost less than B, cheapest first, at
+//     bytes(G)*max(pop(H)-pop(Q), 1) + bytes(group of Q)/40: G downloaded
+//     once more by each of the pop(H)-pop(Q) kinds of image that hold H
+//     without Q (see above), plus the receiving group's risk as in the
+//     budget merges. Groups headed by a top-level path (no parent) stay.
+//     These merges do not depend on the budget, so images that hold the
+//     same paths under the same parents make the same ones.
+//  3. Budget merges. While there are more groups than the budget, the
+//     group whose merge is expected to duplicate the fewest bytes is
+//     merged. A group G headed by H can go two ways: into the group of H's
+//     parent Q, at an expected cost of bytes(G)*(pop(H)-pop(Q))/(pop(H)+1)
+//     + bytes(group of Q)/40 (the share of images holding H that lack Q,
+//     times G's bytes, which then travel in a second layer; plus a
+//     fortieth of the receiving group's bytes, for the risk that another
+//     image decides differently and the receiving layer, changed, must be
 //     downloaded again), or into a rest layer, at bytes(G) (a rest is
 //     specific to the image, so its bytes are counted as downloaded again).
 //     There are two rest layers: one for groups headed by the image's
@@ -58,13 +68,45 @@
 //     to the lower head store path. Paths missing from the popularity map
 //     count 0.
 //
-// No path joins another when the image fits the budget, so an image that
-// asks for a path alone gets the same layer for it as an image that holds it
-// through its referrer. Only merges forced by the budget make layers differ
-// between images, and the costs send small, rarely shared paths first: large
-// popular paths (glibc) keep layers of their own longest; small paths join
-// their main referrer or, when that referrer is large, a rest layer, so large
-// layers are rarely changed by small decisions.
+// Apart from tiny merges no path joins another when the image fits the
+// budget, so an image that asks for a path alone gets the same layer for it
+// as an image that holds it through its referrer. Only merges forced by the
+// budget make layers differ between images, and the costs send small,
+// rarely shared paths first: large popular paths (glibc) keep layers of
+// their own longest; small paths join their main referrer or, when that
+// referrer is large, a rest layer, so large layers are rarely changed by
+// small decisions.
+//
+// # Pull time
+//
+// Every layer a client downloads costs a fixed time besides its bytes (the
+// registry round trips, unpacking and bookkeeping of one layer): about 50 ms
+// with Debian's Docker 20.10 (a 41-layer image pulled in 3.1-3.4 s, the
+// same bytes in one layer in 0.9-1.2 s). [Group] assumes a bandwidth of
+// 100 MB/s and 50 ms a layer ([DefaultBandwidth], [DefaultPerLayer];
+// [GroupOptions] changes them), so a layer costs as much as B = 5 MB of
+// download. A layer of a few kilobytes then costs far more than its bytes,
+// and keeping it apart pays only if enough images would otherwise download
+// it again: step 2 merges a tiny group into its parent's when the bytes the
+// merge is expected to duplicate, counted once for every kind of image that
+// holds the group without the parent, stay below B. It runs before the
+// budget's merges, so that those start from the same tiny merges in every
+// image (on the benchmark corpora this also lowers the pull bytes where the
+// budget forces merges). A path used only
+// through one referrer (pop(H) = pop(Q)+1) thus joins it when it and the
+// risk to the receiving layer are below B; a tiny library that many other
+// packages use keeps its own layer. Only groups below B move, so two paths
+// of B bytes or more never share a layer unless the budget forces it.
+// Sizes are NAR sizes, which overstate the compressed download (typically
+// two to four times), so B counts conservatively: fewer merges than the
+// compressed sizes would pay for.
+//
+// The trade-off: a tiny path that one image asks for alone and another
+// holds through its referrer is in different layers, so where the budget
+// forces nothing the pull bytes grow a little above the ideal (on the
+// benchmark corpus 1.001-1.008 instead of 1.000), for fewer layers per
+// image and a lower pull time (benchmarks/README.md has the figures).
+// GroupOptions with a negative PerLayer turns step 2 off.
 //
 // # Order
 //
@@ -121,6 +163,18 @@
 // {glibc}, rest {libcurl, nghttp2, openssl, zlib}, rest {curl}. With 2,
 // only glibc is left to move and joins the shared rest; with 1, the two
 // rests merge. Budgets that small leave no choice worth making.
+//
+// These are the budget merges alone (a negative PerLayer). With the
+// default model, B = 5,000,000 bytes (4.77M), the tiny merges come first:
+// nghttp2 joins libcurl at 0.2M*(13-12) + 1M/40 = 0.23M, less than B;
+// {libcurl, nghttp2} into curl would cost 1.2M*(12-2) = 12M and zlib into
+// openssl 0.1M*(300-150) + 6M/40 = 15.2M, so they stay. At the default
+// budget the layers are then {glibc}, {openssl}, {libcurl, nghttp2},
+// {curl}, {zlib}, as with a budget of 5 above, and smaller budgets go on
+// from there. At 1 s a layer (B = 100 MB) {libcurl, nghttp2} joins curl
+// and zlib joins openssl; glibc and {openssl, zlib}, tiny now, stay apart
+// (30M*600 and 6.1M*138 bytes): {glibc}, {openssl, zlib}, {curl,
+// libcurl, nghttp2}.
 //
 // # Layer tarballs
 //

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixery-go/nixery/closure"
 
@@ -45,6 +46,12 @@ func names(layers [][]string) [][]string {
 	return out
 }
 
+// budgetOnly is Group without the pull-time model's per-layer cost: it
+// merges only when the budget forces it (no step 2 of Grouping).
+var budgetOnly = GroupOptions{PerLayer: -1}
+
+// TestGroupExample is the worked example of the budget's merges (steps 1
+// and 3), without a per-layer cost.
 func TestGroupExample(t *testing.T) {
 	g, pop := exampleGraph(t)
 	for _, tc := range []struct {
@@ -59,7 +66,7 @@ func TestGroupExample(t *testing.T) {
 		{2, [][]string{{"glibc", "libcurl", "nghttp2", "openssl", "zlib"}, {"curl"}}},
 		{1, [][]string{{"curl", "glibc", "libcurl", "nghttp2", "openssl", "zlib"}}},
 	} {
-		if got := names(Group(g, pop, tc.budget)); !reflect.DeepEqual(got, tc.want) {
+		if got := names(budgetOnly.Group(g, pop, tc.budget)); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("budget %d: Group = %v, want %v", tc.budget, got, tc.want)
 		}
 	}
@@ -72,7 +79,7 @@ func TestGroupEmptyAndNilPopularity(t *testing.T) {
 	g, _ := exampleGraph(t)
 	// Without popularity every path counts 0: within the budget each is a
 	// layer of its own, largest first; with a budget of 1 all share one.
-	if got, want := names(Group(g, nil, 0)), [][]string{{"glibc"}, {"openssl"}, {"libcurl"}, {"curl"}, {"nghttp2"}, {"zlib"}}; !reflect.DeepEqual(got, want) {
+	if got, want := names(budgetOnly.Group(g, nil, 0)), [][]string{{"glibc"}, {"openssl"}, {"libcurl"}, {"curl"}, {"nghttp2"}, {"zlib"}}; !reflect.DeepEqual(got, want) {
 		t.Errorf("Group(nil popularity) = %v, want %v", got, want)
 	}
 	if got, want := names(Group(g, nil, 1)), [][]string{{"curl", "glibc", "libcurl", "nghttp2", "openssl", "zlib"}}; !reflect.DeepEqual(got, want) {
@@ -141,8 +148,15 @@ func checkPartition(t *testing.T, g *closure.Graph, layers [][]string, budget in
 }
 
 // groupInvariants checks partition, budget, determinism and independence of
-// the input order for one random graph.
+// the input order for one random graph, with Group's defaults and with
+// other per-layer costs.
 func groupInvariants(t *testing.T, seed uint64, n, budget int) {
+	for _, o := range []GroupOptions{{}, budgetOnly, {PerLayer: time.Second}, {Bandwidth: 1e3}} {
+		groupInvariantsWith(t, o, seed, n, budget)
+	}
+}
+
+func groupInvariantsWith(t *testing.T, o GroupOptions, seed uint64, n, budget int) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	all := randomPaths(r, n)
 	global, err := closure.New(all, nil)
@@ -161,13 +175,13 @@ func groupInvariants(t *testing.T, seed uint64, n, budget int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := Group(img, pop, budget)
+	got := o.Group(img, pop, budget)
 	b := budget
 	if b < 1 {
 		b = DefaultBudget
 	}
 	checkPartition(t, img, got, b)
-	if again := Group(img, pop, budget); !reflect.DeepEqual(got, again) {
+	if again := o.Group(img, pop, budget); !reflect.DeepEqual(got, again) {
 		t.Fatalf("not deterministic:\n%v\n%v", got, again)
 	}
 	// The same image with paths and references listed in another order.
@@ -183,7 +197,7 @@ func groupInvariants(t *testing.T, seed uint64, n, budget int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again := Group(img2, pop, budget); !reflect.DeepEqual(got, again) {
+	if again := o.Group(img2, pop, budget); !reflect.DeepEqual(got, again) {
 		t.Fatalf("depends on input order:\n%v\n%v", got, again)
 	}
 }
@@ -209,9 +223,10 @@ func FuzzGroup(f *testing.F) {
 }
 
 // TestGroupSharesSubClosures checks the property grouping is for: with a
-// budget that does not force merges, two images that both hold the closure S
-// of a top-level package X lay S out in exactly the same layers, whatever else
-// they hold.
+// budget that does not force merges and no per-layer cost, two images that
+// both hold the closure S of a top-level package X lay S out in exactly the
+// same layers, whatever else they hold. (With the per-layer cost, a tiny
+// path of S may join a referrer outside S: see Pull time.)
 func TestGroupSharesSubClosures(t *testing.T) {
 	for seed := uint64(0); seed < 100; seed++ {
 		r := rand.New(rand.NewPCG(seed, 2))
@@ -235,7 +250,7 @@ func TestGroupSharesSubClosures(t *testing.T) {
 			}
 			var within [][]string
 			covered := 0
-			for _, l := range Group(img, pop, img.Len()) {
+			for _, l := range budgetOnly.Group(img, pop, img.Len()) {
 				if isSubset(l, s) {
 					within = append(within, l)
 					covered += len(l)
@@ -312,7 +327,10 @@ func TestGroupRequestedPathAlone(t *testing.T) {
 // TestGroupSharedRestIgnoresRequests checks the two rest layers: two images
 // that share a shell and differ in one small package asked for, under a
 // budget that forces merges, lay the shell's closure out identically; only
-// the layer holding the package differs.
+// the layer holding the package differs. It is about the budget's merges
+// (step 3): with the per-layer cost, a library here (50-100 KiB, used by 22
+// packages) whose parent is the package asked for would join it, since 22
+// more downloads of it cost less than one layer.
 func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 	const K = 1 << 10
 	s := testutil.StorePath
@@ -341,7 +359,7 @@ func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ls := Group(img, pop, budget)
+		ls := budgetOnly.Group(img, pop, budget)
 		checkPartition(t, img, ls, budget)
 		for _, l := range ls {
 			if slices.Contains(l, s(pkg)) {
@@ -359,6 +377,66 @@ func TestGroupSharedRestIgnoresRequests(t *testing.T) {
 	}
 	if len(ox) != 1 || len(oy) != 1 {
 		t.Errorf("the package asked for shares its layer: %v, %v", names([][]string{ox}), names([][]string{oy}))
+	}
+}
+
+// TestGroupMergesTinyLayers is the worked example of step 2: with the
+// default model (100 MB/s, 50 ms a layer: 5 MB) and a budget that forces
+// nothing, nghttp2, used only through libcurl, joins it; libcurl, which
+// ten kinds of image hold without curl, stays apart, and so does zlib,
+// which 150 hold without openssl. At 1 s a layer (100 MB) libcurl joins
+// curl and zlib openssl, and the popular glibc and openssl, tiny now,
+// still stay apart.
+func TestGroupMergesTinyLayers(t *testing.T) {
+	g, pop := exampleGraph(t)
+	want := [][]string{{"glibc"}, {"openssl"}, {"libcurl", "nghttp2"}, {"curl"}, {"zlib"}}
+	for _, budget := range []int{DefaultBudget, 6, 5} {
+		if got := names(Group(g, pop, budget)); !reflect.DeepEqual(got, want) {
+			t.Errorf("budget %d: Group = %v, want %v", budget, got, want)
+		}
+	}
+	slow := GroupOptions{PerLayer: time.Second}
+	if got, want := names(slow.Group(g, pop, DefaultBudget)), [][]string{{"glibc"}, {"openssl", "zlib"}, {"curl", "libcurl", "nghttp2"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("1s a layer: Group = %v, want %v", got, want)
+	}
+	if got := slow.Group(g, pop, 4); len(got) > 4 {
+		t.Errorf("1s a layer, budget 4: %d layers", len(got))
+	}
+}
+
+// TestGroupKeepsLargePathsApart checks that merges the budget does not force
+// never put two paths of at least the model's layer bytes (bandwidth x
+// per-layer cost) into one layer: only tiny groups move.
+func TestGroupKeepsLargePathsApart(t *testing.T) {
+	for seed := uint64(0); seed < 100; seed++ {
+		r := rand.New(rand.NewPCG(seed, 3))
+		all := randomPaths(r, 20+r.IntN(80))
+		g, err := closure.New(all, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pop := closure.Compute(g)
+		for _, o := range []GroupOptions{{}, {PerLayer: 20 * time.Millisecond}, {Bandwidth: 20e6}} {
+			lb := o.layerBytes()
+			ls := o.Group(g, pop, g.Len())
+			checkPartition(t, g, ls, g.Len())
+			merged := 0
+			for _, l := range ls {
+				large := 0
+				for _, p := range l {
+					if q, _ := g.Lookup(p); float64(q.NarSize) >= lb {
+						large++
+					}
+				}
+				if large > 1 {
+					t.Fatalf("seed %d, %+v: layer %v holds %d paths of %.0f bytes or more", seed, o, names([][]string{l}), large, lb)
+				}
+				merged += len(l) - 1
+			}
+			if seed == 0 && merged == 0 {
+				t.Errorf("%+v: nothing merged in a package set of %d paths", o, g.Len())
+			}
+		}
 	}
 }
 

@@ -178,19 +178,21 @@ func writeCorpus(b *strings.Builder, d *Data, c Corpus) {
 }
 
 // Sensitivity renders a sensitivity table: for each variant of ours (an
-// algorithm name in o), its wins against the other comparators in o and
-// its pull ratio per shape at each budget. others are the comparators.
-func Sensitivity(o *sim.Outcome, variants, labels, others []string, budgets []int) string {
+// algorithm name in o), the cells where it has the lowest pull bytes and
+// the lowest modelled pull time (model m) against the other comparators in
+// o, and its pull ratio per shape at each budget. others are the
+// comparators.
+func Sensitivity(o *sim.Outcome, variants, labels, others []string, budgets []int, m sim.PullModel) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	agg := Aggregate(o)
-	p("| %s | wins |", "variant")
+	p("| %s | bytes wins | time wins |", "variant")
 	for _, s := range sim.Shapes {
 		for _, bu := range budgets {
 			p(" %s@%d |", s, bu)
 		}
 	}
-	p("\n|---|---:|%s\n", strings.Repeat("---:|", len(sim.Shapes)*len(budgets)))
+	p("\n|---|---:|---:|%s\n", strings.Repeat("---:|", len(sim.Shapes)*len(budgets)))
 	for i, v := range variants {
 		sub := &sim.Outcome{}
 		for _, r := range o.Results {
@@ -199,7 +201,8 @@ func Sensitivity(o *sim.Outcome, variants, labels, others []string, budgets []in
 			}
 		}
 		chk := CheckTargets(sub, v)
-		p("| %s | %d/%d |", labels[i], chk.Wins, chk.Cells)
+		tw, tc, _ := TimeCheck(sub, v, m)
+		p("| %s | %d/%d | %d/%d |", labels[i], chk.Wins, chk.Cells, tw, tc)
 		for _, s := range sim.Shapes {
 			for _, bu := range budgets {
 				p(" %.3f |", agg[s][v][bu].Ratio())
