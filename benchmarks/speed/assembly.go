@@ -88,6 +88,8 @@ type AssemblyResult struct {
 	// Cold is the layers package's Assembler with an empty cache: every
 	// store path is read, tarred and compressed.
 	Cold Throughput
+	// ColdLayers are the layers Cold built, in the store.
+	ColdLayers []layers.Descriptor
 	// Warm builds a different grouping of the same paths (the groups
 	// shifted by half a group) with the member cache that Cold filled:
 	// the new layers are concatenations of cached gzip members, which is
@@ -192,6 +194,7 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 		return nil, err
 	}
 	res := &AssemblyResult{Paths: len(names), Layers: n}
+	var built []layers.Descriptor
 	run := func(name string, groups [][]string) (Throughput, error) {
 		t := Throughput{Name: name, InputBytes: input}
 		var store0 time.Duration
@@ -210,6 +213,7 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 		for _, d := range ds {
 			t.OutputBytes += d.Size
 		}
+		built = ds
 		t.Duration = time.Since(start)
 		t.CPU = selfCPU() - cpu0
 		if opts.StoreCPU != nil {
@@ -225,6 +229,7 @@ func Assembly(ctx context.Context, opts AssemblyOptions) (*AssemblyResult, error
 	if res.Cold, err = run("nixery cold", cold); err != nil {
 		return nil, err
 	}
+	res.ColdLayers = built
 	if res.Warm, err = run("nixery warm", warm); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,6 +180,16 @@ func BenchmarkAssemblyStore(b *testing.B) {
 				c := res.Cold
 				b.Logf("%s: cold %.1f MB/s (%v, %.1f MB out; CPU: nixery %.1f s, store %.1f s), warm %.1f MB/s", backend,
 					c.BytesPerSec()/1e6, c.Duration.Round(time.Millisecond), float64(c.OutputBytes)/1e6, c.CPU.Seconds(), c.StoreCPU.Seconds(), res.Warm.BytesPerSec()/1e6)
+				if opts.Store != nil {
+					// A member cache shared in the bucket: what a replica
+					// with an empty disk would fetch instead of
+					// compressing, the same bytes as the cold layers
+					// (a layer is its paths' members and two framing
+					// members), in input bytes per second like cold.
+					f := fetchAll(b, opts.Store, res.ColdLayers)
+					b.Logf("%s: fetching the cold layers' bytes back %.1f MB/s of input (%v)", backend, float64(c.InputBytes)/f.Seconds()/1e6, f.Round(time.Millisecond))
+					b.ReportMetric(float64(c.InputBytes)/f.Seconds()/1e6, "fetch-MB/s")
+				}
 				b.ReportMetric(c.BytesPerSec()/1e6, "cold-MB/s")
 				b.ReportMetric(c.CPU.Seconds(), "cold-nixery-CPU-s")
 				b.ReportMetric(c.StoreCPU.Seconds(), "cold-store-CPU-s")
@@ -186,4 +197,22 @@ func BenchmarkAssemblyStore(b *testing.B) {
 			}
 		})
 	}
+}
+
+// fetchAll reads every blob of ds from s, as a replica fetching shared
+// members would, and returns how long it took.
+func fetchAll(b *testing.B, s layers.BlobStore, ds []layers.Descriptor) time.Duration {
+	t0 := time.Now()
+	for _, d := range ds {
+		r, err := s.Open(b.Context(), d.Digest)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, r)
+		r.Close()
+		if err != nil || n != d.Size {
+			b.Fatalf("blob %s: %d bytes, %v", d.Digest, n, err)
+		}
+	}
+	return time.Since(t0)
 }
