@@ -48,7 +48,6 @@
 package gcsstore
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -82,6 +81,7 @@ import (
 	"golang.org/x/oauth2/google"
 
 	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/layers/objstore"
 )
 
 // Defaults and limits.
@@ -472,7 +472,18 @@ func (s *Store) Open(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &reader{s: s, ctx: ctx, key: s.Key(h), name: h.Hex, size: o.Size, gen: o.Generation, mtime: o.Updated}, nil
+	key := s.Key(h)
+	return &objstore.Reader{
+		Ctx: ctx, Pkg: "gcsstore", Key: key, Name: h.Hex,
+		Size: o.Size, ModTime: o.Updated, Ver: strconv.FormatInt(o.Generation, 10),
+		Open: func(ctx context.Context, off int64) (io.ReadCloser, error) {
+			resp, err := s.media(ctx, key, o.Generation, off)
+			if err != nil {
+				return nil, err
+			}
+			return resp.Body, nil
+		},
+	}, nil
 }
 
 // media opens the bytes of generation gen of an object from off on (gen 0:
@@ -500,94 +511,6 @@ func (s *Store) media(ctx context.Context, name string, gen, off int64) (*http.R
 	}
 	return resp, nil
 }
-
-// reader reads an object by ranged GETs.
-type reader struct {
-	s     *Store
-	ctx   context.Context
-	key   string
-	name  string
-	size  int64
-	gen   int64
-	mtime time.Time
-
-	off  int64
-	body io.ReadCloser // positioned at off, or nil
-}
-
-var _ layers.Versioned = (*reader)(nil)
-
-func (r *reader) Read(p []byte) (int, error) {
-	if r.off >= r.size {
-		return 0, io.EOF
-	}
-	if r.body == nil {
-		resp, err := r.s.media(r.ctx, r.key, r.gen, r.off)
-		if err != nil {
-			return 0, fmt.Errorf("gcsstore: read %s: %w", r.key, err)
-		}
-		r.body = resp.Body
-	}
-	n, err := r.body.Read(p)
-	r.off += int64(n)
-	if err == io.EOF && r.off < r.size {
-		err = fmt.Errorf("gcsstore: read %s: %w after %d of %d bytes", r.key, io.ErrUnexpectedEOF, r.off, r.size)
-	}
-	if err == io.EOF || r.off >= r.size {
-		r.body.Close()
-		r.body = nil
-		if err == nil && r.off >= r.size {
-			err = io.EOF
-		}
-	}
-	return n, err
-}
-
-func (r *reader) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		abs = r.off + offset
-	case io.SeekEnd:
-		abs = r.size + offset
-	default:
-		return 0, errors.New("gcsstore: seek: bad whence")
-	}
-	if abs < 0 {
-		return 0, errors.New("gcsstore: seek before the start")
-	}
-	if abs != r.off && r.body != nil {
-		r.body.Close()
-		r.body = nil
-	}
-	r.off = abs
-	return abs, nil
-}
-
-func (r *reader) Close() error {
-	if r.body != nil {
-		r.body.Close()
-		r.body = nil
-	}
-	return nil
-}
-
-// Stat describes the object as a regular file.
-func (r *reader) Stat() (fs.FileInfo, error) { return objectInfo{r}, nil }
-
-// Version returns the object's generation.
-func (r *reader) Version() string { return strconv.FormatInt(r.gen, 10) }
-
-type objectInfo struct{ r *reader }
-
-func (i objectInfo) Name() string       { return i.r.name }
-func (i objectInfo) Size() int64        { return i.r.size }
-func (i objectInfo) Mode() fs.FileMode  { return 0o444 }
-func (i objectInfo) ModTime() time.Time { return i.r.mtime }
-func (i objectInfo) IsDir() bool        { return false }
-func (i objectInfo) Sys() any           { return nil }
 
 // URL returns a URL of the blob h valid for expiry ([layers.URLStore]): a
 // V4-signed URL with the service account's key, or, against an emulator
@@ -662,85 +585,19 @@ func (s *Store) Create(ctx context.Context) (layers.BlobWriter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return &writer{s: s, ctx: ctx, h: sha256.New(), md5: md5.New(), crc: crc32.New(crc32.MakeTable(crc32.Castagnoli))}, nil
+	w := &writer{s: s, ctx: ctx, md5: md5.New(), crc: crc32.New(crc32.MakeTable(crc32.Castagnoli))}
+	w.Spool = objstore.NewSpool("gcsstore", s.spoolDir, s.chunk, io.MultiWriter(w.md5, w.crc))
+	return w, nil
 }
 
 // writer writes one blob: in memory up to one chunk, then spooled to an
-// unlinked local file, uploaded at Commit.
+// unlinked local file (objstore.Spool), uploaded at Commit.
 type writer struct {
+	*objstore.Spool
 	s   *Store
 	ctx context.Context
-	h   hash.Hash
 	md5 hash.Hash
 	crc hash.Hash32
-	n   int64
-	buf []byte // the blob while it fits in one chunk
-
-	f   *os.File // the spool, once it does not (unlinked: a kill frees it)
-	fw  *bufio.Writer
-	err error // first failure, sticky
-
-	done bool
-}
-
-// Digest returns the sha256 digest of the bytes written so far
-// ([layers.Digester]).
-func (w *writer) Digest() v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.h.Sum(nil))}
-}
-
-func (w *writer) Write(p []byte) (int, error) {
-	if w.done {
-		return 0, errors.New("gcsstore: write to a finished blob")
-	}
-	if w.err != nil {
-		return 0, w.err
-	}
-	if w.f == nil && len(w.buf)+len(p) <= w.s.chunk {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, min(max(len(p), 64<<10), w.s.chunk))
-		}
-		w.buf = append(w.buf, p...)
-	} else {
-		if w.f == nil {
-			if err := w.spill(); err != nil {
-				return 0, err
-			}
-		}
-		if _, err := w.fw.Write(p); err != nil {
-			w.err = fmt.Errorf("gcsstore: spool: %w", err)
-			return 0, w.err
-		}
-	}
-	w.h.Write(p)
-	w.md5.Write(p)
-	w.crc.Write(p)
-	w.n += int64(len(p))
-	return len(p), nil
-}
-
-// spill moves the blob from memory to a spool file.
-func (w *writer) spill() error {
-	f, err := os.CreateTemp(w.s.spoolDir, "nixery-gcs-upload-")
-	if err == nil {
-		// Unlinked at once: the space comes back when the file is
-		// closed, or when the process dies.
-		err = os.Remove(f.Name())
-	}
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		w.err = fmt.Errorf("gcsstore: spool a blob larger than one chunk: %w", err)
-		return w.err
-	}
-	w.f, w.fw = f, bufio.NewWriterSize(f, 1<<20)
-	if _, err := w.fw.Write(w.buf); err != nil {
-		w.err = fmt.Errorf("gcsstore: spool: %w", err)
-		return w.err
-	}
-	w.buf = nil
-	return nil
 }
 
 // sums are an upload's declared checksums, as the JSON API writes them.
@@ -754,31 +611,23 @@ func (w *writer) sums() sums {
 
 // Commit checks the digest and makes the blob visible under h.
 func (w *writer) Commit(h v1.Hash) error {
-	if w.done {
-		return errors.New("gcsstore: commit of a finished blob")
-	}
 	defer w.Cancel()
-	if w.err != nil {
-		return w.err
-	}
 	final, err := w.s.key(h)
 	if err != nil {
 		return err
 	}
-	if got := w.Digest(); got != h {
-		return fmt.Errorf("%w: wrote %s, want %s", layers.ErrDigestMismatch, got, h)
+	buf, f, err := w.Finish(h)
+	if err != nil {
+		return err
 	}
 	sum := w.sums()
-	if w.f == nil {
-		if err := w.s.putSmall(w.ctx, final, "application/octet-stream", w.buf, sum); err != nil {
+	if f == nil {
+		if err := w.s.putSmall(w.ctx, final, "application/octet-stream", buf, sum); err != nil {
 			return fmt.Errorf("gcsstore: commit blob %s: %w", h, err)
 		}
 		return nil
 	}
-	if err := w.fw.Flush(); err != nil {
-		return fmt.Errorf("gcsstore: spool: %w", err)
-	}
-	if err := w.s.upload(w.ctx, final, w.f, w.n, sum); err != nil {
+	if err := w.s.upload(w.ctx, final, f, w.Size(), sum); err != nil {
 		return fmt.Errorf("gcsstore: commit blob %s: %w", h, err)
 	}
 	return nil
@@ -786,17 +635,7 @@ func (w *writer) Commit(h v1.Hash) error {
 
 // Cancel discards what was written. Nothing has reached the bucket before
 // Commit, so there is nothing to remove there.
-func (w *writer) Cancel() error {
-	if w.done {
-		return nil
-	}
-	w.done, w.buf = true, nil
-	if w.f != nil {
-		w.f.Close()
-		w.f, w.fw = nil, nil
-	}
-	return nil
-}
+func (w *writer) Cancel() error { return w.Close() }
 
 // metadata is the JSON of a new object's metadata.
 func metadata(name, contentType string, sum sums) []byte {

@@ -45,20 +45,16 @@
 package s3store
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/md5"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"io/fs"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -72,6 +68,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/nixery-go/nixery/layers"
+	"github.com/nixery-go/nixery/layers/objstore"
 )
 
 // Defaults of [Options].
@@ -242,9 +239,20 @@ func (s *Store) Open(ctx context.Context, h v1.Hash) (io.ReadSeekCloser, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &reader{
-		s: s, ctx: ctx, key: s.Key(h), name: h.Hex,
-		size: aws.ToInt64(o.ContentLength), etag: aws.ToString(o.ETag), mtime: aws.ToTime(o.LastModified),
+	key, etag := s.Key(h), aws.ToString(o.ETag)
+	return &objstore.Reader{
+		Ctx: ctx, Pkg: "s3store", Key: key, Name: h.Hex,
+		Size: aws.ToInt64(o.ContentLength), ModTime: aws.ToTime(o.LastModified), Ver: etag,
+		Open: func(ctx context.Context, off int64) (io.ReadCloser, error) {
+			o, err := s.c.GetObject(ctx, &s3.GetObjectInput{
+				Bucket: &s.bucket, Key: &key, IfMatch: aws.String(etag),
+				Range: aws.String(fmt.Sprintf("bytes=%d-", off)),
+			})
+			if err != nil {
+				return nil, err
+			}
+			return o.Body, nil
+		},
 	}, nil
 }
 
@@ -262,103 +270,13 @@ func (s *Store) URL(ctx context.Context, h v1.Hash, expiry time.Duration) (strin
 	return r.URL, nil
 }
 
-// reader reads an object by ranged GETs.
-type reader struct {
-	s     *Store
-	ctx   context.Context
-	key   string
-	name  string
-	size  int64
-	etag  string
-	mtime time.Time
-
-	off  int64
-	body io.ReadCloser // positioned at off, or nil
-}
-
-var _ layers.Versioned = (*reader)(nil)
-
-func (r *reader) Read(p []byte) (int, error) {
-	if r.off >= r.size {
-		return 0, io.EOF
-	}
-	if r.body == nil {
-		o, err := r.s.c.GetObject(r.ctx, &s3.GetObjectInput{
-			Bucket: &r.s.bucket, Key: &r.key, IfMatch: aws.String(r.etag),
-			Range: aws.String(fmt.Sprintf("bytes=%d-", r.off)),
-		})
-		if err != nil {
-			return 0, fmt.Errorf("s3store: read %s: %w", r.key, err)
-		}
-		r.body = o.Body
-	}
-	n, err := r.body.Read(p)
-	r.off += int64(n)
-	if err == io.EOF && r.off < r.size {
-		err = fmt.Errorf("s3store: read %s: %w after %d of %d bytes", r.key, io.ErrUnexpectedEOF, r.off, r.size)
-	}
-	if err == io.EOF || r.off >= r.size {
-		r.body.Close()
-		r.body = nil
-		if err == nil && r.off >= r.size {
-			err = io.EOF
-		}
-	}
-	return n, err
-}
-
-func (r *reader) Seek(offset int64, whence int) (int64, error) {
-	var abs int64
-	switch whence {
-	case io.SeekStart:
-		abs = offset
-	case io.SeekCurrent:
-		abs = r.off + offset
-	case io.SeekEnd:
-		abs = r.size + offset
-	default:
-		return 0, errors.New("s3store: seek: bad whence")
-	}
-	if abs < 0 {
-		return 0, errors.New("s3store: seek before the start")
-	}
-	if abs != r.off && r.body != nil {
-		r.body.Close()
-		r.body = nil
-	}
-	r.off = abs
-	return abs, nil
-}
-
-func (r *reader) Close() error {
-	if r.body != nil {
-		r.body.Close()
-		r.body = nil
-	}
-	return nil
-}
-
-// Stat describes the object as a regular file.
-func (r *reader) Stat() (fs.FileInfo, error) { return objectInfo{r}, nil }
-
-// Version returns the object's ETag.
-func (r *reader) Version() string { return r.etag }
-
-type objectInfo struct{ r *reader }
-
-func (i objectInfo) Name() string       { return i.r.name }
-func (i objectInfo) Size() int64        { return i.r.size }
-func (i objectInfo) Mode() fs.FileMode  { return 0o444 }
-func (i objectInfo) ModTime() time.Time { return i.r.mtime }
-func (i objectInfo) IsDir() bool        { return false }
-func (i objectInfo) Sys() any           { return nil }
-
 // Create starts a new blob.
 func (s *Store) Create(ctx context.Context) (layers.BlobWriter, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return &writer{s: s, ctx: ctx, h: sha256.New(), pmd5: md5.New()}, nil
+	sums := &partSums{part: int64(s.part), h: md5.New()}
+	return &writer{Spool: objstore.NewSpool("s3store", s.spoolDir, s.part, sums), s: s, ctx: ctx, sums: sums}, nil
 }
 
 // unsigned makes a request carry UNSIGNED-PAYLOAD instead of the body's
@@ -369,121 +287,61 @@ func (s *Store) Create(ctx context.Context) (layers.BlobWriter, error) {
 var unsigned = s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)
 
 // writer writes one blob: in memory up to one part, then spooled to an
-// unlinked local file, uploaded at Commit.
+// unlinked local file (objstore.Spool), uploaded at Commit.
 type writer struct {
-	s   *Store
-	ctx context.Context
-	h   hash.Hash
-	n   int64
-	buf []byte // the blob while it fits in one part
-
-	f       *os.File // the spool, once it does not (unlinked: a kill frees it)
-	fw      *bufio.Writer
-	spooled int64
-	pmd5    hash.Hash        // MD5 of the part being spooled
-	sums    [][md5.Size]byte // MD5s of the whole parts spooled
-	err     error            // first failure, sticky
-
-	done bool
+	*objstore.Spool
+	s    *Store
+	ctx  context.Context
+	sums *partSums
 }
 
-// Digest returns the sha256 digest of the bytes written so far
-// ([layers.Digester]).
-func (w *writer) Digest() v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(w.h.Sum(nil))}
+// partSums sums the MD5 of every part of a blob as it is written.
+type partSums struct {
+	part, n int64
+	h       hash.Hash
+	sums    [][md5.Size]byte // of the whole parts so far
 }
 
-func (w *writer) Write(p []byte) (int, error) {
-	if w.done {
-		return 0, errors.New("s3store: write to a finished blob")
-	}
-	if w.err != nil {
-		return 0, w.err
-	}
-	if w.f == nil && len(w.buf)+len(p) <= w.s.part {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, min(max(len(p), 64<<10), w.s.part))
-		}
-		w.buf = append(w.buf, p...)
-		w.h.Write(p)
-		w.n += int64(len(p))
-		return len(p), nil
-	}
-	if w.f == nil {
-		if err := w.spill(); err != nil {
-			return 0, err
+func (p *partSums) Write(b []byte) (int, error) {
+	w := len(b)
+	for len(b) > 0 {
+		k := min(int64(len(b)), p.part-p.n%p.part)
+		p.h.Write(b[:k])
+		p.n += k
+		b = b[k:]
+		if p.n%p.part == 0 {
+			p.sums = append(p.sums, [md5.Size]byte(p.h.Sum(nil)))
+			p.h.Reset()
 		}
 	}
-	if err := w.spool(p); err != nil {
-		return 0, err
-	}
-	w.h.Write(p)
-	w.n += int64(len(p))
-	return len(p), nil
+	return w, nil
 }
 
-// spill moves the blob from memory to a spool file.
-func (w *writer) spill() error {
-	f, err := os.CreateTemp(w.s.spoolDir, "nixery-s3-upload-")
-	if err == nil {
-		// Unlinked at once: the space comes back when the file is
-		// closed, or when the process dies.
-		err = os.Remove(f.Name())
+// all returns the MD5 of every part, the last one included.
+func (p *partSums) all() [][md5.Size]byte {
+	if p.n%p.part != 0 {
+		return append(p.sums, [md5.Size]byte(p.h.Sum(nil)))
 	}
-	if err != nil {
-		if f != nil {
-			f.Close()
-		}
-		w.err = fmt.Errorf("s3store: spool a blob larger than one part: %w", err)
-		return w.err
-	}
-	w.f, w.fw = f, bufio.NewWriterSize(f, 1<<20)
-	buf := w.buf
-	w.buf = nil
-	return w.spool(buf)
-}
-
-// spool appends p to the spool file, summing each part's MD5.
-func (w *writer) spool(p []byte) error {
-	for len(p) > 0 {
-		k := min(int64(len(p)), int64(w.s.part)-w.spooled%int64(w.s.part))
-		if _, err := w.fw.Write(p[:k]); err != nil {
-			w.err = fmt.Errorf("s3store: spool: %w", err)
-			return w.err
-		}
-		w.pmd5.Write(p[:k])
-		w.spooled += k
-		p = p[k:]
-		if w.spooled%int64(w.s.part) == 0 {
-			w.sums = append(w.sums, [md5.Size]byte(w.pmd5.Sum(nil)))
-			w.pmd5.Reset()
-		}
-	}
-	return nil
+	return p.sums
 }
 
 // Commit checks the digest and makes the blob visible under h.
 func (w *writer) Commit(h v1.Hash) error {
-	if w.done {
-		return errors.New("s3store: commit of a finished blob")
-	}
 	defer w.Cancel()
-	if w.err != nil {
-		return w.err
-	}
 	final, err := w.s.key(h)
 	if err != nil {
 		return err
 	}
-	if got := w.Digest(); got != h {
-		return fmt.Errorf("%w: wrote %s, want %s", layers.ErrDigestMismatch, got, h)
+	buf, f, err := w.Finish(h)
+	if err != nil {
+		return err
 	}
-	if w.f == nil {
+	if f == nil {
 		// One part: straight to its key.
-		sum := md5.Sum(w.buf)
+		sum := md5.Sum(buf)
 		_, err := w.s.c.PutObject(w.ctx, &s3.PutObjectInput{
-			Bucket: &w.s.bucket, Key: &final, Body: bytes.NewReader(w.buf),
-			ContentLength: aws.Int64(int64(len(w.buf))), ContentType: aws.String("application/octet-stream"),
+			Bucket: &w.s.bucket, Key: &final, Body: bytes.NewReader(buf),
+			ContentLength: aws.Int64(int64(len(buf))), ContentType: aws.String("application/octet-stream"),
 			ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 		}, unsigned)
 		if err != nil {
@@ -491,17 +349,15 @@ func (w *writer) Commit(h v1.Hash) error {
 		}
 		return nil
 	}
-	if err := w.fw.Flush(); err != nil {
-		return fmt.Errorf("s3store: spool: %w", err)
-	}
-	if w.spooled%int64(w.s.part) != 0 {
-		w.sums = append(w.sums, [md5.Size]byte(w.pmd5.Sum(nil)))
-	}
-	if err := w.s.upload(w.ctx, final, w.f, w.spooled, w.sums); err != nil {
+	if err := w.s.upload(w.ctx, final, f, w.Size(), w.sums.all()); err != nil {
 		return fmt.Errorf("s3store: commit blob %s: %w", h, err)
 	}
 	return nil
 }
+
+// Cancel discards what was written. Nothing has reached the bucket before
+// Commit, so there is nothing to remove there.
+func (w *writer) Cancel() error { return w.Close() }
 
 // upload uploads size bytes of f to key as a multipart upload, at most
 // maxInflight parts at once, sums[i] being part i's MD5. Until it is
@@ -575,20 +431,6 @@ func (s *Store) upload(ctx context.Context, key string, f io.ReaderAt, size int6
 		s.c.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &s.bucket, Key: &key, UploadId: id})
 	}
 	return first
-}
-
-// Cancel discards what was written. Nothing has reached the bucket before
-// Commit, so there is nothing to remove there.
-func (w *writer) Cancel() error {
-	if w.done {
-		return nil
-	}
-	w.done, w.buf = true, nil
-	if w.f != nil {
-		w.f.Close()
-		w.f, w.fw = nil, nil
-	}
-	return nil
 }
 
 // copy copies the object from to the key to on the server.
@@ -727,13 +569,47 @@ func (s *Store) PutRecord(ctx context.Context, key string, data []byte) error {
 	if err != nil {
 		return err
 	}
+	return s.putSmall(ctx, k, data, "record "+key)
+}
+
+// putSmall puts a small JSON object under k; what names it in errors.
+func (s *Store) putSmall(ctx context.Context, k string, data []byte, what string) error {
 	sum := md5.Sum(data)
-	_, err = s.c.PutObject(ctx, &s3.PutObjectInput{
+	_, err := s.c.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: &s.bucket, Key: &k, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
 		ContentType: aws.String("application/json"), ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
 	})
 	if err != nil {
-		return fmt.Errorf("s3store: put record %s: %w", key, err)
+		return fmt.Errorf("s3store: put %s: %w", what, err)
+	}
+	return nil
+}
+
+// getSmall returns the object k (at most 16 MiB) and its write time, or an
+// error matching fs.ErrNotExist; what names it in errors.
+func (s *Store) getSmall(ctx context.Context, k, what string) ([]byte, time.Time, error) {
+	o, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k})
+	if notFound(err) {
+		return nil, time.Time{}, fmt.Errorf("s3store: %s: %w", what, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("s3store: get %s: %w", what, err)
+	}
+	defer o.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(o.Body, maxSmall))
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("s3store: get %s: %w", what, err)
+	}
+	return b, aws.ToTime(o.LastModified), nil
+}
+
+// maxSmall bounds a record or state object read back.
+const maxSmall = 16 << 20
+
+// deleteKey removes the object k; a missing one is not an error.
+func (s *Store) deleteKey(ctx context.Context, k, what string) error {
+	if _, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil && !notFound(err) {
+		return fmt.Errorf("s3store: delete %s: %w", what, err)
 	}
 	return nil
 }
@@ -744,19 +620,8 @@ func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	o, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k})
-	if notFound(err) {
-		return nil, fmt.Errorf("s3store: record %s: %w", key, fs.ErrNotExist)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("s3store: get record %s: %w", key, err)
-	}
-	defer o.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(o.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("s3store: get record %s: %w", key, err)
-	}
-	return b, nil
+	b, _, err := s.getSmall(ctx, k, "record "+key)
+	return b, err
 }
 
 // ListRecords calls fn with the key of every record.
@@ -787,10 +652,7 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil && !notFound(err) {
-		return fmt.Errorf("s3store: delete record %s: %w", key, err)
-	}
-	return nil
+	return s.deleteKey(ctx, k, "record "+key)
 }
 
 // The small shared objects of package images (images.StateStore: build
@@ -816,24 +678,13 @@ func (s *Store) stateKey(name string) (string, error) {
 	return s.prefix + "state/" + name, nil
 }
 
-// maxState bounds a state object read back.
-const maxState = 16 << 20
-
 // PutState writes the state object name.
 func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
 	k, err := s.stateKey(name)
 	if err != nil {
 		return err
 	}
-	sum := md5.Sum(data)
-	_, err = s.c.PutObject(ctx, &s3.PutObjectInput{
-		Bucket: &s.bucket, Key: &k, Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
-		ContentType: aws.String("application/json"), ContentMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:])),
-	})
-	if err != nil {
-		return fmt.Errorf("s3store: put state %s: %w", name, err)
-	}
-	return nil
+	return s.putSmall(ctx, k, data, "state "+name)
 }
 
 // GetState returns the state object name and when the store last wrote it.
@@ -842,19 +693,7 @@ func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, e
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	o, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &k})
-	if notFound(err) {
-		return nil, time.Time{}, fmt.Errorf("s3store: state %s: %w", name, fs.ErrNotExist)
-	}
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("s3store: get state %s: %w", name, err)
-	}
-	defer o.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(o.Body, maxState))
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("s3store: get state %s: %w", name, err)
-	}
-	return b, aws.ToTime(o.LastModified), nil
+	return s.getSmall(ctx, k, "state "+name)
 }
 
 // ListState calls fn with the name and write time of every state object
@@ -887,8 +726,5 @@ func (s *Store) DeleteState(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: &k}); err != nil && !notFound(err) {
-		return fmt.Errorf("s3store: delete state %s: %w", name, err)
-	}
-	return nil
+	return s.deleteKey(ctx, k, "state "+name)
 }
