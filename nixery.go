@@ -270,6 +270,10 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 	// The Nix builder's hook is set before the metrics exist, which need
 	// the images builder; Nix may run (the popularity) before they do.
 	var m atomic.Pointer[metrics]
+	var shared nix.SharedPopularity
+	if st, ok := store.(images.StateStore); ok {
+		shared = statePopularity{st}
+	}
 	nb := nix.NewBuilder(src, nix.Options{
 		OnCommand: func(op string, d time.Duration, err error) {
 			if m := m.Load(); m != nil {
@@ -283,6 +287,8 @@ func New(ctx context.Context, opts ...Option) (*Server, error) {
 		GCRootDir:     filepath.Join(o.storage, "gcroots"),
 		PopularityURL: o.popularity,
 		PopularityDir: filepath.Join(o.storage, "popularity"),
+
+		SharedPopularity: shared,
 	})
 	ib, err := images.New(ctx, images.Config{
 		Nix:       nb,
@@ -389,3 +395,17 @@ var (
 	_ registry.IndexImages  = (*images.Builder)(nil)
 	_ registry.CachedImages = (*images.Builder)(nil)
 )
+
+// statePopularity keeps the popularity a server computed in a shared
+// store's state objects (popularity/<name>), where the other replicas on
+// the store find it ([nix.Options.SharedPopularity]).
+type statePopularity struct{ st images.StateStore }
+
+func (p statePopularity) GetPopularity(ctx context.Context, name string) ([]byte, error) {
+	b, _, err := p.st.GetState(ctx, "popularity/"+name)
+	return b, err
+}
+
+func (p statePopularity) PutPopularity(ctx context.Context, name string, data []byte) error {
+	return p.st.PutState(ctx, "popularity/"+name, data)
+}

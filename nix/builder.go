@@ -90,6 +90,12 @@ type Options struct {
 	// listable source (the bundled set), so it is computed once per
 	// machine rather than once per process.
 	PopularityDir string
+	// SharedPopularity, when set, keeps the popularity computed for a
+	// listable source where other servers find it (an object store that
+	// replicas share): a server with an empty PopularityDir takes it from
+	// there instead of computing it, so every replica groups layers
+	// alike without Nix.
+	SharedPopularity SharedPopularity
 	// OnCommand, when set, is called after every Nix process with its
 	// operation ("evaluate", "build" or "query"), its duration and its
 	// error: the hook for metrics of Nix runs.

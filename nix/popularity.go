@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -69,8 +70,9 @@ type popularityState struct {
 //     itself: every top-level package is realised and [closure.Compute]
 //     counts, for each store path, the paths of the whole set that depend
 //     on it, as upstream Nixery computes nixpkgs'. The result is kept in
-//     [Options.PopularityDir] with a checksum and checked when read; a
-//     damaged file is computed again, never trusted;
+//     [Options.PopularityDir] and in [Options.SharedPopularity] with a
+//     checksum and checked when read, and taken from the first of them
+//     that has it; a damaged copy is computed again, never trusted;
 //  3. otherwise an empty map: every path counts 0, and layers follow the
 //     shape of each image's graph alone.
 //
@@ -141,14 +143,33 @@ func (b *Builder) computePopularity(ctx context.Context) (*Popularity, error) {
 	if err != nil {
 		return nil, err
 	}
+	sum := sha256.Sum256([]byte(key))
+	name := hex.EncodeToString(sum[:16]) + ".json"
 	file := ""
 	if b.opts.PopularityDir != "" {
-		sum := sha256.Sum256([]byte(key))
-		file = filepath.Join(b.opts.PopularityDir, hex.EncodeToString(sum[:16])+".json")
+		file = filepath.Join(b.opts.PopularityDir, name)
 		if p, err := readPopularityFile(file, key); err == nil {
 			return p, nil
 		} else if !errors.Is(err, os.ErrNotExist) {
 			b.opts.Logger.Warn("recomputing a damaged popularity file", "file", file, "error", err)
+		}
+	}
+	shared := b.opts.SharedPopularity
+	if shared != nil {
+		data, err := shared.GetPopularity(ctx, name)
+		if err == nil {
+			var p *Popularity
+			if p, err = parsePopularityFile(data, key, "computed from the package set (shared: "+name+")"); err == nil {
+				if file != "" {
+					if err := writePopularityFile(file, key, p); err != nil {
+						b.opts.Logger.Warn("cannot keep the shared popularity", "file", file, "error", err)
+					}
+				}
+				return p, nil
+			}
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			b.opts.Logger.Warn("recomputing the shared popularity", "name", name, "error", err)
 		}
 	}
 	m, err := b.computeFromSet(ctx, imp)
@@ -164,7 +185,26 @@ func (b *Builder) computePopularity(ctx context.Context) (*Popularity, error) {
 			b.opts.Logger.Warn("cannot keep the computed popularity", "file", file, "error", err)
 		}
 	}
+	if shared != nil {
+		if data, err := encodePopularityFile(key, p); err == nil {
+			err = shared.PutPopularity(ctx, name, data)
+			if err != nil {
+				b.opts.Logger.Warn("cannot share the computed popularity", "name", name, "error", err)
+			}
+		}
+	}
 	return p, nil
+}
+
+// SharedPopularity keeps computed popularities where several servers see
+// them (see [Options.SharedPopularity]); cmd/nixery adapts an object
+// store's state objects to it.
+type SharedPopularity interface {
+	// GetPopularity returns what PutPopularity stored under name, or an
+	// error matching fs.ErrNotExist.
+	GetPopularity(ctx context.Context, name string) ([]byte, error)
+	// PutPopularity stores data under name.
+	PutPopularity(ctx context.Context, name string, data []byte) error
 }
 
 // popularityFile is the on-disk form of a computed popularity: the source
@@ -180,25 +220,38 @@ func readPopularityFile(file, key string) (*Popularity, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pf popularityFile
-	if err := json.Unmarshal(data, &pf); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
-	if pf.Source != key {
-		return nil, fmt.Errorf("%s: for source %q, not %q", file, pf.Source, key)
-	}
-	p, err := newPopularity(pf.Popularity, "computed from the package set (cached in "+file+")")
+	p, err := parsePopularityFile(data, key, "computed from the package set (cached in "+file+")")
 	if err != nil {
-		return nil, err
-	}
-	if p.Fingerprint != pf.Fingerprint || len(p.Map) == 0 {
-		return nil, fmt.Errorf("%s: checksum mismatch", file)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return p, nil
 }
 
+// parsePopularityFile checks a popularity file's source and checksum.
+func parsePopularityFile(data []byte, key, from string) (*Popularity, error) {
+	var pf popularityFile
+	if err := json.Unmarshal(data, &pf); err != nil {
+		return nil, err
+	}
+	if pf.Source != key {
+		return nil, fmt.Errorf("for source %q, not %q", pf.Source, key)
+	}
+	p, err := newPopularity(pf.Popularity, from)
+	if err != nil {
+		return nil, err
+	}
+	if p.Fingerprint != pf.Fingerprint || len(p.Map) == 0 {
+		return nil, errors.New("checksum mismatch")
+	}
+	return p, nil
+}
+
+func encodePopularityFile(key string, p *Popularity) ([]byte, error) {
+	return json.Marshal(popularityFile{Source: key, Fingerprint: p.Fingerprint, Popularity: p.Map})
+}
+
 func writePopularityFile(file, key string, p *Popularity) error {
-	data, err := json.Marshal(popularityFile{Source: key, Fingerprint: p.Fingerprint, Popularity: p.Map})
+	data, err := encodePopularityFile(key, p)
 	if err != nil {
 		return err
 	}

@@ -2,11 +2,13 @@ package nix
 
 import (
 	"context"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -136,5 +138,63 @@ func TestPopularityOwner(t *testing.T) {
 	b.Popularity(t.Context())
 	if calls.Load() < 2 {
 		t.Errorf("the popularity was not computed again after its owner left (%d Nix runs)", calls.Load())
+	}
+}
+
+// mapPopularity is a SharedPopularity in memory.
+type mapPopularity struct {
+	mu   sync.Mutex
+	objs map[string][]byte
+	puts int
+}
+
+func (m *mapPopularity) GetPopularity(_ context.Context, name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.objs[name]
+	if !ok {
+		return nil, fs.ErrNotExist
+	}
+	return b, nil
+}
+
+func (m *mapPopularity) PutPopularity(_ context.Context, name string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objs[name] = data
+	m.puts++
+	return nil
+}
+
+// TestPopularityShared: a popularity computed with real Nix is shared; a
+// builder with an empty PopularityDir takes it from there without Nix and
+// keeps a copy; a damaged shared copy is computed again and replaced.
+func TestPopularityShared(t *testing.T) {
+	requireNix(t)
+	shared := &mapPopularity{objs: map[string][]byte{}}
+	b, _ := countingBuilder(t, testBundled(t), Options{PopularityDir: t.TempDir(), SharedPopularity: shared, Timeout: 10 * time.Minute})
+	p, err := b.Popularity(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shared.objs) != 1 || shared.puts != 1 {
+		t.Fatalf("shared: %d objects, %d puts", len(shared.objs), shared.puts)
+	}
+	dir := t.TempDir()
+	b2, runs2 := countingBuilder(t, testBundled(t), Options{PopularityDir: dir, SharedPopularity: shared})
+	p2, err := b2.Popularity(t.Context())
+	if err != nil || p2.Fingerprint != p.Fingerprint || runs2.Load() != 0 || !strings.Contains(p2.From, "shared") {
+		t.Errorf("from the shared store: %+v, %v, %d Nix runs", p2, err, runs2.Load())
+	}
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.json")); len(files) != 1 {
+		t.Errorf("local copy: %v", files)
+	}
+	for name, data := range shared.objs {
+		shared.objs[name] = []byte(strings.Replace(string(data), `"glibc-2.36":`, `"glibc-2.36":1`, 1))
+	}
+	b3, runs3 := countingBuilder(t, testBundled(t), Options{PopularityDir: t.TempDir(), SharedPopularity: shared, Timeout: 10 * time.Minute})
+	p3, err := b3.Popularity(t.Context())
+	if err != nil || p3.Fingerprint != p.Fingerprint || runs3.Load() == 0 || shared.puts != 2 {
+		t.Errorf("damaged shared copy: %v, %d Nix runs, %d puts", err, runs3.Load(), shared.puts)
 	}
 }

@@ -13,9 +13,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
@@ -145,6 +147,72 @@ func TestS3Serve(t *testing.T) {
 	mustRun(dctx, t, "docker", "pull", ref2)
 	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref2, "hello"); !strings.Contains(out, "Hello, world!") {
 		t.Errorf("docker run hello (proxied) printed %q", out)
+	}
+	s2.end()
+	s.end()
+}
+
+// TestS3SharedPopularity: the first replica on a bucket computes the
+// bundled set's popularity with Nix and keeps it in the bucket; a replica
+// started on an empty disk takes it from there without running Nix, and
+// builds the same digests for a new image.
+func TestS3SharedPopularity(t *testing.T) {
+	bin := requireFaultTools(t)
+	w := testutil.StartSeaweedFS(t)
+	w.SetEnv(t)
+	ctx := t.Context()
+	waitPopularity := func(s *faultServer) string {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			for _, line := range strings.Split(s.Log(), "\n") {
+				if strings.Contains(line, `msg="popularity ready"`) {
+					return line
+				}
+			}
+		}
+		t.Fatalf("no popularity:\n%s", testutil.Tail(s.Log(), 30))
+		return ""
+	}
+	s := startS3(t, bin, t.TempDir(), w)
+	line1 := waitPopularity(s)
+	if !strings.Contains(line1, "computed from the whole") {
+		t.Errorf("the first replica's popularity: %s", line1)
+	}
+	s3s, err := s3store.New(ctx, s3store.Options{Bucket: w.Bucket, Endpoint: w.Endpoint, Region: w.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shared []string
+	s3s.ListState(ctx, "popularity/", func(name string, _ time.Time) error { shared = append(shared, name); return nil })
+	if len(shared) != 1 {
+		t.Fatalf("popularity objects in the bucket: %v", shared)
+	}
+	s2 := startS3(t, bin, t.TempDir(), w)
+	line2 := waitPopularity(s2)
+	if !strings.Contains(line2, "shared") {
+		t.Errorf("the second replica's popularity: %s", line2)
+	}
+	if n := s2.nixRuns(0); n != 0 {
+		t.Errorf("the second replica ran Nix %d times for the popularity:\n%s", n, testutil.Tail(s2.Log(), 30))
+	}
+	// The same popularity, so the same layers for any image.
+	fp := regexp.MustCompile(`fingerprint=([0-9a-f]+)`)
+	f1, f2 := fp.FindStringSubmatch(line1), fp.FindStringSubmatch(line2)
+	if f1 == nil || f2 == nil || f1[1] != f2[1] {
+		t.Errorf("fingerprints differ:\n%s\n%s", line1, line2)
+	}
+	// The first builds an image; the second serves it.
+	s.p.Client, s2.p.Client = following, following
+	m1, err := s.p.Pull(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := s2.p.Pull(ctx, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m1.Config.Digest != m2.Config.Digest {
+		t.Errorf("hello: config %s from the first replica, %s from the second", m1.Config.Digest, m2.Config.Digest)
 	}
 	s2.end()
 	s.end()
