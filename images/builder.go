@@ -556,15 +556,18 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 	var doneMu sync.Mutex // done, while layers are built
 	t.phase(PhaseCompressing, 0, total, "bytes")
 	built, err := layers.BuildAll(ctx, groups, func(ctx context.Context, g []string) (layers.Descriptor, error) {
-		var d layers.Descriptor
+		d, reused := b.knownLayer(ctx, g)
 		var err error
-		if canTell {
+		switch {
+		case reused:
+			hits.Add(1)
+		case canTell:
 			var hit bool
 			d, hit, err = cached.CachedLayer(ctx, g)
 			if hit {
 				hits.Add(1)
 			}
-		} else {
+		default:
 			d, err = b.cfg.Layers.Layer(ctx, g)
 		}
 		if err != nil {
@@ -642,6 +645,20 @@ func (b *Builder) assemble(ctx context.Context, key string, attrs []string, r *R
 		}
 	}
 	return img, int(hits.Load()), nil
+}
+
+// knownLayer returns another image's layer of exactly the store paths g,
+// built here or by another process on a shared store (see
+// [index.layerFor]), if its blob is in the store, whole.
+func (b *Builder) knownLayer(ctx context.Context, g []string) (layers.Descriptor, bool) {
+	d, ok := b.index.layerFor(g)
+	if !ok {
+		return layers.Descriptor{}, false
+	}
+	if n, err := b.cfg.Store.Stat(ctx, d.Digest); err != nil || n != d.Size {
+		return layers.Descriptor{}, false
+	}
+	return d, true
 }
 
 // keep saves the record of a new image and then checks that every blob it

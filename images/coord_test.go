@@ -380,3 +380,30 @@ func testSharedSlowBuild(t *testing.T, store sharedBucket) {
 		}
 	}
 }
+
+// TestReplicasReuseLayers: a server with an empty disk on a shared store
+// builds a new image from the layers other servers' images already have
+// (found by their store paths in the shared records), compressing only
+// the layers no image has; the digests are those it would have built.
+func TestReplicasReuseLayers(t *testing.T) {
+	store := newSharedStore(t)
+	a := newFixtureWith(t, nil, store, t.TempDir(), nil)
+	buildAll(t, a, "git", "curl")
+	b := newFixtureWith(t, nil, store, t.TempDir(), nil)
+	img := buildAll(t, b, "git/curl")[0]
+	_, reused := b.lay.Builds()
+	// The same image alone, on a store of its own: every layer built.
+	c := newFixture(t, nil, nil, t.TempDir())
+	alone := buildAll(t, c, "git/curl")[0]
+	_, all := c.lay.Builds()
+	if alone.manifests[formatDocker].Digest != img.manifests[formatDocker].Digest {
+		t.Errorf("manifest %s with reused layers, %s built alone", img.manifests[formatDocker].Digest, alone.manifests[formatDocker].Digest)
+	}
+	if reused >= all {
+		t.Errorf("%d layers built with the other server's layers known, %d alone", reused, all)
+	}
+	if !has(t, store.FSStore, img) {
+		t.Error("the image lacks a blob")
+	}
+	t.Logf("layers built: %d reusing, %d alone (of %d)", reused, all, len(img.layers))
+}

@@ -60,7 +60,11 @@ type index struct {
 	byKey     map[string]*Image
 	byRequest map[string]string    // request key -> image key (pinned sources)
 	blobs     map[v1.Hash]*blobUse // every blob of every image
-	blobBytes atomic.Int64         // the sizes of blobs, added up
+	// byPaths maps the store paths of a layer of an image (pathsKey) to
+	// it: every image's layers, whichever process built it, are a cache
+	// of layers by their store paths (see layerFor).
+	byPaths   map[string]layers.Descriptor
+	blobBytes atomic.Int64 // the sizes of blobs, added up
 	requests  map[string][]string
 }
 
@@ -92,6 +96,7 @@ func newIndex(dir string, store layers.BlobStore, log *slog.Logger) *index {
 		byKey:     map[string]*Image{},
 		byRequest: map[string]string{},
 		blobs:     map[v1.Hash]*blobUse{},
+		byPaths:   map[string]layers.Descriptor{},
 		requests:  map[string][]string{},
 	}
 	if dir != "" {
@@ -275,6 +280,21 @@ func (x *index) owners(h v1.Hash) []*Image {
 	return nil
 }
 
+// layerFor returns a layer of an image of the index that holds exactly
+// the store paths paths (sorted, as layers.Group gives them), if any: the
+// layer cache that every process on a shared store derives from the
+// records, so that a process with an empty disk reuses the layers other
+// processes built rather than compressing them again.
+func (x *index) layerFor(paths []string) (layers.Descriptor, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	d, ok := x.byPaths[pathsKey(paths)]
+	return d, ok
+}
+
+// pathsKey is the key of a layer's store paths in byPaths.
+func pathsKey(paths []string) string { return strings.Join(paths, "\x00") }
+
 // all returns every image of the index.
 func (x *index) all() []*Image {
 	x.mu.Lock()
@@ -296,6 +316,11 @@ func (x *index) enterLocked(img *Image) *Image {
 			x.blobBytes.Add(n)
 		}
 		u.images = append(u.images, img)
+	}
+	for i, g := range img.groups {
+		if i < len(img.layers)-1 { // the last is the customisation layer
+			x.byPaths[pathsKey(g)] = img.layers[i]
+		}
 	}
 	return img
 }
@@ -419,6 +444,12 @@ func (x *index) drop(img *Image, reason string, keepFile bool) bool {
 				delete(x.blobs, h)
 				x.blobBytes.Add(-u.size)
 			}
+		}
+	}
+	for _, g := range img.groups {
+		k := pathsKey(g)
+		if d, ok := x.byPaths[k]; ok && x.blobs[d.Digest] == nil {
+			delete(x.byPaths, k)
 		}
 	}
 	saved := img.saved
