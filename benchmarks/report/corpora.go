@@ -47,28 +47,36 @@ func Times(o *sim.Outcome, m sim.PullModel) map[sim.Shape]map[string]map[int]tim
 // TimeCheck counts the (workload, budget) cells where ours has the lowest
 // modelled pull time of all algorithms (ties count as lowest).
 func TimeCheck(o *sim.Outcome, ours string, m sim.PullModel) (wins, cells int, losses []string) {
+	return cellWins(o, ours, func(r sim.Result) float64 { return float64(r.PullTime(m)) }, func(best, mine sim.Result) string {
+		return fmt.Sprintf("%s %.1f s < %s %.1f s", best.Algorithm, best.PullTime(m).Seconds(), ours, mine.PullTime(m).Seconds())
+	})
+}
+
+// cellWins counts the (workload, budget) cells of o where ours has the
+// lowest cost of all algorithms (ties count as lowest), and describes each
+// cell it loses as "workload@budget: " and loss(the best other, ours), in
+// the order of ours' results.
+func cellWins(o *sim.Outcome, ours string, cost func(sim.Result) float64, loss func(best, mine sim.Result) string) (wins, cells int, losses []string) {
 	type key struct {
 		w string
 		b int
 	}
 	best := map[key]sim.Result{}
-	mine := map[key]sim.Result{}
-	var keys []key
+	var mine []sim.Result
 	for _, r := range o.Results {
 		k := key{r.Workload, r.Budget}
 		if r.Algorithm == ours {
-			mine[k] = r
-			keys = append(keys, k)
+			mine = append(mine, r)
 			continue
 		}
-		if b, ok := best[k]; !ok || r.PullTime(m) < b.PullTime(m) {
+		if b, ok := best[k]; !ok || cost(r) < cost(b) {
 			best[k] = r
 		}
 	}
-	for _, k := range keys {
+	for _, m := range mine {
 		cells++
-		if b, ok := best[k]; ok && b.PullTime(m) < mine[k].PullTime(m) {
-			losses = append(losses, fmt.Sprintf("%s@%d: %s %.1f s < %s %.1f s", k.w, k.b, b.Algorithm, b.PullTime(m).Seconds(), ours, mine[k].PullTime(m).Seconds()))
+		if b, ok := best[key{m.Workload, m.Budget}]; ok && cost(b) < cost(m) {
+			losses = append(losses, fmt.Sprintf("%s@%d: %s", m.Workload, m.Budget, loss(b, m)))
 		} else {
 			wins++
 		}

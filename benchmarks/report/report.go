@@ -146,36 +146,18 @@ func (c Check) OK() bool { return c.Wins == c.Cells && c.WorstAtMax <= MaxIdealR
 // CheckTargets compares ours with every other algorithm on every workload
 // and budget. A tie counts as a win: ours is then among the lowest.
 func CheckTargets(o *sim.Outcome, ours string) Check {
-	type key struct {
-		w string
-		b int
-	}
-	best := map[key]sim.Result{}
-	mine := map[key]sim.Result{}
-	var keys []key
 	c := Check{}
+	c.Wins, c.Cells, c.Losses = cellWins(o, ours, func(r sim.Result) float64 { return float64(r.PullBytes) }, func(best, mine sim.Result) string {
+		return fmt.Sprintf("%s %.3f < %s %.3f", best.Algorithm, best.PullRatio(), ours, mine.PullRatio())
+	})
 	for _, r := range o.Results {
-		k := key{r.Workload, r.Budget}
 		if r.Algorithm == ours {
-			mine[k] = r
-			keys = append(keys, k)
 			c.MaxBudget = max(c.MaxBudget, r.Budget)
-			continue
-		}
-		if b, ok := best[k]; !ok || r.PullBytes < b.PullBytes {
-			best[k] = r
 		}
 	}
-	for _, k := range keys {
-		c.Cells++
-		m := mine[k]
-		if b, ok := best[k]; ok && b.PullBytes < m.PullBytes {
-			c.Losses = append(c.Losses, fmt.Sprintf("%s@%d: %s %.3f < %s %.3f", k.w, k.b, b.Algorithm, b.PullRatio(), ours, m.PullRatio()))
-		} else {
-			c.Wins++
-		}
-		if k.b == c.MaxBudget {
-			c.WorstAtMax = math.Max(c.WorstAtMax, m.PullRatio())
+	for _, r := range o.Results {
+		if r.Algorithm == ours && r.Budget == c.MaxBudget {
+			c.WorstAtMax = math.Max(c.WorstAtMax, r.PullRatio())
 		}
 	}
 	return c
