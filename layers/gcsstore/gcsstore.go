@@ -1049,26 +1049,8 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 // Shared state (images.StateStore): small objects under state/<name> that
 // every server on the bucket sees, with GCS's time of their last write.
 
-// stateName checks a state object's name as images.StateStore has them:
-// segments of letters, digits, '.', '_' and '-', separated by '/', neither
-// empty nor "." or "..", 512 bytes at most.
-func stateName(name string) error {
-	if name == "" || len(name) > 512 {
-		return fmt.Errorf("gcsstore: bad state name %q", name)
-	}
-	for _, seg := range strings.Split(name, "/") {
-		ok := seg != "" && seg != "." && seg != ".."
-		for _, r := range seg {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-				ok = false
-			}
-		}
-		if !ok {
-			return fmt.Errorf("gcsstore: bad state name %q", name)
-		}
-	}
-	return nil
-}
+// stateName checks a state object's name (objstore.CheckStateName).
+func stateName(name string) error { return objstore.CheckStateName("gcsstore", name) }
 
 // PutState stores data as the state object name.
 func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
