@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -149,6 +150,20 @@ func (s *sharedStore) names(prefix string) []string {
 	return ns
 }
 
+// holdsLease reports whether the lease in store names b.
+func holdsLease(t *testing.T, store StateStore, b *Builder) bool {
+	t.Helper()
+	data, _, err := store.GetState(t.Context(), leaseName)
+	if err != nil {
+		return false
+	}
+	var l lease
+	if err := json.Unmarshal(data, &l); err != nil {
+		t.Fatalf("lease %q: %v", data, err)
+	}
+	return l.Holder == b.coord.server
+}
+
 // ageBlob makes a blob of the filesystem store older.
 func ageBlob(t *testing.T, s *layers.FSStore, h v1.Hash, d time.Duration) {
 	t.Helper()
@@ -195,11 +210,11 @@ func TestReplicasLease(t *testing.T) {
 	grace := func(c *Config) { c.GCGrace = time.Nanosecond }
 	a := newFixtureWith(t, nil, store, t.TempDir(), grace)
 	b := newFixtureWith(t, nil, store, t.TempDir(), grace)
-	if _, err := a.b.Collect(t.Context()); err != nil || !a.b.coord.holder.Load() {
-		t.Fatalf("first collection: %v, holder %v", err, a.b.coord.holder.Load())
+	if _, err := a.b.Collect(t.Context()); err != nil || !holdsLease(t, store, a.b) {
+		t.Fatalf("first collection: %v, holder %v", err, holdsLease(t, store, a.b))
 	}
 	stray, _ := layers.Put(t.Context(), store, []byte("stray"))
-	if st, err := b.b.Collect(t.Context()); err != nil || st.Blobs != 0 || b.b.coord.holder.Load() {
+	if st, err := b.b.Collect(t.Context()); err != nil || st.Blobs != 0 || holdsLease(t, store, b.b) {
 		t.Fatalf("collection without the lease: %+v, %v", st, err)
 	}
 	if _, err := store.Stat(t.Context(), stray); err != nil {
@@ -233,10 +248,10 @@ func TestReplicasLease(t *testing.T) {
 	}
 	// a stops renewing: b takes the lease.
 	store.age(leaseName, leaseTTL+time.Second)
-	if _, err := b.b.Collect(t.Context()); err != nil || !b.b.coord.holder.Load() {
-		t.Fatalf("takeover: %v, holder %v", err, b.b.coord.holder.Load())
+	if _, err := b.b.Collect(t.Context()); err != nil || !holdsLease(t, store, b.b) {
+		t.Fatalf("takeover: %v, holder %v", err, holdsLease(t, store, b.b))
 	}
-	if _, err := a.b.Collect(t.Context()); err != nil || a.b.coord.holder.Load() {
+	if _, err := a.b.Collect(t.Context()); err != nil || holdsLease(t, store, a.b) {
 		t.Errorf("the old holder still collects: %v", err)
 	}
 	if !strings.Contains(b.logs.String(), "took the garbage collection lease") {
@@ -306,8 +321,8 @@ func testSharedSlowBuild(t *testing.T, store sharedBucket) {
 	var before int
 	store.List(t.Context(), func(layers.BlobInfo) error { before++; return nil })
 	st, err := b.b.Collect(t.Context())
-	if err != nil || st.Blobs != 0 || before == 0 || !b.b.coord.holder.Load() {
-		t.Errorf("another server's collection during a build: %+v, %v (%d blobs before, holder %v)", st, err, before, b.b.coord.holder.Load())
+	if err != nil || st.Blobs != 0 || before == 0 || !holdsLease(t, store, b.b) {
+		t.Errorf("another server's collection during a build: %+v, %v (%d blobs before, holder %v)", st, err, before, holdsLease(t, store, b.b))
 	}
 	close(bl.release)
 	img := <-done
