@@ -152,44 +152,9 @@ func TestGCSServe(t *testing.T) {
 	// A server with an empty STORAGE_PATH on the same bucket, without a
 	// key, serving through itself: the image the first one built, by tag
 	// and by digest, without Nix; and Range.
-	_, manifest, _ := s.get(ctx, "/v2/hello/manifests/latest", "")
 	empty := t.TempDir()
 	s2 := startFault(t, bin, empty, append(g.Env(), "STORAGE_PATH="+filepath.Join(empty, "storage"), "NIXERY_BLOB_REDIRECT=false", "NIX_POPULARITY_URL="+pop)...)
-	m2, err := s2.p.Pull(ctx, "hello")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m2.Config.Digest != m.Config.Digest || len(m2.Layers) != len(m.Layers) {
-		t.Errorf("the second server's image differs: config %s, want %s", m2.Config.Digest, m.Config.Digest)
-	}
-	byDigest := fmt.Sprintf("/v2/hello/manifests/sha256:%x", sha256.Sum256(manifest))
-	if status, body, _ := s2.get(ctx, byDigest, ""); status != 200 || string(body) != string(manifest) {
-		t.Errorf("GET %s from the second server: %d", byDigest, status)
-	}
-	if n := s2.nixRuns(0); n != 0 {
-		t.Errorf("the server with an empty disk ran Nix %d times for an image built by the other:\n%s", n, testutil.Tail(s2.Log(), 30))
-	}
-	r = testutil.Do(t, s2.Client, "GET", s2.URL(path), map[string]string{"Range": "bytes=100-1099"})
-	full := testutil.Do(t, s2.Client, "GET", s2.URL(path), nil)
-	if sum := fmt.Sprintf("%x", sha256.Sum256(full.Body)); full.Status != 200 || sum != layer.Digest.Hex {
-		t.Errorf("proxied GET: %d, body hashes to %s", full.Status, sum)
-	}
-	if r.Status != http.StatusPartialContent || len(full.Body) < 1100 || string(r.Body) != string(full.Body[100:1100]) {
-		t.Errorf("proxied GET with Range: %d, %d bytes", r.Status, len(r.Body))
-	}
-	r = testutil.Do(t, s2.Client, "HEAD", s2.URL(path), nil)
-	if r.Status != 200 || r.Header.Get("Content-Length") != fmt.Sprint(layer.Size) {
-		t.Errorf("proxied HEAD: %d %v", r.Status, r.Header)
-	}
-	dockerRemove(t, ref)
-	ref2 := dockerRef(t, s2.Addr, "hello")
-	mustRun(dctx, t, "docker", "pull", ref2)
-	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref2, "hello"); !strings.Contains(out, "Hello, world!") {
-		t.Errorf("docker run hello (proxied) printed %q", out)
-	}
-	if n := s2.nixRuns(0); n != 0 {
-		t.Errorf("the second server ran Nix %d times", n)
-	}
+	checkSecondServer(ctx, t, s, s2, m, ref)
 	s2.end()
 	s.end()
 }
