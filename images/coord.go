@@ -87,7 +87,6 @@ type coord struct {
 	st     StateStore // nil: no coordination, the local lock suffices
 	server string     // this server's name in the store
 	seq    atomic.Int64
-	holder atomic.Bool // whether this server held the lease at its last collection
 }
 
 // mark is the body of a build's marker.
@@ -258,7 +257,6 @@ func (b *Builder) takeLease(ctx context.Context) (bool, error) {
 	}
 	mine := holder == b.coord.server
 	if holder != "" && !mine && time.Since(mod) < leaseTTL {
-		b.coord.holder.Store(false)
 		return false, nil
 	}
 	body, _ := json.Marshal(lease{Holder: b.coord.server})
@@ -275,12 +273,10 @@ func (b *Builder) takeLease(ctx context.Context) (bool, error) {
 			return false, fmt.Errorf("reading the collection lease: %w", err)
 		}
 		if holder != b.coord.server {
-			b.coord.holder.Store(false)
 			return false, nil
 		}
 		b.log.Info("took the garbage collection lease", "server", b.coord.server)
 	}
-	b.coord.holder.Store(true)
 	return true, nil
 }
 

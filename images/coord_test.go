@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/layers/gcsstore"
+	"github.com/nixery-go/nixery/layers/objstore"
 	"github.com/nixery-go/nixery/layers/s3store"
 )
 
@@ -85,6 +87,9 @@ func (s *sharedStore) DeleteRecord(_ context.Context, key string) error {
 }
 
 func (s *sharedStore) PutState(_ context.Context, name string, data []byte) error {
+	if err := objstore.CheckStateName("sharedStore", name); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.state[name] = stateObject{append([]byte(nil), data...), time.Now()}
@@ -145,6 +150,20 @@ func (s *sharedStore) names(prefix string) []string {
 	return ns
 }
 
+// holdsLease reports whether the lease in store names b.
+func holdsLease(t *testing.T, store StateStore, b *Builder) bool {
+	t.Helper()
+	data, _, err := store.GetState(t.Context(), leaseName)
+	if err != nil {
+		return false
+	}
+	var l lease
+	if err := json.Unmarshal(data, &l); err != nil {
+		t.Fatalf("lease %q: %v", data, err)
+	}
+	return l.Holder == b.coord.server
+}
+
 // ageBlob makes a blob of the filesystem store older.
 func ageBlob(t *testing.T, s *layers.FSStore, h v1.Hash, d time.Duration) {
 	t.Helper()
@@ -154,54 +173,10 @@ func ageBlob(t *testing.T, s *layers.FSStore, h v1.Hash, d time.Duration) {
 	}
 }
 
-// TestReplicasSlowBuild: a collection on one server deletes none of the
-// new blobs of a build in progress on another, however short the grace,
-// and the build's marker goes when the build ends.
+// TestReplicasSlowBuild is testSharedSlowBuild on the in-memory shared
+// store.
 func TestReplicasSlowBuild(t *testing.T) {
-	store := newSharedStore(t)
-	bl := &blockingLayers{n: 3, blocked: make(chan struct{}), release: make(chan struct{})}
-	a := newFixtureWith(t, nil, store, t.TempDir(), func(c *Config) {
-		bl.LayerBuilder = c.Layers
-		c.Layers = bl
-	})
-	b := newFixtureWith(t, nil, store, t.TempDir(), func(c *Config) { c.GCGrace = time.Nanosecond })
-	done := make(chan *Image)
-	go func() {
-		img, err := a.b.Image(context.Background(), "git", "latest")
-		if err != nil {
-			t.Error(err)
-		}
-		done <- img
-	}()
-	<-bl.blocked
-	if ms := store.names(markPrefix); len(ms) != 1 {
-		t.Fatalf("markers during a build: %v", ms)
-	}
-	var before int
-	store.List(t.Context(), func(layers.BlobInfo) error { before++; return nil })
-	st, err := b.b.Collect(t.Context())
-	if err != nil || st.Blobs != 0 || before == 0 || !b.b.coord.holder.Load() {
-		t.Errorf("another server's collection during a build: %+v, %v (%d blobs before, holder %v)", st, err, before, b.b.coord.holder.Load())
-	}
-	close(bl.release)
-	img := <-done
-	if img == nil || !has(t, store.FSStore, img) {
-		t.Fatal("the image lost blobs")
-	}
-	if ms := store.names(markPrefix); len(ms) != 0 {
-		t.Errorf("markers after the build: %v", ms)
-	}
-	// Without a build in progress, an old blob no record has goes.
-	stray, _ := layers.Put(t.Context(), store, []byte("stray"))
-	if st, err := b.b.Collect(t.Context()); err != nil || st.Blobs != 1 {
-		t.Errorf("collection after the build: %+v, %v", st, err)
-	}
-	if _, err := store.Stat(t.Context(), stray); err == nil {
-		t.Error("a stray blob was kept")
-	}
-	if !has(t, store.FSStore, img) {
-		t.Error("the image lost blobs to the collection after its build")
-	}
+	testSharedSlowBuild(t, newSharedStore(t))
 }
 
 // TestReplicasDeadServerMarker: the marker of a build on a server that
@@ -235,11 +210,11 @@ func TestReplicasLease(t *testing.T) {
 	grace := func(c *Config) { c.GCGrace = time.Nanosecond }
 	a := newFixtureWith(t, nil, store, t.TempDir(), grace)
 	b := newFixtureWith(t, nil, store, t.TempDir(), grace)
-	if _, err := a.b.Collect(t.Context()); err != nil || !a.b.coord.holder.Load() {
-		t.Fatalf("first collection: %v, holder %v", err, a.b.coord.holder.Load())
+	if _, err := a.b.Collect(t.Context()); err != nil || !holdsLease(t, store, a.b) {
+		t.Fatalf("first collection: %v, holder %v", err, holdsLease(t, store, a.b))
 	}
 	stray, _ := layers.Put(t.Context(), store, []byte("stray"))
-	if st, err := b.b.Collect(t.Context()); err != nil || st.Blobs != 0 || b.b.coord.holder.Load() {
+	if st, err := b.b.Collect(t.Context()); err != nil || st.Blobs != 0 || holdsLease(t, store, b.b) {
 		t.Fatalf("collection without the lease: %+v, %v", st, err)
 	}
 	if _, err := store.Stat(t.Context(), stray); err != nil {
@@ -273,10 +248,10 @@ func TestReplicasLease(t *testing.T) {
 	}
 	// a stops renewing: b takes the lease.
 	store.age(leaseName, leaseTTL+time.Second)
-	if _, err := b.b.Collect(t.Context()); err != nil || !b.b.coord.holder.Load() {
-		t.Fatalf("takeover: %v, holder %v", err, b.b.coord.holder.Load())
+	if _, err := b.b.Collect(t.Context()); err != nil || !holdsLease(t, store, b.b) {
+		t.Fatalf("takeover: %v, holder %v", err, holdsLease(t, store, b.b))
 	}
-	if _, err := a.b.Collect(t.Context()); err != nil || a.b.coord.holder.Load() {
+	if _, err := a.b.Collect(t.Context()); err != nil || holdsLease(t, store, a.b) {
 		t.Errorf("the old holder still collects: %v", err)
 	}
 	if !strings.Contains(b.logs.String(), "took the garbage collection lease") {
@@ -318,7 +293,10 @@ type sharedBucket interface {
 	StateStore
 }
 
-// testSharedSlowBuild is TestReplicasSlowBuild on a shared bucket.
+// testSharedSlowBuild: a collection on one server deletes none of the new
+// blobs of a build in progress on another, however short the grace; the
+// build's marker goes when the build ends; then a server without the
+// lease deletes nothing and the holder deletes an old blob no record has.
 func testSharedSlowBuild(t *testing.T, store sharedBucket) {
 	bl := &blockingLayers{n: 3, blocked: make(chan struct{}), release: make(chan struct{})}
 	a := newFixtureWith(t, nil, store, t.TempDir(), func(c *Config) {
@@ -343,8 +321,8 @@ func testSharedSlowBuild(t *testing.T, store sharedBucket) {
 	var before int
 	store.List(t.Context(), func(layers.BlobInfo) error { before++; return nil })
 	st, err := b.b.Collect(t.Context())
-	if err != nil || st.Blobs != 0 || before == 0 || !b.b.coord.holder.Load() {
-		t.Errorf("another server's collection during a build: %+v, %v (%d blobs before, holder %v)", st, err, before, b.b.coord.holder.Load())
+	if err != nil || st.Blobs != 0 || before == 0 || !holdsLease(t, store, b.b) {
+		t.Errorf("another server's collection during a build: %+v, %v (%d blobs before, holder %v)", st, err, before, holdsLease(t, store, b.b))
 	}
 	close(bl.release)
 	img := <-done

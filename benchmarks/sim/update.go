@@ -202,6 +202,10 @@ func SimulateUpdates(u *Universe, workloads []Workload, algos []Algorithm, budge
 // held by the median number, and one held by a single image (a leaf
 // application), ties broken by name, each only once.
 func UpdatePackages(u *Universe, workloads []Workload) ([]string, error) {
+	attrs := map[string][]string{} // store path -> its attributes
+	for a, p := range u.Packages {
+		attrs[p] = append(attrs[p], a)
+	}
 	count := map[string]int{}
 	for _, w := range workloads {
 		for _, im := range w.Images {
@@ -209,28 +213,28 @@ func UpdatePackages(u *Universe, workloads []Workload) ([]string, error) {
 			if err != nil {
 				return nil, err
 			}
-			for a, p := range u.Packages {
-				if _, ok := g.Lookup(p); ok {
+			for _, q := range g.Paths() {
+				for _, a := range attrs[q.Path] {
 					count[a]++
 				}
 			}
 		}
 	}
-	var attrs []string
+	var held []string
 	for a := range count {
-		attrs = append(attrs, a)
+		held = append(held, a)
 	}
-	slices.SortFunc(attrs, func(x, y string) int {
+	slices.SortFunc(held, func(x, y string) int {
 		if d := count[y] - count[x]; d != 0 {
 			return d
 		}
 		return strings.Compare(x, y)
 	})
-	if len(attrs) == 0 {
+	if len(held) == 0 {
 		return nil, fmt.Errorf("sim: no package in the workloads")
 	}
 	var picks []string
-	for _, a := range []string{attrs[0], attrs[len(attrs)/2], attrs[len(attrs)-1]} {
+	for _, a := range []string{held[0], held[len(held)/2], held[len(held)-1]} {
 		if !slices.Contains(picks, a) {
 			picks = append(picks, a)
 		}

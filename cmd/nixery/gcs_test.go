@@ -7,7 +7,6 @@ package main
 // the same bucket serves the image without running Nix.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -24,7 +23,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -152,44 +150,9 @@ func TestGCSServe(t *testing.T) {
 	// A server with an empty STORAGE_PATH on the same bucket, without a
 	// key, serving through itself: the image the first one built, by tag
 	// and by digest, without Nix; and Range.
-	_, manifest, _ := s.get(ctx, "/v2/hello/manifests/latest", "")
 	empty := t.TempDir()
 	s2 := startFault(t, bin, empty, append(g.Env(), "STORAGE_PATH="+filepath.Join(empty, "storage"), "NIXERY_BLOB_REDIRECT=false", "NIX_POPULARITY_URL="+pop)...)
-	m2, err := s2.p.Pull(ctx, "hello")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m2.Config.Digest != m.Config.Digest || len(m2.Layers) != len(m.Layers) {
-		t.Errorf("the second server's image differs: config %s, want %s", m2.Config.Digest, m.Config.Digest)
-	}
-	byDigest := fmt.Sprintf("/v2/hello/manifests/sha256:%x", sha256.Sum256(manifest))
-	if status, body, _ := s2.get(ctx, byDigest, ""); status != 200 || string(body) != string(manifest) {
-		t.Errorf("GET %s from the second server: %d", byDigest, status)
-	}
-	if n := s2.nixRuns(0); n != 0 {
-		t.Errorf("the server with an empty disk ran Nix %d times for an image built by the other:\n%s", n, testutil.Tail(s2.Log(), 30))
-	}
-	r = testutil.Do(t, s2.Client, "GET", s2.URL(path), map[string]string{"Range": "bytes=100-1099"})
-	full := testutil.Do(t, s2.Client, "GET", s2.URL(path), nil)
-	if sum := fmt.Sprintf("%x", sha256.Sum256(full.Body)); full.Status != 200 || sum != layer.Digest.Hex {
-		t.Errorf("proxied GET: %d, body hashes to %s", full.Status, sum)
-	}
-	if r.Status != http.StatusPartialContent || len(full.Body) < 1100 || string(r.Body) != string(full.Body[100:1100]) {
-		t.Errorf("proxied GET with Range: %d, %d bytes", r.Status, len(r.Body))
-	}
-	r = testutil.Do(t, s2.Client, "HEAD", s2.URL(path), nil)
-	if r.Status != 200 || r.Header.Get("Content-Length") != fmt.Sprint(layer.Size) {
-		t.Errorf("proxied HEAD: %d %v", r.Status, r.Header)
-	}
-	dockerRemove(t, ref)
-	ref2 := dockerRef(t, s2.Addr, "hello")
-	mustRun(dctx, t, "docker", "pull", ref2)
-	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref2, "hello"); !strings.Contains(out, "Hello, world!") {
-		t.Errorf("docker run hello (proxied) printed %q", out)
-	}
-	if n := s2.nixRuns(0); n != 0 {
-		t.Errorf("the second server ran Nix %d times", n)
-	}
+	checkSecondServer(ctx, t, s, s2, m, ref)
 	s2.end()
 	s.end()
 }
@@ -351,71 +314,14 @@ func TestGCSReplicas(t *testing.T) {
 	bin := requireFaultTools(t)
 	testutil.RequireTools(t, "podman", "haproxy")
 	g := testutil.StartFakeGCS(t)
-	ctx := t.Context()
 	env := append(replicaSetEnv(t, 20<<20, fmt.Sprint(time.Now().UnixNano())), g.Env()...) // cold for Nix too
 	env = append(env, "GOOGLE_APPLICATION_CREDENTIALS="+serviceAccountKey(t))
 	var rs []*faultServer
 	for range 3 {
 		rs = append(rs, startFault(t, bin, t.TempDir(), env...))
 	}
-	const image = "hello/big"
-
-	ms := make([]*testutil.Manifest, 2)
-	errs := make([]error, 2)
-	marks := []int{rs[0].Mark(), rs[1].Mark()}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range ms {
-		wg.Go(func() {
-			<-start
-			ms[i], errs[i] = testutil.GetManifest(ctx, rs[i].Client, rs[i].URL("/v2/"+image+"/manifests/latest"), testutil.MediaTypeDockerManifest)
-		})
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("replica %d: %v", i, err)
-		}
-		if n := rs[i].nixRuns(marks[i]); n == 0 {
-			t.Errorf("replica %d ran no Nix for the cold image: it did not build it", i)
-		}
-	}
-	if !bytes.Equal(ms[0].Raw, ms[1].Raw) {
-		t.Errorf("the two replicas built different manifests:\n%s\n%s", ms[0].Raw, ms[1].Raw)
-	}
-	if big := largestLayer(ms[0]); big.Size <= gcsstore.DefaultChunkSize {
-		t.Fatalf("the largest layer has %d bytes, not more than a chunk (%d): no resumable upload", big.Size, gcsstore.DefaultChunkSize)
-	}
-	for i := range ms {
-		rs[i].p.Client = following
-		if _, err := rs[i].pull(ctx, image); err != nil {
-			t.Fatalf("replica %d: %v", i, err)
-		}
-	}
-	sizes := checkGCSBucket(t, g)
-	if len(sizes) < len(ms[0].Layers)+1 {
-		t.Errorf("the bucket holds %d blobs, fewer than the image's %d layers and config", len(sizes), len(ms[0].Layers))
-	}
-
-	lb := startHAProxy(t, replicaAddrs(rs))
-	marks = []int{rs[0].Mark(), rs[1].Mark(), rs[2].Mark()}
-	pctx, cancel := context.WithTimeout(ctx, pullTimeout)
-	defer cancel()
-	podman := privatePodman(t)
-	out := mustRun(pctx, t, podman(append(podmanRun, "--network", "none", "--tls-verify=false", localhostRef(lb, image), "hello")...)...)
-	if !strings.Contains(out, "Hello, world!") {
-		t.Errorf("podman run hello through the balancer printed %q", out)
-	}
-	served, redirects := 0, 0
-	for i, r := range rs {
-		log := r.LogSince(marks[i])
-		if strings.Contains(log, "path=/v2/"+image+"/") {
-			served++
-		}
-		redirects += strings.Count(log, "status=307")
-	}
-	if served < 2 || redirects == 0 {
-		t.Errorf("%d replicas answered podman's requests through the balancer (want at least 2), with %d redirects (want some)", served, redirects)
+	redirects := testSameBuild(t, rs, gcsstore.DefaultChunkSize, "a chunk", func() int { return len(checkGCSBucket(t, g)) })
+	if redirects == 0 {
+		t.Error("no replica redirected podman to a signed URL")
 	}
 }

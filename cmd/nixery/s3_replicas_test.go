@@ -265,14 +265,30 @@ func TestS3ReplicasSameBuild(t *testing.T) {
 	bin := requireFaultTools(t)
 	testutil.RequireTools(t, "podman", "haproxy")
 	w := testutil.StartSeaweedFS(t)
-	ctx := t.Context()
 	env := replicaSetEnv(t, 20<<20, fmt.Sprint(time.Now().UnixNano())) // cold for Nix too
 	var rs []*faultServer
 	for range 3 {
 		rs = append(rs, startS3(t, bin, t.TempDir(), w, env...))
 	}
-	const image = "hello/big"
+	testSameBuild(t, rs, s3store.DefaultPartSize, "a part", func() int {
+		n, size := checkBucket(t, w)
+		t.Logf("the bucket holds %d blobs of %d bytes, each verified", n, size)
+		return n
+	})
+}
 
+// testSameBuild: two of the three replicas rs, asked for the same cold
+// image at the same moment, both build it (both run Nix) with the same
+// manifest, whose largest layer is larger than an upload's chunk (chunk,
+// named what); both then serve every blob, every body checked; blobs()
+// verifies every blob in the bucket and counts them, at least the image's
+// layers and config; podman runs the image through HAProxy in front of
+// the three, and at least two replicas answer it. It returns how many
+// redirects the replicas gave podman.
+func testSameBuild(t *testing.T, rs []*faultServer, chunk int64, what string, blobs func() int) (redirects int) {
+	t.Helper()
+	ctx := t.Context()
+	const image = "hello/big"
 	ms := make([]*testutil.Manifest, 2)
 	errs := make([]error, 2)
 	marks := []int{rs[0].Mark(), rs[1].Mark()}
@@ -301,8 +317,8 @@ func TestS3ReplicasSameBuild(t *testing.T) {
 		t.Errorf("the two replicas built different images: config %s and %s, layers %v and %v",
 			ms[0].Config.Digest, ms[1].Config.Digest, ms[0].LayerDigests(), ms[1].LayerDigests())
 	}
-	if big := largestLayer(ms[0]); big.Size <= s3store.DefaultPartSize {
-		t.Fatalf("the largest layer has %d bytes, not more than a part (%d): no multipart upload", big.Size, s3store.DefaultPartSize)
+	if big := largestLayer(ms[0]); big.Size <= chunk {
+		t.Fatalf("the largest layer has %d bytes, not more than %s (%d): no multi-request upload", big.Size, what, chunk)
 	}
 	// Every blob of the image from both, every body checked.
 	for i := range ms {
@@ -311,8 +327,8 @@ func TestS3ReplicasSameBuild(t *testing.T) {
 			t.Fatalf("replica %d: %v", i, err)
 		}
 	}
-	n, size := checkBucket(t, w)
-	t.Logf("both replicas built %s (%d layers, %d bytes); the bucket holds %d blobs of %d bytes, each verified", ms[0].Digest, len(ms[0].Layers), ms[0].LayerBytes(), n, size)
+	n := blobs()
+	t.Logf("both replicas built %s (%d layers, %d bytes); the bucket holds %d blobs", ms[0].Digest, len(ms[0].Layers), ms[0].LayerBytes(), n)
 	if n < len(ms[0].Layers)+1 {
 		t.Errorf("the bucket holds %d blobs, fewer than the image's %d layers and config", n, len(ms[0].Layers))
 	}
@@ -329,15 +345,18 @@ func TestS3ReplicasSameBuild(t *testing.T) {
 	}
 	served := 0
 	for i, r := range rs {
-		k := strings.Count(r.LogSince(marks[i]), "path=/v2/"+image+"/")
+		log := r.LogSince(marks[i])
+		k := strings.Count(log, "path=/v2/"+image+"/")
 		t.Logf("replica %d answered %d of podman's requests", i, k)
 		if k > 0 {
 			served++
 		}
+		redirects += strings.Count(log, "status=307")
 	}
 	if served < 2 {
 		t.Errorf("%d replicas answered podman's requests through the balancer, want at least 2", served)
 	}
+	return redirects
 }
 
 // A countingProxy forwards the TCP connections made to Addr to a server

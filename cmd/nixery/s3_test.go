@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
 	"github.com/nixery-go/nixery/layers/s3store"
@@ -110,13 +112,22 @@ func TestS3Serve(t *testing.T) {
 	if !strings.Contains(s.Log(), "status=307") {
 		t.Errorf("the server's log shows no redirect:\n%s", testutil.Tail(s.Log(), 30))
 	}
-	// Proxied, from a server with an empty disk on the same bucket: it
-	// serves the image the first one built, by tag and by digest,
-	// without Nix; and Range.
-	_, manifest, _ := s.get(ctx, "/v2/hello/manifests/latest", "")
+	// Proxied, from a server with an empty disk on the same bucket.
 	s2 := startS3(t, bin, t.TempDir(), w, "NIXERY_BLOB_REDIRECT=false", "NIX_POPULARITY_URL="+pop)
-	p2 := s2.p
-	m2, err := p2.Pull(ctx, "hello")
+	checkSecondServer(ctx, t, s, s2, m, ref)
+	s2.end()
+	s.end()
+}
+
+// checkSecondServer checks s2, a server started with an empty disk on the
+// bucket of s and serving blobs through itself, against the image hello
+// that s built (manifest m, pulled by Docker as ref): s2 serves it by tag
+// and by digest without Nix, the blobs with Range and HEAD, and Docker
+// pulls it from s2 and runs it.
+func checkSecondServer(ctx context.Context, t *testing.T, s, s2 *faultServer, m *v1.Manifest, ref string) {
+	t.Helper()
+	_, manifest, _ := s.get(ctx, "/v2/hello/manifests/latest", "")
+	m2, err := s2.p.Pull(ctx, "hello")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +141,9 @@ func TestS3Serve(t *testing.T) {
 	if n := s2.nixRuns(0); n != 0 {
 		t.Errorf("the server with an empty disk ran Nix %d times for an image built by the other:\n%s", n, testutil.Tail(s2.Log(), 30))
 	}
-	r = testutil.Do(t, s2.Client, "GET", s2.URL(path), map[string]string{"Range": "bytes=100-1099"})
+	layer := m.Layers[0]
+	path := "/v2/hello/blobs/" + layer.Digest.String()
+	r := testutil.Do(t, s2.Client, "GET", s2.URL(path), map[string]string{"Range": "bytes=100-1099"})
 	full := testutil.Do(t, s2.Client, "GET", s2.URL(path), nil)
 	if sum := fmt.Sprintf("%x", sha256.Sum256(full.Body)); full.Status != 200 || sum != layer.Digest.Hex {
 		t.Errorf("proxied GET: %d, body hashes to %s", full.Status, sum)
@@ -143,13 +156,16 @@ func TestS3Serve(t *testing.T) {
 		t.Errorf("proxied HEAD: %d %v", r.Status, r.Header)
 	}
 	dockerRemove(t, ref)
+	dctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
 	ref2 := dockerRef(t, s2.Addr, "hello")
 	mustRun(dctx, t, "docker", "pull", ref2)
 	if out := mustRun(dctx, t, "docker", "run", "--rm", "--network", "none", ref2, "hello"); !strings.Contains(out, "Hello, world!") {
 		t.Errorf("docker run hello (proxied) printed %q", out)
 	}
-	s2.end()
-	s.end()
+	if n := s2.nixRuns(0); n != 0 {
+		t.Errorf("the second server ran Nix %d times", n)
+	}
 }
 
 // TestS3SharedPopularity: the first replica on a bucket computes the

@@ -249,8 +249,8 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	hc := *s.hc
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	s.hc = &hc
-	if err := s.list(ctx, s.prefix+"blobs/", 1, func(object) error { return errStop }); err != nil && err != errStop {
-		return nil, fmt.Errorf("gcsstore: bucket %s: %w", s.bucket, err)
+	if err := s.list(ctx, s.prefix+"blobs/", 1, "blobs", func(object) error { return errStop }); err != nil && err != errStop {
+		return nil, fmt.Errorf("%w (bucket %s)", err, s.bucket)
 	}
 	s.cleanup(ctx)
 	return s, nil
@@ -795,8 +795,9 @@ func (s *Store) deleteGeneration(ctx context.Context, name string, gen int64) er
 }
 
 // list calls fn for every object under prefix, pageSize at a time (0: the
-// API's default).
-func (s *Store) list(ctx context.Context, prefix string, pageSize int, fn func(object) error) error {
+// API's default). It returns fn's first error as it is, and its own
+// failures as "gcsstore: list what: ...".
+func (s *Store) list(ctx context.Context, prefix string, pageSize int, what string, fn func(object) error) error {
 	token := ""
 	for {
 		q := url.Values{}
@@ -811,14 +812,14 @@ func (s *Store) list(ctx context.Context, prefix string, pageSize int, fn func(o
 		u := s.base + "/storage/v1/b/" + s.bucket + "/o?" + q.Encode()
 		resp, err := s.do(ctx, func() (*http.Request, error) { return http.NewRequest("GET", u, nil) })
 		if err != nil {
-			return err
+			return fmt.Errorf("gcsstore: list %s: %w", what, err)
 		}
 		var page struct {
 			Items         []object `json:"items"`
 			NextPageToken string   `json:"nextPageToken"`
 		}
 		if err := decode(resp, &page); err != nil {
-			return fmt.Errorf("list %s: %w", prefix, err)
+			return fmt.Errorf("gcsstore: list %s: %w", what, err)
 		}
 		for _, o := range page.Items {
 			if err := fn(o); err != nil {
@@ -835,25 +836,13 @@ func (s *Store) list(ctx context.Context, prefix string, pageSize int, fn func(o
 // List calls fn for every committed blob.
 func (s *Store) List(ctx context.Context, fn func(layers.BlobInfo) error) error {
 	prefix := s.prefix + "blobs/sha256/"
-	var ferr error
-	err := s.list(ctx, prefix, listPage, func(o object) error {
+	return s.list(ctx, prefix, listPage, "blobs", func(o object) error {
 		h := v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(o.Name, prefix)}
 		if layers.ValidateDigest(h) != nil {
 			return nil
 		}
-		if err := fn(layers.BlobInfo{Digest: h, Size: o.Size, ModTime: o.Updated}); err != nil {
-			ferr = err
-			return err
-		}
-		return nil
+		return fn(layers.BlobInfo{Digest: h, Size: o.Size, ModTime: o.Updated})
 	})
-	if ferr != nil {
-		return ferr
-	}
-	if err != nil {
-		return fmt.Errorf("gcsstore: list blobs: %w", err)
-	}
-	return nil
 }
 
 // Delete removes the blob h. A reader that has it open fails on its next
@@ -932,7 +921,7 @@ func (s *Store) rewrite(ctx context.Context, from string, gen int64, to string) 
 // ignored: the next start tries again.
 func (s *Store) cleanup(ctx context.Context) {
 	var old []string
-	s.list(ctx, s.prefix+"quarantine/", listPage, func(o object) error {
+	s.list(ctx, s.prefix+"quarantine/", listPage, "quarantine", func(o object) error {
 		if time.Since(o.Updated) > quarantineAge {
 			old = append(old, o.Name)
 		}
@@ -1012,25 +1001,13 @@ func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
 // ListRecords calls fn with the key of every record.
 func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) error {
 	prefix := s.prefix + "index/"
-	var ferr error
-	err := s.list(ctx, prefix, listPage, func(o object) error {
+	return s.list(ctx, prefix, listPage, "records", func(o object) error {
 		key, ok := strings.CutSuffix(strings.TrimPrefix(o.Name, prefix), ".json")
 		if !ok || layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
 			return nil
 		}
-		if err := fn(key); err != nil {
-			ferr = err
-			return err
-		}
-		return nil
+		return fn(key)
 	})
-	if ferr != nil {
-		return ferr
-	}
-	if err != nil {
-		return fmt.Errorf("gcsstore: list records: %w", err)
-	}
-	return nil
 }
 
 // DeleteRecord removes the record of the image key; a missing one is not
@@ -1049,26 +1026,8 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 // Shared state (images.StateStore): small objects under state/<name> that
 // every server on the bucket sees, with GCS's time of their last write.
 
-// stateName checks a state object's name as images.StateStore has them:
-// segments of letters, digits, '.', '_' and '-', separated by '/', neither
-// empty nor "." or "..", 512 bytes at most.
-func stateName(name string) error {
-	if name == "" || len(name) > 512 {
-		return fmt.Errorf("gcsstore: bad state name %q", name)
-	}
-	for _, seg := range strings.Split(name, "/") {
-		ok := seg != "" && seg != "." && seg != ".."
-		for _, r := range seg {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-				ok = false
-			}
-		}
-		if !ok {
-			return fmt.Errorf("gcsstore: bad state name %q", name)
-		}
-	}
-	return nil
-}
+// stateName checks a state object's name (objstore.CheckStateName).
+func stateName(name string) error { return objstore.CheckStateName("gcsstore", name) }
 
 // PutState stores data as the state object name.
 func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
@@ -1122,25 +1081,13 @@ func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, e
 // last write of every state object whose name starts with prefix.
 func (s *Store) ListState(ctx context.Context, prefix string, fn func(name string, mod time.Time) error) error {
 	base := s.prefix + "state/"
-	var ferr error
-	err := s.list(ctx, base+prefix, listPage, func(o object) error {
+	return s.list(ctx, base+prefix, listPage, "state "+prefix, func(o object) error {
 		name := strings.TrimPrefix(o.Name, base)
 		if stateName(name) != nil {
 			return nil
 		}
-		if err := fn(name, o.Updated); err != nil {
-			ferr = err
-			return err
-		}
-		return nil
+		return fn(name, o.Updated)
 	})
-	if ferr != nil {
-		return ferr
-	}
-	if err != nil {
-		return fmt.Errorf("gcsstore: list state %s: %w", prefix, err)
-	}
-	return nil
 }
 
 // DeleteState removes the state object name; a missing one is not an

@@ -21,6 +21,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -252,3 +253,26 @@ func (i objectInfo) Mode() fs.FileMode  { return 0o444 }
 func (i objectInfo) ModTime() time.Time { return i.r.ModTime }
 func (i objectInfo) IsDir() bool        { return false }
 func (i objectInfo) Sys() any           { return nil }
+
+// CheckStateName checks the name of a shared state object as the
+// backends' images.StateStore takes them: segments of letters, digits,
+// '.', '_' and '-', separated by '/', none empty, "." or "..", 512 bytes at
+// most; so that a name never escapes the store's state/ prefix. pkg names
+// the backend in the error.
+func CheckStateName(pkg, name string) error {
+	if name == "" || len(name) > 512 {
+		return fmt.Errorf("%s: bad state name %q", pkg, name)
+	}
+	for _, seg := range strings.Split(name, "/") {
+		ok := seg != "" && seg != "." && seg != ".."
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+				ok = false
+			}
+		}
+		if !ok {
+			return fmt.Errorf("%s: bad state name %q", pkg, name)
+		}
+	}
+	return nil
+}

@@ -130,3 +130,16 @@ func TestReader(t *testing.T) {
 	}
 	r.Close()
 }
+
+func TestCheckStateName(t *testing.T) {
+	for _, n := range []string{"gc/lease", "inflight/host-1a2b-3", "times/a.b_c-d", strings.Repeat("a", 512)} {
+		if err := CheckStateName("test", n); err != nil {
+			t.Errorf("%q: %v", n, err)
+		}
+	}
+	for _, n := range []string{"", "../x", "a//b", "a b", "gc/./x", "/x", "x/", "é", strings.Repeat("a", 513)} {
+		if err := CheckStateName("test", n); err == nil {
+			t.Errorf("%q accepted", n)
+		}
+	}
+}

@@ -658,22 +658,10 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 // The small shared objects of package images (images.StateStore: build
 // markers, the collection lease, last-requested times), under state/.
 
-// stateKey checks name: segments of letters, digits, '.', '_' and '-',
-// separated by '/', neither empty nor "." or "..".
+// stateKey checks name (objstore.CheckStateName) and returns its key.
 func (s *Store) stateKey(name string) (string, error) {
-	if len(name) == 0 || len(name) > 512 {
-		return "", fmt.Errorf("s3store: bad state name %q", name)
-	}
-	for _, seg := range strings.Split(name, "/") {
-		ok := seg != "" && seg != "." && seg != ".."
-		for _, r := range seg {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
-				ok = false
-			}
-		}
-		if !ok {
-			return "", fmt.Errorf("s3store: bad state name %q", name)
-		}
+	if err := objstore.CheckStateName("s3store", name); err != nil {
+		return "", err
 	}
 	return s.prefix + "state/" + name, nil
 }

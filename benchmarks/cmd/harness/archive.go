@@ -21,6 +21,36 @@ var sensitivityRisks = []float64{10, 20, 40, 80, 160}
 // measured with the report's model.
 var sensitivityPerLayer = []time.Duration{-1, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond}
 
+// archive is the archive corpus with its held-out workloads.
+type archive struct {
+	u         *sim.Universe
+	sizes     sim.Sizes
+	sw        sim.Sweep
+	workloads []sim.Workload
+}
+
+// archiveCorpus loads the archive corpus and makes its held-out workloads
+// (fewer images with -quick) the first time a stage asks, for every stage.
+func (e *env) archiveCorpus() (*archive, error) {
+	if e.archive != nil {
+		return e.archive, nil
+	}
+	u, sizes, err := sim.Archive()
+	if err != nil {
+		return nil, err
+	}
+	sw := sim.ArchiveSweep
+	if e.opts.quick {
+		sw.ImageCounts = []int{10, 10, 10}
+	}
+	workloads, err := sw.Workloads(u)
+	if err != nil {
+		return nil, err
+	}
+	e.archive = &archive{u: u, sizes: sizes, sw: sw, workloads: workloads}
+	return e.archive, nil
+}
+
 // runArchive simulates the second, large corpus (the Debian archive index
 // snapshot, sim.Archive) on its held-out seeds, and the sensitivity of
 // layers.Group to its merge-risk constant there. It needs neither Nix nor
@@ -29,18 +59,11 @@ func runArchive(ctx context.Context, e *env) error {
 	if !e.opts.archive {
 		return nil
 	}
-	u, sizes, err := sim.Archive()
+	a, err := e.archiveCorpus()
 	if err != nil {
 		return err
 	}
-	sw := sim.ArchiveSweep
-	if e.opts.quick {
-		sw.ImageCounts = []int{10, 10, 10}
-	}
-	workloads, err := sw.Workloads(u)
-	if err != nil {
-		return err
-	}
+	u, sizes, sw, workloads := a.u, a.sizes, a.sw, a.workloads
 	out, err := sw.Run(u, workloads, sizes)
 	if err != nil {
 		return err

@@ -293,6 +293,7 @@ type env struct {
 	sizes     sim.Sizes
 	data      *report.Data
 	log       *slog.Logger
+	archive   *archive // loaded by the first stage that needs it (archiveCorpus)
 }
 
 // stage is an optional part of the harness, in a file of its own.

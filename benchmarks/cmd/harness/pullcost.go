@@ -60,8 +60,8 @@ func runPullCost(ctx context.Context, e *env) error {
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.0f", float64(d)/float64(time.Millisecond)) }
 	var b strings.Builder
-	fmt.Fprintf(&b, "`%s` served by `nixery serve` from the corpus as it is layered (%d layers, %d bytes) and flattened (`NIXERY_MAX_LAYERS=2`: %d layers, %d bytes), %d cold pulls of each by each engine, alternating: Docker %s with a new empty private engine for every pull, podman with a new empty store (benchmarks/pull.LayerCost).\n\n",
-		res.Image, res.Layers, res.Bytes, res.FlatLayers, res.FlatBytes, rounds, "(classic store)")
+	fmt.Fprintf(&b, "`%s` served by `nixery serve` from the corpus as it is layered (%d layers, %d bytes) and flattened (`NIXERY_MAX_LAYERS=2`: %d layers, %d bytes), %d cold pulls of each by each engine, alternating: Docker (classic store) with a new empty private engine for every pull, podman with a new empty store (benchmarks/pull.LayerCost).\n\n",
+		res.Image, res.Layers, res.Bytes, res.FlatLayers, res.FlatBytes, rounds)
 	b.WriteString("| engine | layered, median ms | flattened, median ms | ratio | per-layer cost, ms | all layered pulls, ms | all flattened pulls, ms |\n|---|---:|---:|---:|---:|---|---|\n")
 	for _, c := range res.Engines {
 		var many, flat []string

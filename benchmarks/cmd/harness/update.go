@@ -35,19 +35,11 @@ func runUpdates(ctx context.Context, e *env) error {
 		runs = append(runs, corpusRun{"main corpus", e.universe, e.sizes, firstSeeds(e.workloads)})
 	}
 	if e.opts.archive {
-		u, sizes, err := sim.Archive()
+		a, err := e.archiveCorpus()
 		if err != nil {
 			return err
 		}
-		sw := sim.ArchiveSweep
-		if e.opts.quick {
-			sw.ImageCounts = []int{10, 10, 10}
-		}
-		ws, err := sw.Workloads(u)
-		if err != nil {
-			return err
-		}
-		runs = append(runs, corpusRun{"archive corpus (held-out seeds)", u, sizes, firstSeeds(ws)})
+		runs = append(runs, corpusRun{"archive corpus (held-out seeds)", a.u, a.sizes, firstSeeds(a.workloads)})
 	}
 	if len(runs) == 0 {
 		return nil
