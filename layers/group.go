@@ -19,7 +19,8 @@ const DefaultBudget = 100
 // Group partitions the store paths of g into at most budget layers, aiming
 // for cross-image reuse of layers and a short pull as explained under
 // "Grouping", "Pull time" and "Order" in the package documentation (it
-// assumes 100 MB/s and 50 ms a layer: [GroupOptions] changes that).
+// assumes 100 MB/s, 50 ms a layer and a horizon of 200 kinds of image:
+// [GroupOptions] changes that).
 // pop is the package set's popularity ([closure.Compute] on the whole set);
 // a nil map is allowed. A budget below 1 means [DefaultBudget].
 //
@@ -44,6 +45,11 @@ type GroupOptions struct {
 	// layer; 0 means [DefaultPerLayer], and a negative value means none,
 	// so that Group merges only when the budget forces it.
 	PerLayer time.Duration
+	// Horizon is the pull-time model's bound on the kinds of image holding
+	// a path that one client pulls (see Pull time); 0 means
+	// [DefaultHorizon], and a negative value means no bound, so that every
+	// kind counts.
+	Horizon float64
 }
 
 // The pull-time model's defaults (see Pull time in the package
@@ -54,6 +60,11 @@ const (
 	DefaultBandwidth = 100e6
 	DefaultPerLayer  = 50 * time.Millisecond
 )
+
+// DefaultHorizon is the default [GroupOptions.Horizon]: a client is assumed
+// to pull images of at most 200 of the kinds that hold a given path (see
+// Pull time in the package documentation).
+const DefaultHorizon = 200
 
 // layerBytes returns the bytes whose download takes as long as the fixed
 // cost of a layer, or 0 without a per-layer cost.
@@ -69,6 +80,23 @@ func (o GroupOptions) layerBytes() float64 {
 		return 0
 	}
 	return bw * pl.Seconds()
+}
+
+// again returns the number of times a client is expected to download a
+// path again that a merge puts in a layer with a referrer it is not always
+// pulled with: kinds of image hold the path without the referrer, out of
+// kinds that hold the path, and a client pulls at most the horizon's kinds
+// of those (all of them without a horizon).
+func (o GroupOptions) again(without, kinds int64) float64 {
+	h := o.Horizon
+	if h == 0 {
+		h = DefaultHorizon
+	}
+	n := float64(max(without, 1))
+	if h > 0 && float64(kinds) > h {
+		n *= h / float64(kinds)
+	}
+	return n
 }
 
 // Group is [Group] with the options' constants.
@@ -184,15 +212,16 @@ func (o GroupOptions) Group(g *closure.Graph, pop closure.Popularity, budget int
 			}
 		}
 		// Step 2: tiny merges, whatever the budget (see Pull time). No rest
-		// exists yet.
+		// exists yet. A group of B bytes or more costs at least B unless
+		// the horizon makes its second downloads rare.
 		if layerBytes > 0 {
 			run(func(r int) (float64, bool) {
 				hd := head[r]
 				q := parent[hd]
-				if q < 0 || float64(bytes[r]) >= layerBytes {
-					return math.Inf(1), true // only tiny groups that have a parent
+				if q < 0 {
+					return math.Inf(1), true // only groups that have a parent
 				}
-				return float64(bytes[r])*float64(max(p[hd]-p[q], 1)) + float64(bytes[uf.find(q)])/mergeRisk, false
+				return float64(bytes[r])*o.again(p[hd]-p[q], p[hd]+1) + float64(bytes[uf.find(q)])/mergeRisk, false
 			}, func(c float64) bool { return c >= layerBytes })
 		}
 		// Step 3: the budget's merges.

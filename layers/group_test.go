@@ -406,7 +406,8 @@ func TestGroupMergesTinyLayers(t *testing.T) {
 
 // TestGroupKeepsLargePathsApart checks that merges the budget does not force
 // never put two paths of at least the model's layer bytes (bandwidth x
-// per-layer cost) into one layer: only tiny groups move.
+// per-layer cost) into one layer: in these package sets of at most 100
+// paths, below the horizon, only tiny groups move.
 func TestGroupKeepsLargePathsApart(t *testing.T) {
 	for seed := uint64(0); seed < 100; seed++ {
 		r := rand.New(rand.NewPCG(seed, 3))
@@ -436,6 +437,43 @@ func TestGroupKeepsLargePathsApart(t *testing.T) {
 			if seed == 0 && merged == 0 {
 				t.Errorf("%+v: nothing merged in a package set of %d paths", o, g.Len())
 			}
+		}
+	}
+}
+
+// TestGroupHorizon: a large library that 5,000 packages use, all but one
+// of them through one referrer, joins that referrer whatever the budget
+// (a client pulls at most 200 of those kinds of image, so it downloads
+// the library again 200/5,002 times); one that 25,000 of 30,000 packages
+// hold without the referrer stays apart. Without the horizon, or with one
+// above the library's kinds, every group of 5 MB or more stays apart.
+func TestGroupHorizon(t *testing.T) {
+	const M = 1 << 20
+	s := testutil.StorePath
+	g, err := closure.New([]closure.Path{
+		{Path: s("mesa"), NarSize: 10 * M, References: []string{s("llvm"), s("zstd")}},
+		{Path: s("llvm"), NarSize: 20 * M, References: []string{s("zstd")}},
+		{Path: s("zstd"), NarSize: 8 * M},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pop := closure.Popularity{"mesa": 5000, "llvm": 5001, "zstd": 30000}
+	apart := [][]string{{"llvm"}, {"mesa"}, {"zstd"}}
+	for _, c := range []struct {
+		o    GroupOptions
+		want [][]string
+	}{
+		{GroupOptions{}, [][]string{{"llvm", "mesa"}, {"zstd"}}},
+		{GroupOptions{Horizon: DefaultHorizon}, [][]string{{"llvm", "mesa"}, {"zstd"}}},
+		{GroupOptions{Horizon: -1}, apart},
+		{GroupOptions{Horizon: 10000}, apart},
+		{budgetOnly, apart},
+	} {
+		got := names(c.o.Group(g, pop, DefaultBudget))
+		sort.Slice(got, func(i, j int) bool { return got[i][0] < got[j][0] })
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%+v: Group = %v, want %v", c.o, got, c.want)
 		}
 	}
 }
