@@ -229,3 +229,48 @@ func contains(s []string, x string) bool {
 	}
 	return false
 }
+
+// Bounds renders the offline bounds of each shape (sums over its seeds,
+// [sim.Bounds]) beside ours and the best other algorithm of o at budget:
+// the chain rule's ratio, and the modelled pull time of the ideal bytes in
+// the fewest layers that download no path twice.
+func Bounds(o *sim.Outcome, bounds []sim.Bound, ours string, budget int, sizes sim.Sizes, m sim.PullModel) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	agg := Aggregate(o)
+	times := Times(o, m)
+	p("| shape | ideal MB | chain rule: bound | %s@%d | best other@%d | fewest layers without a second download | their modelled time, s | %s@%d, s | best other@%d, s |\n", ours, budget, budget, ours, budget, budget)
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range sim.Shapes {
+		var ideal, chain int64
+		layers := 0
+		var idealTime float64
+		for _, bd := range bounds {
+			if bd.Shape == s {
+				ideal += bd.IdealBytes
+				chain += bd.ChainBytes
+				layers += bd.IdealLayers
+				idealTime += bd.IdealTime(m, sizes)
+			}
+		}
+		if ideal == 0 {
+			continue
+		}
+		bestChain, bestTime := "", ""
+		bc, bt := 0.0, 0.0
+		for a, byBudget := range agg[s] {
+			if a == ours {
+				continue
+			}
+			if c := byBudget[budget].ChainRatio(); bestChain == "" || c < bc || c == bc && a < bestChain {
+				bestChain, bc = a, c
+			}
+			if t := times[s][a][budget].Seconds(); bestTime == "" || t < bt || t == bt && a < bestTime {
+				bestTime, bt = a, t
+			}
+		}
+		p("| %s | %.0f | %.3f | %.3f | %.3f (%s) | %d | %.1f | %.1f | %.1f (%s) |\n", s, float64(ideal)/1e6, float64(chain)/float64(ideal),
+			agg[s][ours][budget].ChainRatio(), bc, bestChain, layers, idealTime, times[s][ours][budget].Seconds(), bt, bestTime)
+	}
+	return b.String()
+}

@@ -144,3 +144,27 @@ func TestCorpusAndSensitivity(t *testing.T) {
 		t.Errorf("sensitivity table:\n%s", tab)
 	}
 }
+
+// TestBounds renders the bounds of many-small beside the outcome's figures
+// at budget 100: chain bytes are 0 in outcome(), so both ratios are 0.
+func TestBounds(t *testing.T) {
+	o := outcome()
+	for i := range o.Results {
+		o.Results[i].PullLayers = 1
+	}
+	m := sim.PullModel{Bandwidth: 100, PerLayer: time.Second}
+	sizes := sim.Sizes{Overhead: 10}
+	bounds := []sim.Bound{
+		{Workload: "many-small/1", Shape: sim.ManySmall, IdealBytes: 100, ChainBytes: 150, IdealLayers: 1},
+		{Workload: "many-small/2", Shape: sim.ManySmall, IdealBytes: 100, ChainBytes: 110, IdealLayers: 2},
+	}
+	tab := Bounds(o, bounds, "us", 100, sizes, m)
+	// Chain bound 260/200; the bounds' time (100+10)/100 + 1 + (100+20)/100
+	// + 2 = 5.3 s; us at 100: 1+1 + 1.05+1 = 4.05 s; them 2+2 = 4 s.
+	if want := "| many-small | 0 | 1.300 | 0.000 | 0.000 (them) | 3 | 5.3 | 4.0 | 4.0 (them) |"; !strings.Contains(tab, want) {
+		t.Errorf("bounds table lacks %q:\n%s", want, tab)
+	}
+	if strings.Contains(tab, "few-large") {
+		t.Errorf("a shape without bounds has a row:\n%s", tab)
+	}
+}

@@ -186,6 +186,19 @@ func runArchive(ctx context.Context, e *env) error {
 				"above 200 kinds) every horizon from 200 up gave the same figures on the tuning seeds (benchmarks/cmd/grouptune).\n\n", layers.DefaultHorizon) + horizon,
 		})
 	}
+	bounds, err := sim.Bounds(u, workloads, sizes)
+	if err != nil {
+		return err
+	}
+	c.Sections = append(c.Sections, report.Section{
+		Title: "Offline bounds",
+		Body: "What no layout can beat on these workloads, even one made knowing every image to come (sim.Bounds): under the chain rule " +
+			"an image reuses at most what it shares with one earlier image; and a layout that downloads no path twice must give each image a " +
+			"layer for each set of later images that hold some of its new paths, and needs no more. The ideal bytes thus fit in far fewer " +
+			"layers than any algorithm pulls, so lowest bytes and lowest modelled time do not conflict for a layout that knows the future; " +
+			"they do for every algorithm here, which sees one image at a time.\n\n" +
+			report.Bounds(out, bounds, sim.Ours, 100, sizes, e.data.Model),
+	})
 	e.data.Corpora = append(e.data.Corpora, c)
 	return nil
 }
