@@ -1,6 +1,7 @@
 package images
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -351,8 +352,28 @@ func (b *Builder) Manifests(ctx context.Context, name, tag string) ([]v1.Descrip
 // Manifest returns the manifest with digest h, with its bytes as Data: one
 // of an image in the index, or one in the store (written by another
 // process sharing it). It is an error wrapping fs.ErrNotExist if there is
-// none.
+// none, and for an image index one of whose members there is none of
+// (a collection dropped it, while another member still keeps the index):
+// a client would get the index and then no manifest for its platform.
 func (b *Builder) Manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error) {
+	d, err := b.manifest(ctx, h)
+	if err != nil || !isIndexMedia(d.MediaType) {
+		return d, err
+	}
+	idx, err := v1.ParseIndexManifest(bytes.NewReader(d.Data))
+	if err != nil {
+		return v1.Descriptor{}, fmt.Errorf("%w: %s: %v", errNotManifest, h, err)
+	}
+	for _, m := range idx.Manifests {
+		if _, err := b.manifest(ctx, m.Digest); err != nil {
+			return v1.Descriptor{}, fmt.Errorf("%w: index %s: its member %s is gone", errNotManifest, h, m.Digest)
+		}
+	}
+	return d, nil
+}
+
+// manifest is [Builder.Manifest] without the check of an index's members.
+func (b *Builder) manifest(ctx context.Context, h v1.Hash) (v1.Descriptor, error) {
 	if d, img := b.index.manifest(h); img != nil {
 		b.touch(img)
 		return d, nil

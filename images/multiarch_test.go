@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +151,38 @@ func TestIndexes(t *testing.T) {
 	g.b.index.drop(img, "test", false)
 	if _, ok := g.b.CachedIndexes("shell/curl", "latest"); ok {
 		t.Error("CachedIndexes answers with a dropped member")
+	}
+	// Once the collection deleted the dropped member's manifest, the
+	// indexes that the amd64 member still keeps are not served by digest
+	// (a client would find no manifest for arm64), while the amd64 member
+	// is; asked for by name, the member is built again and so are they.
+	for _, d := range ds { // both formats' arm64 manifests
+		idx, err := v1.ParseIndexManifest(bytes.NewReader(d.Data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		arm := idx.Manifests[1].Digest
+		if err := g.store.Delete(ctx, arm); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.b.Manifest(ctx, arm); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the dropped member's manifest: %v", err)
+		}
+		if got, err := g.b.Manifest(ctx, d.Digest); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(fmt.Sprint(err), arm.String()) {
+			t.Errorf("index %s with a member gone: %s, %v; want an error naming the member", d.Digest, got.MediaType, err)
+		}
+		if _, err := g.b.Manifest(ctx, idx.Manifests[0].Digest); err != nil {
+			t.Errorf("the amd64 member: %v", err)
+		}
+	}
+	again2, err := g.b.Indexes(ctx, "shell/curl", "latest")
+	if err != nil || again2[0].Digest != ds[0].Digest {
+		t.Fatalf("Indexes after the drop = %v, %v; want %s again", again2, err, ds[0].Digest)
+	}
+	for _, d := range ds {
+		if _, err := g.b.Manifest(ctx, d.Digest); err != nil {
+			t.Errorf("index %s once rebuilt: %v", d.Digest, err)
+		}
 	}
 }
 
