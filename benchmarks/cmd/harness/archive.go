@@ -112,15 +112,16 @@ func runArchive(ctx context.Context, e *env) error {
 		}
 		// table simulates the variants and renders their sensitivity table
 		// against the other comparators.
-		table := func(opts []layers.GroupOptions, labels []string) (string, error) {
-			var variants []sim.Algorithm
-			var names []string
-			for i, o := range opts {
-				name := fmt.Sprintf("%s/%s", sim.Ours, labels[i])
-				variants = append(variants, sim.Algorithm{Name: name, Group: o.Group})
+		table := func(vs []variant) (string, error) {
+			var algos []sim.Algorithm
+			var names, labels []string
+			for _, v := range vs {
+				name := fmt.Sprintf("%s/%s", sim.Ours, v.label)
+				algos = append(algos, sim.Algorithm{Name: name, Group: v.opts.Group})
 				names = append(names, name)
+				labels = append(labels, v.label)
 			}
-			vo, err := sim.Simulate(u, workloads, variants, sim.Budgets, sizes)
+			vo, err := sim.Simulate(u, workloads, algos, sim.Budgets, sizes)
 			if err != nil {
 				return "", err
 			}
@@ -132,39 +133,27 @@ func runArchive(ctx context.Context, e *env) error {
 			}
 			return report.Sensitivity(all, names, labels, others, []int{20, 40, 100}, e.data.Model), nil
 		}
-		var opts []layers.GroupOptions
-		var labels []string
-		for _, r := range sensitivityRisks {
-			opts = append(opts, layers.GroupOptions{MergeRisk: r})
-			labels = append(labels, fmt.Sprintf("merge risk 1/%g", r))
-		}
-		risk, err := table(opts, labels)
+		risk, err := table(variants(sensitivityRisks, func(r float64) variant {
+			return variant{layers.GroupOptions{MergeRisk: r}, fmt.Sprintf("merge risk 1/%g", r)}
+		}))
 		if err != nil {
 			return err
 		}
-		opts, labels = nil, nil
-		for _, pl := range sensitivityPerLayer {
-			opts = append(opts, layers.GroupOptions{PerLayer: pl})
+		perLayer, err := table(variants(sensitivityPerLayer, func(pl time.Duration) variant {
 			if pl < 0 {
-				labels = append(labels, "no per-layer cost")
-			} else {
-				labels = append(labels, fmt.Sprintf("%s a layer", pl))
+				return variant{layers.GroupOptions{PerLayer: pl}, "no per-layer cost"}
 			}
-		}
-		perLayer, err := table(opts, labels)
+			return variant{layers.GroupOptions{PerLayer: pl}, fmt.Sprintf("%s a layer", pl)}
+		}))
 		if err != nil {
 			return err
 		}
-		opts, labels = nil, nil
-		for _, h := range sensitivityHorizons {
-			opts = append(opts, layers.GroupOptions{Horizon: h})
+		horizon, err := table(variants(sensitivityHorizons, func(h float64) variant {
 			if h < 0 {
-				labels = append(labels, "no horizon")
-			} else {
-				labels = append(labels, fmt.Sprintf("horizon %g", h))
+				return variant{layers.GroupOptions{Horizon: h}, "no horizon"}
 			}
-		}
-		horizon, err := table(opts, labels)
+			return variant{layers.GroupOptions{Horizon: h}, fmt.Sprintf("horizon %g", h)}
+		}))
 		if err != nil {
 			return err
 		}
@@ -201,6 +190,22 @@ func runArchive(ctx context.Context, e *env) error {
 	})
 	e.data.Corpora = append(e.data.Corpora, c)
 	return nil
+}
+
+// A variant is one row of a sensitivity table: layers.Group with other
+// constants.
+type variant struct {
+	opts  layers.GroupOptions
+	label string
+}
+
+// variants makes a sensitivity table's rows, one for each value.
+func variants[T any](values []T, row func(T) variant) []variant {
+	vs := make([]variant, len(values))
+	for i, v := range values {
+		vs[i] = row(v)
+	}
+	return vs
 }
 
 func contains(s []string, x string) bool {
