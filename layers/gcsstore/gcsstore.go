@@ -92,8 +92,6 @@ const (
 	// chunkUnit is what GCS wants every chunk but the last to be a
 	// multiple of.
 	chunkUnit = 256 << 10
-	// quarantineAge is how long a quarantined blob is kept.
-	quarantineAge = 7 * 24 * time.Hour
 	// maxSmall bounds what GetRecord and GetState read.
 	maxSmall = 16 << 20
 	// maxExpiry is the longest validity of a V4-signed URL.
@@ -142,7 +140,7 @@ type Store struct {
 	base     string // scheme://host of the JSON API, no trailing slash
 	emulator bool
 	bucket   string
-	prefix   string
+	keys     objstore.Layout
 	chunk    int
 	spoolDir string
 	signer   *serviceAccount // nil: cannot sign
@@ -169,7 +167,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	if strings.ContainsAny(o.Bucket, "/?#% ") {
 		return nil, fmt.Errorf("gcsstore: bad bucket name %q", o.Bucket)
 	}
-	s := &Store{bucket: o.Bucket, prefix: o.Prefix, chunk: o.ChunkSize, spoolDir: o.SpoolDir}
+	s := &Store{bucket: o.Bucket, keys: objstore.Layout{Pkg: "gcsstore", Prefix: o.Prefix}, chunk: o.ChunkSize, spoolDir: o.SpoolDir}
 	if s.chunk == 0 {
 		s.chunk = DefaultChunkSize
 	}
@@ -249,7 +247,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 	hc := *s.hc
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	s.hc = &hc
-	if err := s.list(ctx, s.prefix+"blobs/", 1, "blobs", func(object) error { return errStop }); err != nil && err != errStop {
+	if err := s.list(ctx, s.keys.Blobs(), 1, "blobs", func(object) error { return errStop }); err != nil && err != errStop {
 		return nil, fmt.Errorf("%w (bucket %s)", err, s.bucket)
 	}
 	s.cleanup(ctx)
@@ -312,7 +310,7 @@ func (s *Store) CanSign() bool { return s.signer != nil || s.emulator }
 func (s *Store) Bucket() string { return s.bucket }
 
 // Key returns the object name of the blob h.
-func (s *Store) Key(h v1.Hash) string { return s.prefix + "blobs/sha256/" + h.Hex }
+func (s *Store) Key(h v1.Hash) string { return s.keys.Blob(h) }
 
 // key validates h and returns its object name.
 func (s *Store) key(h v1.Hash) (string, error) {
@@ -835,10 +833,9 @@ func (s *Store) list(ctx context.Context, prefix string, pageSize int, what stri
 
 // List calls fn for every committed blob.
 func (s *Store) List(ctx context.Context, fn func(layers.BlobInfo) error) error {
-	prefix := s.prefix + "blobs/sha256/"
-	return s.list(ctx, prefix, listPage, "blobs", func(o object) error {
-		h := v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(o.Name, prefix)}
-		if layers.ValidateDigest(h) != nil {
+	return s.list(ctx, s.keys.Blobs(), listPage, "blobs", func(o object) error {
+		h, ok := s.keys.BlobOf(o.Name)
+		if !ok {
 			return nil
 		}
 		return fn(layers.BlobInfo{Digest: h, Size: o.Size, ModTime: o.Updated})
@@ -866,7 +863,7 @@ func (s *Store) Quarantine(ctx context.Context, h v1.Hash) error {
 		return err
 	}
 	k := s.Key(h)
-	q := fmt.Sprintf("%squarantine/%s.%d", s.prefix, h.Hex, time.Now().UnixNano())
+	q := s.keys.Quarantine(h)
 	if err := s.rewrite(ctx, k, o.Generation, q); err != nil {
 		return fmt.Errorf("gcsstore: quarantine %s: %w", h, err)
 	}
@@ -921,8 +918,8 @@ func (s *Store) rewrite(ctx context.Context, from string, gen int64, to string) 
 // ignored: the next start tries again.
 func (s *Store) cleanup(ctx context.Context) {
 	var old []string
-	s.list(ctx, s.prefix+"quarantine/", listPage, "quarantine", func(o object) error {
-		if time.Since(o.Updated) > quarantineAge {
+	s.list(ctx, s.keys.Quarantined(), listPage, "quarantine", func(o object) error {
+		if time.Since(o.Updated) > objstore.QuarantineAge {
 			old = append(old, o.Name)
 		}
 		return nil
@@ -965,16 +962,9 @@ func (s *Store) getObject(ctx context.Context, name string) ([]byte, error) {
 // The image records of package images (images.RecordStore), under
 // index/<key>.json, so that every server on the bucket sees every image.
 
-func (s *Store) recordKey(key string) (string, error) {
-	if layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
-		return "", fmt.Errorf("gcsstore: bad record key %q", key)
-	}
-	return s.prefix + "index/" + key + ".json", nil
-}
-
 // PutRecord stores the record of the image key.
 func (s *Store) PutRecord(ctx context.Context, key string, data []byte) error {
-	k, err := s.recordKey(key)
+	k, err := s.keys.Record(key)
 	if err != nil {
 		return err
 	}
@@ -987,7 +977,7 @@ func (s *Store) PutRecord(ctx context.Context, key string, data []byte) error {
 // GetRecord returns the record of the image key, or an error matching
 // fs.ErrNotExist.
 func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
-	k, err := s.recordKey(key)
+	k, err := s.keys.Record(key)
 	if err != nil {
 		return nil, err
 	}
@@ -1000,10 +990,9 @@ func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
 
 // ListRecords calls fn with the key of every record.
 func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) error {
-	prefix := s.prefix + "index/"
-	return s.list(ctx, prefix, listPage, "records", func(o object) error {
-		key, ok := strings.CutSuffix(strings.TrimPrefix(o.Name, prefix), ".json")
-		if !ok || layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
+	return s.list(ctx, s.keys.Records(), listPage, "records", func(o object) error {
+		key, ok := s.keys.RecordOf(o.Name)
+		if !ok {
 			return nil
 		}
 		return fn(key)
@@ -1013,7 +1002,7 @@ func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) erro
 // DeleteRecord removes the record of the image key; a missing one is not
 // an error.
 func (s *Store) DeleteRecord(ctx context.Context, key string) error {
-	k, err := s.recordKey(key)
+	k, err := s.keys.Record(key)
 	if err != nil {
 		return err
 	}
@@ -1026,18 +1015,16 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 // Shared state (images.StateStore): small objects under state/<name> that
 // every server on the bucket sees, with GCS's time of their last write.
 
-// stateName checks a state object's name (objstore.CheckStateName).
-func stateName(name string) error { return objstore.CheckStateName("gcsstore", name) }
-
 // PutState stores data as the state object name.
 func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
-	if err := stateName(name); err != nil {
+	k, err := s.keys.State(name)
+	if err != nil {
 		return err
 	}
 	if len(data) > maxSmall {
 		return fmt.Errorf("gcsstore: state %s: %d bytes, more than %d", name, len(data), maxSmall)
 	}
-	if err := s.putObject(ctx, s.prefix+"state/"+name, "application/octet-stream", data); err != nil {
+	if err := s.putObject(ctx, k, "application/octet-stream", data); err != nil {
 		return fmt.Errorf("gcsstore: put state %s: %w", name, err)
 	}
 	return nil
@@ -1046,12 +1033,12 @@ func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
 // GetState returns the state object name and the time it was last
 // written, or an error matching fs.ErrNotExist.
 func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, error) {
-	if err := stateName(name); err != nil {
+	k, err := s.keys.State(name)
+	if err != nil {
 		return nil, time.Time{}, err
 	}
 	// The metadata, for the time of the write at the precision that
 	// ListState gives, then that generation's bytes.
-	k := s.prefix + "state/" + name
 	o, err := s.stat(ctx, k)
 	if notFound(err) {
 		err = fs.ErrNotExist
@@ -1080,10 +1067,9 @@ func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, e
 // ListState calls fn with the name (without "state/") and the time of the
 // last write of every state object whose name starts with prefix.
 func (s *Store) ListState(ctx context.Context, prefix string, fn func(name string, mod time.Time) error) error {
-	base := s.prefix + "state/"
-	return s.list(ctx, base+prefix, listPage, "state "+prefix, func(o object) error {
-		name := strings.TrimPrefix(o.Name, base)
-		if stateName(name) != nil {
+	return s.list(ctx, s.keys.States()+prefix, listPage, "state "+prefix, func(o object) error {
+		name, ok := s.keys.StateOf(o.Name)
+		if !ok {
 			return nil
 		}
 		return fn(name, o.Updated)
@@ -1093,10 +1079,11 @@ func (s *Store) ListState(ctx context.Context, prefix string, fn func(name strin
 // DeleteState removes the state object name; a missing one is not an
 // error.
 func (s *Store) DeleteState(ctx context.Context, name string) error {
-	if err := stateName(name); err != nil {
+	k, err := s.keys.State(name)
+	if err != nil {
 		return err
 	}
-	if err := s.deleteGeneration(ctx, s.prefix+"state/"+name, 0); err != nil {
+	if err := s.deleteGeneration(ctx, k, 0); err != nil {
 		return fmt.Errorf("gcsstore: delete state %s: %w", name, err)
 	}
 	return nil

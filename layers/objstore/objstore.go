@@ -8,6 +8,9 @@
 //     behind and nothing reaches the store before the digest is known;
 //   - [Reader], a stored blob read by ranged GETs, opened lazily and again
 //     after a Seek, so that net/http can serve Range requests from it.
+//   - [Layout], the names of a bucket's objects (blobs, quarantine,
+//     records, shared state), checked on the way in and parsed on the way
+//     out.
 package objstore
 
 import (

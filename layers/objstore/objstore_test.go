@@ -143,3 +143,48 @@ func TestCheckStateName(t *testing.T) {
 		}
 	}
 }
+
+// TestLayout: keys under the prefix, and listed keys parsed back only
+// when they are of their kind.
+func TestLayout(t *testing.T) {
+	l := Layout{Pkg: "test", Prefix: "p/"}
+	h := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+	if got := l.Blob(h); got != "p/blobs/sha256/"+h.Hex {
+		t.Errorf("Blob = %q", got)
+	}
+	if got, ok := l.BlobOf(l.Blob(h)); !ok || got != h {
+		t.Errorf("BlobOf(Blob) = %v, %v", got, ok)
+	}
+	if _, ok := l.BlobOf("p/blobs/sha256/" + h.Hex + ".tmp"); ok {
+		t.Error("BlobOf takes a stray object for a blob")
+	}
+	if q := l.Quarantine(h); !strings.HasPrefix(q, "p/quarantine/"+h.Hex+".") {
+		t.Errorf("Quarantine = %q", q)
+	}
+	k, err := l.Record(h.Hex)
+	if err != nil || k != "p/index/"+h.Hex+".json" {
+		t.Errorf("Record = %q, %v", k, err)
+	}
+	if got, ok := l.RecordOf(k); !ok || got != h.Hex {
+		t.Errorf("RecordOf(Record) = %q, %v", got, ok)
+	}
+	if _, err := l.Record("../x"); err == nil || !strings.Contains(err.Error(), "test: bad record key") {
+		t.Errorf("Record(../x): %v", err)
+	}
+	if _, ok := l.RecordOf("p/index/" + h.Hex); ok {
+		t.Error("RecordOf takes a key without .json for a record")
+	}
+	k, err = l.State("gc/lease")
+	if err != nil || k != "p/state/gc/lease" {
+		t.Errorf("State = %q, %v", k, err)
+	}
+	if got, ok := l.StateOf(k); !ok || got != "gc/lease" {
+		t.Errorf("StateOf(State) = %q, %v", got, ok)
+	}
+	if _, err := l.State("../blobs/x"); err == nil {
+		t.Error("State takes a name leaving state/")
+	}
+	if _, ok := l.StateOf("p/state/a//b"); ok {
+		t.Error("StateOf takes a bad name")
+	}
+}

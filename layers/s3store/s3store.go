@@ -7,6 +7,9 @@
 //	blobs/sha256/<hex>           committed blobs
 //	quarantine/<hex>.<unixnano>  damaged blobs set aside ([Store.Quarantine])
 //	index/<key>.json             image records ([Store.PutRecord])
+//	state/<name>                 small shared objects ([Store.PutState])
+//
+// (names as [objstore.Layout] gives them).
 //
 // # Writing
 //
@@ -55,7 +58,6 @@ import (
 	"io"
 	"io/fs"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -81,8 +83,6 @@ const (
 	maxCopy = 5 << 30
 	// copyPart is the size of the parts of a larger copy.
 	copyPart = 1 << 30
-	// quarantineAge is how long a quarantined blob is kept.
-	quarantineAge = 7 * 24 * time.Hour
 )
 
 // Options configure a [Store].
@@ -118,6 +118,7 @@ type Store struct {
 	presign  *s3.PresignClient
 	bucket   string
 	prefix   string
+	keys     objstore.Layout
 	part     int
 	spoolDir string
 }
@@ -163,7 +164,7 @@ func New(ctx context.Context, o Options) (*Store, error) {
 // NewFromClient is [New] with a client of the caller's; o.Endpoint and
 // o.Region are ignored.
 func NewFromClient(ctx context.Context, c *s3.Client, o Options) (*Store, error) {
-	s := &Store{c: c, presign: s3.NewPresignClient(c), bucket: o.Bucket, prefix: o.Prefix, part: o.PartSize, spoolDir: o.SpoolDir}
+	s := &Store{c: c, presign: s3.NewPresignClient(c), bucket: o.Bucket, prefix: o.Prefix, keys: objstore.Layout{Pkg: "s3store", Prefix: o.Prefix}, part: o.PartSize, spoolDir: o.SpoolDir}
 	if s.part == 0 {
 		s.part = DefaultPartSize
 	}
@@ -174,7 +175,7 @@ func NewFromClient(ctx context.Context, c *s3.Client, o Options) (*Store, error)
 	if age == 0 {
 		age = DefaultTempAge
 	}
-	if _, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + "blobs/"), MaxKeys: aws.Int32(1)}); err != nil {
+	if _, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.keys.Blobs()), MaxKeys: aws.Int32(1)}); err != nil {
 		return nil, fmt.Errorf("s3store: bucket %s: %w", s.bucket, err)
 	}
 	s.cleanup(ctx, age)
@@ -188,7 +189,7 @@ func (s *Store) Client() *s3.Client { return s.c }
 func (s *Store) Bucket() string { return s.bucket }
 
 // Key returns the key of the blob h.
-func (s *Store) Key(h v1.Hash) string { return s.prefix + "blobs/sha256/" + h.Hex }
+func (s *Store) Key(h v1.Hash) string { return s.keys.Blob(h) }
 
 // key validates h and returns its key.
 func (s *Store) key(h v1.Hash) (string, error) {
@@ -468,7 +469,7 @@ func (s *Store) copy(ctx context.Context, from, to string, size int64) error {
 
 // List calls fn for every committed blob.
 func (s *Store) List(ctx context.Context, fn func(layers.BlobInfo) error) error {
-	prefix := s.prefix + "blobs/sha256/"
+	prefix := s.keys.Blobs()
 	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -476,8 +477,8 @@ func (s *Store) List(ctx context.Context, fn func(layers.BlobInfo) error) error 
 			return fmt.Errorf("s3store: list blobs: %w", err)
 		}
 		for _, o := range page.Contents {
-			h := v1.Hash{Algorithm: "sha256", Hex: strings.TrimPrefix(aws.ToString(o.Key), prefix)}
-			if layers.ValidateDigest(h) != nil {
+			h, ok := s.keys.BlobOf(aws.ToString(o.Key))
+			if !ok {
 				continue
 			}
 			if err := fn(layers.BlobInfo{Digest: h, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)}); err != nil {
@@ -509,7 +510,7 @@ func (s *Store) Quarantine(ctx context.Context, h v1.Hash) error {
 		return err
 	}
 	k := s.Key(h)
-	q := fmt.Sprintf("%squarantine/%s.%d", s.prefix, h.Hex, time.Now().UnixNano())
+	q := s.keys.Quarantine(h)
 	if err := s.copy(ctx, k, q, aws.ToInt64(o.ContentLength)); err != nil {
 		return fmt.Errorf("s3store: quarantine %s: %w", h, err)
 	}
@@ -524,7 +525,7 @@ func (s *Store) Quarantine(ctx context.Context, h v1.Hash) error {
 // start tries again.
 func (s *Store) cleanup(ctx context.Context, age time.Duration) {
 	old := func(prefix string, age time.Duration) {
-		p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + prefix)})
+		p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {
@@ -537,8 +538,8 @@ func (s *Store) cleanup(ctx context.Context, age time.Duration) {
 			}
 		}
 	}
-	old("tmp/", age)
-	old("quarantine/", quarantineAge)
+	old(s.prefix+"tmp/", age)
+	old(s.keys.Quarantined(), objstore.QuarantineAge)
 	p := s3.NewListMultipartUploadsPaginator(s.c, &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: aws.String(s.prefix)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -556,16 +557,9 @@ func (s *Store) cleanup(ctx context.Context, age time.Duration) {
 // The image records of package images (images.RecordStore), under
 // index/<key>.json, so that every server on the bucket sees every image.
 
-func (s *Store) recordKey(key string) (string, error) {
-	if layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
-		return "", fmt.Errorf("s3store: bad record key %q", key)
-	}
-	return s.prefix + "index/" + key + ".json", nil
-}
-
 // PutRecord stores the record of the image key.
 func (s *Store) PutRecord(ctx context.Context, key string, data []byte) error {
-	k, err := s.recordKey(key)
+	k, err := s.keys.Record(key)
 	if err != nil {
 		return err
 	}
@@ -616,7 +610,7 @@ func (s *Store) deleteKey(ctx context.Context, k, what string) error {
 
 // GetRecord returns the record of the image key.
 func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
-	k, err := s.recordKey(key)
+	k, err := s.keys.Record(key)
 	if err != nil {
 		return nil, err
 	}
@@ -626,7 +620,7 @@ func (s *Store) GetRecord(ctx context.Context, key string) ([]byte, error) {
 
 // ListRecords calls fn with the key of every record.
 func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) error {
-	prefix := s.prefix + "index/"
+	prefix := s.keys.Records()
 	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -634,8 +628,8 @@ func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) erro
 			return fmt.Errorf("s3store: list records: %w", err)
 		}
 		for _, o := range page.Contents {
-			key, ok := strings.CutSuffix(strings.TrimPrefix(aws.ToString(o.Key), prefix), ".json")
-			if !ok || layers.ValidateDigest(v1.Hash{Algorithm: "sha256", Hex: key}) != nil {
+			key, ok := s.keys.RecordOf(aws.ToString(o.Key))
+			if !ok {
 				continue
 			}
 			if err := fn(key); err != nil {
@@ -648,7 +642,7 @@ func (s *Store) ListRecords(ctx context.Context, fn func(key string) error) erro
 
 // DeleteRecord removes the record of the image key.
 func (s *Store) DeleteRecord(ctx context.Context, key string) error {
-	k, err := s.recordKey(key)
+	k, err := s.keys.Record(key)
 	if err != nil {
 		return err
 	}
@@ -658,17 +652,9 @@ func (s *Store) DeleteRecord(ctx context.Context, key string) error {
 // The small shared objects of package images (images.StateStore: build
 // markers, the collection lease, last-requested times), under state/.
 
-// stateKey checks name (objstore.CheckStateName) and returns its key.
-func (s *Store) stateKey(name string) (string, error) {
-	if err := objstore.CheckStateName("s3store", name); err != nil {
-		return "", err
-	}
-	return s.prefix + "state/" + name, nil
-}
-
 // PutState writes the state object name.
 func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
-	k, err := s.stateKey(name)
+	k, err := s.keys.State(name)
 	if err != nil {
 		return err
 	}
@@ -677,7 +663,7 @@ func (s *Store) PutState(ctx context.Context, name string, data []byte) error {
 
 // GetState returns the state object name and when the store last wrote it.
 func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, error) {
-	k, err := s.stateKey(name)
+	k, err := s.keys.State(name)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
@@ -687,8 +673,7 @@ func (s *Store) GetState(ctx context.Context, name string) ([]byte, time.Time, e
 // ListState calls fn with the name and write time of every state object
 // whose name starts with prefix.
 func (s *Store) ListState(ctx context.Context, prefix string, fn func(name string, mod time.Time) error) error {
-	base := s.prefix + "state/"
-	full := base + prefix
+	full := s.keys.States() + prefix
 	p := s3.NewListObjectsV2Paginator(s.c, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &full})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -696,8 +681,8 @@ func (s *Store) ListState(ctx context.Context, prefix string, fn func(name strin
 			return fmt.Errorf("s3store: list state: %w", err)
 		}
 		for _, o := range page.Contents {
-			name := strings.TrimPrefix(aws.ToString(o.Key), base)
-			if _, err := s.stateKey(name); err != nil {
+			name, ok := s.keys.StateOf(aws.ToString(o.Key))
+			if !ok {
 				continue
 			}
 			if err := fn(name, aws.ToTime(o.LastModified)); err != nil {
@@ -710,7 +695,7 @@ func (s *Store) ListState(ctx context.Context, prefix string, fn func(name strin
 
 // DeleteState removes the state object name.
 func (s *Store) DeleteState(ctx context.Context, name string) error {
-	k, err := s.stateKey(name)
+	k, err := s.keys.State(name)
 	if err != nil {
 		return err
 	}
