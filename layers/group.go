@@ -50,6 +50,11 @@ type GroupOptions struct {
 	// [DefaultHorizon], and a negative value means no bound, so that every
 	// kind counts.
 	Horizon float64
+	// Order is the exponent of the popularity odds in the key that orders
+	// the layers (see Order); 0 means [DefaultOrder], and a negative value
+	// means none, so that layers go by size alone. It changes only the
+	// order, never which paths share a layer.
+	Order float64
 }
 
 // The pull-time model's defaults (see Pull time in the package
@@ -65,6 +70,25 @@ const (
 // to pull images of at most 200 of the kinds that hold a given path (see
 // Pull time in the package documentation).
 const DefaultHorizon = 200
+
+// DefaultOrder is the default [GroupOptions.Order]: the layers are ordered
+// by bytes*odds^(1/4) (see Order in the package documentation).
+const DefaultOrder = 0.25
+
+// orderKey returns the key that orders a layer of the given bytes whose
+// highest popularity is pop, in an image whose highest is top: bytes times
+// the odds (pop+1)/(top-pop+1) to the power of the Order exponent.
+func (o GroupOptions) orderKey(bytes, pop, top int64) float64 {
+	odds := float64(pop+1) / float64(top-pop+1)
+	switch e := o.Order; {
+	case e == 0 || e == DefaultOrder:
+		return float64(bytes) * math.Sqrt(math.Sqrt(odds)) // exactly as before Order existed
+	case e < 0:
+		return float64(bytes)
+	default:
+		return float64(bytes) * math.Pow(odds, e)
+	}
+}
 
 // layerBytes returns the bytes whose download takes as long as the fixed
 // cost of a layer, or 0 without a per-layer cost.
@@ -260,7 +284,7 @@ func (o GroupOptions) Group(g *closure.Graph, pop closure.Popularity, budget int
 		top = max(top, l.pop)
 	}
 	for _, l := range out {
-		l.key = float64(l.bytes) * math.Sqrt(math.Sqrt(float64(l.pop+1)/float64(top-l.pop+1)))
+		l.key = o.orderKey(l.bytes, l.pop, top)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]

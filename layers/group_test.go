@@ -495,3 +495,31 @@ func BenchmarkGroup(b *testing.B) {
 		})
 	}
 }
+
+// TestGroupOrder orders the worked example's layers with each exponent of
+// the odds (GroupOptions.Order): the default's fourth root, size alone
+// and the plain odds, which puts zlib (popular, small) before libcurl. The
+// layers themselves stay the same.
+func TestGroupOrder(t *testing.T) {
+	g, pop := exampleGraph(t)
+	for _, c := range []struct {
+		o    GroupOptions
+		want []string
+	}{
+		{budgetOnly, []string{"glibc", "openssl", "libcurl", "curl", "zlib", "nghttp2"}},
+		{GroupOptions{PerLayer: -1, Order: DefaultOrder}, []string{"glibc", "openssl", "libcurl", "curl", "zlib", "nghttp2"}},
+		{GroupOptions{PerLayer: -1, Order: -1}, []string{"glibc", "openssl", "libcurl", "curl", "nghttp2", "zlib"}},
+		{GroupOptions{PerLayer: -1, Order: 1}, []string{"glibc", "openssl", "zlib", "libcurl", "nghttp2", "curl"}},
+	} {
+		var got []string
+		for _, l := range names(c.o.Group(g, pop, DefaultBudget)) {
+			if len(l) != 1 {
+				t.Fatalf("%+v: layer %v, want one path a layer", c.o, l)
+			}
+			got = append(got, l[0])
+		}
+		if !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%+v: order %v, want %v", c.o, got, c.want)
+		}
+	}
+}

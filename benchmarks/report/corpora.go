@@ -186,21 +186,22 @@ func writeCorpus(b *strings.Builder, d *Data, c Corpus) {
 }
 
 // Sensitivity renders a sensitivity table: for each variant of ours (an
-// algorithm name in o), the cells where it has the lowest pull bytes and
-// the lowest modelled pull time (model m) against the other comparators in
-// o, and its pull ratio per shape at each budget. others are the
-// comparators.
-func Sensitivity(o *sim.Outcome, variants, labels, others []string, budgets []int, m sim.PullModel) string {
+// algorithm name in o), the cells where it has the lowest pull bytes, the
+// lowest modelled pull time (model m) and the lowest bytes under the Docker
+// engine's chain rule against the other comparators in o, and its ratio per
+// shape at each budget: the pull ratio, or with chain the chain rule's.
+// others are the comparators.
+func Sensitivity(o *sim.Outcome, variants, labels, others []string, budgets []int, m sim.PullModel, chain bool) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	agg := Aggregate(o)
-	p("| %s | bytes wins | time wins |", "variant")
+	p("| %s | bytes wins | time wins | chain-rule wins |", "variant")
 	for _, s := range sim.Shapes {
 		for _, bu := range budgets {
 			p(" %s@%d |", s, bu)
 		}
 	}
-	p("\n|---|---:|---:|%s\n", strings.Repeat("---:|", len(sim.Shapes)*len(budgets)))
+	p("\n|---|---:|---:|---:|%s\n", strings.Repeat("---:|", len(sim.Shapes)*len(budgets)))
 	for i, v := range variants {
 		sub := &sim.Outcome{}
 		for _, r := range o.Results {
@@ -210,10 +211,16 @@ func Sensitivity(o *sim.Outcome, variants, labels, others []string, budgets []in
 		}
 		chk := CheckTargets(sub, v)
 		tw, tc, _ := TimeCheck(sub, v, m)
-		p("| %s | %d/%d | %d/%d |", labels[i], chk.Wins, chk.Cells, tw, tc)
+		cw, cc, _ := cellWins(sub, v, func(r sim.Result) float64 { return float64(r.ChainBytes) }, func(_, _ sim.Result) string { return "" })
+		p("| %s | %d/%d | %d/%d | %d/%d |", labels[i], chk.Wins, chk.Cells, tw, tc, cw, cc)
 		for _, s := range sim.Shapes {
 			for _, bu := range budgets {
-				p(" %.3f |", agg[s][v][bu].Ratio())
+				r := agg[s][v][bu]
+				if chain {
+					p(" %.3f |", r.ChainRatio())
+				} else {
+					p(" %.3f |", r.Ratio())
+				}
 			}
 		}
 		p("\n")

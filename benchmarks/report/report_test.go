@@ -138,10 +138,22 @@ func TestCorpusAndSensitivity(t *testing.T) {
 		}
 	}
 	// Sensitivity: "us" has the lowest bytes in 2 of 4 cells against
-	// "them" and the lowest time in all 4.
-	tab := Sensitivity(o, []string{"us"}, []string{"variant us"}, []string{"them"}, []int{10}, m)
-	if !strings.Contains(tab, "| variant us | 2/4 | 4/4 | 1.350 |") {
+	// "them", the lowest time in all 4, and under the chain rule (bytes
+	// below) wins many-small/1@10 and ties many-small/1@100: 2 of 4, and
+	// a chain ratio of (200+180)/200 at budget 10.
+	chain := map[string][]int64{"us": {200, 180, 100, 110}, "them": {250, 150, 100, 100}}
+	for i := range o.Results {
+		r := &o.Results[i]
+		r.ChainBytes = chain[r.Algorithm][0]
+		chain[r.Algorithm] = chain[r.Algorithm][1:]
+	}
+	tab := Sensitivity(o, []string{"us"}, []string{"variant us"}, []string{"them"}, []int{10}, m, false)
+	if !strings.Contains(tab, "| variant us | 2/4 | 4/4 | 2/4 | 1.350 |") {
 		t.Errorf("sensitivity table:\n%s", tab)
+	}
+	tab = Sensitivity(o, []string{"us"}, []string{"variant us"}, []string{"them"}, []int{10}, m, true)
+	if !strings.Contains(tab, "| variant us | 2/4 | 4/4 | 2/4 | 1.900 |") {
+		t.Errorf("chain-rule sensitivity table:\n%s", tab)
 	}
 }
 

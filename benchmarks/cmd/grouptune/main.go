@@ -3,7 +3,7 @@
 // choosing its constants without looking at the held-out seeds:
 //
 //	go run ./benchmarks/cmd/grouptune -build   # once: the main corpus and its sizes, from the harness's caches
-//	go run ./benchmarks/cmd/grouptune [-risk R] [-per-layer D] [-horizon H] [-corpus archive|main|both]
+//	go run ./benchmarks/cmd/grouptune [-risk R] [-per-layer D] [-horizon H] [-order X] [-corpus archive|main|both]
 //
 // Per shape and budget: Group's pull ratio and the best other algorithm's,
 // modelled pull times (sim.DefaultPullModel), and chain-rule ratios; and
@@ -48,6 +48,7 @@ func main() {
 	flag.Float64Var(&opts.MergeRisk, "risk", 0, "merge risk")
 	flag.DurationVar(&opts.PerLayer, "per-layer", 0, "per-layer cost (0 default, negative none)")
 	flag.Float64Var(&opts.Horizon, "horizon", 0, "horizon: kinds of image holding a path that a client pulls (0 default, negative none)")
+	flag.Float64Var(&opts.Order, "order", 0, "order: exponent of the popularity odds in the layers' order key (0 default, negative size alone)")
 	build := flag.Bool("build", false, "build the main corpus (cached) and write the dump")
 	flag.Parse()
 	if *build {
