@@ -25,7 +25,10 @@
 // atomic: an object appears only when the upload is finalized. So an
 // object appears under a digest only whole and verified. An upload that a
 // killed process left unfinished is never an object, and GCS forgets it
-// after a week; there is nothing to clean up.
+// after a week; there is nothing to clean up. A chunk that fails (a
+// network error, 429 or 5xx) is not sent again blindly: the upload asks
+// the session what it holds and goes on from there, a few times in a row
+// at most; otherwise the session is cancelled and the write fails.
 //
 // # Reading
 //
@@ -709,25 +712,58 @@ func (s *Store) upload(ctx context.Context, name string, f io.ReaderAt, size int
 	return nil
 }
 
-// chunks sends the bytes of a resumable upload session.
+// chunkRetries is how many times in a row a resumable upload asks where
+// it stands and goes on after a chunk failed (a network error, 429 or
+// 5xx) before it gives up.
+const chunkRetries = 4
+
+// chunks sends the bytes of a resumable upload session. A chunk that fails
+// is not sent again blindly, as the server may hold some of it: the
+// session is asked what it holds (an empty PUT with "Content-Range: bytes
+// */size", answered like a chunk), and the upload goes on from there.
 func (s *Store) chunks(ctx context.Context, session, name string, f io.ReaderAt, size int64, sum sums) error {
 	off := int64(0)
-	stalls := 0
+	stalls, failures := 0, 0
+	query := false // the last request failed: ask where the upload stands
 	for {
-		n := min(int64(s.chunk), size-off)
-		// Sent once: a chunk that failed is not sent again blindly
-		// (the server may have some of it); the upload fails, is
-		// cancelled, and the blob is written again when needed.
-		req, err := http.NewRequestWithContext(ctx, "PUT", session, io.NewSectionReader(f, off, n))
-		if err != nil {
-			return err
+		var req *http.Request
+		var err error
+		if query {
+			req, err = http.NewRequestWithContext(ctx, "PUT", session, http.NoBody)
+			if err != nil {
+				return err
+			}
+			req.ContentLength = 0
+			req.Header.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		} else {
+			n := min(int64(s.chunk), size-off)
+			req, err = http.NewRequestWithContext(ctx, "PUT", session, io.NewSectionReader(f, off, n))
+			if err != nil {
+				return err
+			}
+			req.ContentLength = n
+			req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
 		}
-		req.ContentLength = n
-		req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
 		resp, err := s.hc.Do(req)
-		if err != nil {
-			return fmt.Errorf("upload %s at %d of %d bytes: %w", name, off, size, err)
+		if err == nil && retryable(resp.StatusCode) {
+			err = responseError(resp)
+			resp.Body.Close()
 		}
+		if err != nil {
+			if ctx.Err() != nil || failures >= chunkRetries {
+				return fmt.Errorf("upload %s at %d of %d bytes: %w", name, off, size, err)
+			}
+			failures++
+			select {
+			case <-time.After(time.Duration(failures*failures) * 200 * time.Millisecond):
+			case <-ctx.Done():
+				return fmt.Errorf("upload %s at %d of %d bytes: %w", name, off, size, context.Cause(ctx))
+			}
+			query = true
+			continue
+		}
+		asked := query
+		query = false
 		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusPermanentRedirect {
 			err := responseError(resp)
 			resp.Body.Close()
@@ -763,12 +799,14 @@ func (s *Store) chunks(ctx context.Context, session, name string, f io.ReaderAt,
 		if next >= size {
 			return fmt.Errorf("upload %s: the server has all %d bytes but did not finish", name, size)
 		}
-		if next <= off {
+		switch {
+		case next > off:
+			stalls, failures = 0, 0
+		case asked: // the failed chunk did not land: send it again
+		default: // a chunk that the server answered but did not take
 			if stalls++; stalls > 3 {
 				return fmt.Errorf("upload %s: no progress at %d of %d bytes", name, next, size)
 			}
-		} else {
-			stalls = 0
 		}
 		off = next
 	}
