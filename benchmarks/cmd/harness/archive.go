@@ -144,30 +144,21 @@ func runArchive(ctx context.Context, e *env) error {
 		if err != nil {
 			return err
 		}
-		perLayer, err := table(variants(sensitivityPerLayer, func(pl time.Duration) variant {
-			if pl < 0 {
-				return variant{layers.GroupOptions{PerLayer: pl}, "no per-layer cost"}
-			}
-			return variant{layers.GroupOptions{PerLayer: pl}, fmt.Sprintf("%s a layer", pl)}
-		}), false)
+		perLayer, err := table(variants(sensitivityPerLayer, orNone(func(pl time.Duration) layers.GroupOptions {
+			return layers.GroupOptions{PerLayer: pl}
+		}, "no per-layer cost", "%s a layer")), false)
 		if err != nil {
 			return err
 		}
-		horizon, err := table(variants(sensitivityHorizons, func(h float64) variant {
-			if h < 0 {
-				return variant{layers.GroupOptions{Horizon: h}, "no horizon"}
-			}
-			return variant{layers.GroupOptions{Horizon: h}, fmt.Sprintf("horizon %g", h)}
-		}), false)
+		horizon, err := table(variants(sensitivityHorizons, orNone(func(h float64) layers.GroupOptions {
+			return layers.GroupOptions{Horizon: h}
+		}, "no horizon", "horizon %g")), false)
 		if err != nil {
 			return err
 		}
-		order, err := table(variants(sensitivityOrders, func(x float64) variant {
-			if x < 0 {
-				return variant{layers.GroupOptions{Order: x}, "size alone"}
-			}
-			return variant{layers.GroupOptions{Order: x}, fmt.Sprintf("odds^%g", x)}
-		}), true)
+		order, err := table(variants(sensitivityOrders, orNone(func(x float64) layers.GroupOptions {
+			return layers.GroupOptions{Order: x}
+		}, "size alone", "odds^%g")), true)
 		if err != nil {
 			return err
 		}
@@ -227,6 +218,17 @@ func variants[T any](values []T, row func(T) variant) []variant {
 		vs[i] = row(v)
 	}
 	return vs
+}
+
+// orNone makes the rows of a table whose option turns a step off when
+// negative: labelled none there, and format with the value elsewhere.
+func orNone[T ~int64 | ~float64](set func(T) layers.GroupOptions, none, format string) func(T) variant {
+	return func(x T) variant {
+		if x < 0 {
+			return variant{set(x), none}
+		}
+		return variant{set(x), fmt.Sprintf(format, x)}
+	}
 }
 
 func contains(s []string, x string) bool {
