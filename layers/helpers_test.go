@@ -2,10 +2,8 @@ package layers
 
 import (
 	"archive/tar"
-	"context"
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -109,16 +107,7 @@ func (l testLog) Write(p []byte) (int, error) {
 // readBlob returns the bytes of a blob.
 func readBlob(t testing.TB, s BlobStore, h v1.Hash) []byte {
 	t.Helper()
-	rc, err := s.Open(context.Background(), h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testutil.ReadBlob(t, s, h)
 }
 
 // expectEntries walks store paths below root the way a layer must list them

@@ -17,13 +17,17 @@
 //     [ClientFrom] plays many clients from distinct loopback addresses,
 //     and [Nixery.RSS] and [Nixery.Goroutines] read a running server's
 //     memory and goroutines;
-//   - logs: [SyncBuffer] is a buffer a server writes while the test reads.
+//   - logs: [SyncBuffer] is a buffer a server writes while the test reads;
+//   - blobs: [ReadBlob] reads a blob of a store back whole;
+//   - disks: [Tmpfs] mounts a small disk for a test to fill.
 //
 // This package imports no package of the module, so that the in-package
 // tests of closure and layers can use it without an import cycle. What
 // needs the module's packages lives in sub-packages: memstore is an
 // in-memory layers.BlobStore that can damage its blobs, fakenix fakes Nix
-// and a layer builder for the unit tests of images and registry.
+// and a layer builder for the unit tests of images and registry, and
+// objstoretest is the conformance suite of the object-store backends
+// (layers/s3store, layers/gcsstore).
 //
 // testutil is for tests and for the benchmark packages (benchmarks/,
 // layers/layerbench); no production package may import it, which
