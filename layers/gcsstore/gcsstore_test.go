@@ -14,11 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -32,6 +30,7 @@ import (
 
 	"github.com/nixery-go/nixery/images"
 	"github.com/nixery-go/nixery/internal/testutil"
+	"github.com/nixery-go/nixery/internal/testutil/objstoretest"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/layers/gcsstore"
 )
@@ -44,16 +43,6 @@ var (
 	_ images.RecordStore = (*gcsstore.Store)(nil)
 	_ images.StateStore  = (*gcsstore.Store)(nil)
 )
-
-func digest(b []byte) v1.Hash {
-	return v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256(b))}
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b
-}
 
 const chunk = 1 << 20 // the tests' chunk size: blobs above 1 MiB take several
 
@@ -68,20 +57,6 @@ func newStore(t *testing.T, g *testutil.FakeGCS, prefix string, mod ...func(*gcs
 		t.Fatal(err)
 	}
 	return s
-}
-
-func readAll(t *testing.T, s layers.BlobStore, h v1.Hash) []byte {
-	t.Helper()
-	rc, err := s.Open(t.Context(), h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // names lists the objects under prefix straight from the emulator's JSON
@@ -119,6 +94,24 @@ func rawPut(t *testing.T, g *testutil.FakeGCS, name string, data []byte) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("raw upload of %s: %s", name, resp.Status)
 	}
+}
+
+// rawGet reads an object behind the store's back.
+func rawGet(t *testing.T, g *testutil.FakeGCS, name string) []byte {
+	t.Helper()
+	resp, err := http.Get(g.Endpoint() + "/storage/v1/b/" + g.Bucket + "/o/" + url.PathEscape(name) + "?alt=media")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("raw download of %s: %s", name, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // counting counts the requests sent through it, and can cancel a context
@@ -253,156 +246,33 @@ func TestV4Verifier(t *testing.T) {
 	}
 }
 
+// TestGCSStore is the conformance of the GCS store on fake-gcs-server
+// (objstoretest.Run), and what only GCS has: resumable uploads cut off or
+// kept in part, V4-signed URLs, its options.
 func TestGCSStore(t *testing.T) {
 	g := testutil.StartFakeGCS(t)
 
-	t.Run("PutStatOpenListDelete", func(t *testing.T) {
-		ctx := t.Context()
-		s := newStore(t, g, "basic/")
-		small := []byte("hello, blob")
-		h, err := layers.Put(ctx, s, small)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n, err := s.Stat(ctx, h); err != nil || n != int64(len(small)) {
-			t.Errorf("Stat = %d, %v", n, err)
-		}
-		if got := readAll(t, s, h); !bytes.Equal(got, small) {
-			t.Errorf("Open: %q", got)
-		}
-		big := randomBytes(3*chunk + 12345) // four chunks
-		bw, err := s.Create(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for off := 0; off < len(big); off += 100_000 {
-			bw.Write(big[off:min(off+100_000, len(big))])
-		}
-		hb := digest(big)
-		if d, ok := bw.(layers.Digester); !ok || d.Digest() != hb {
-			t.Errorf("the writer is no Digester, or its digest is wrong")
-		}
-		if err := bw.Commit(hb); err != nil {
-			t.Fatal(err)
-		}
-		if got := readAll(t, s, hb); !bytes.Equal(got, big) {
-			t.Errorf("Open of the resumable upload's blob: %d bytes, not what was written", len(got))
-		}
-		// Seek and read parts, as http.ServeContent does for Range.
-		rc, _ := s.Open(ctx, hb)
-		if end, err := rc.Seek(0, io.SeekEnd); err != nil || end != int64(len(big)) {
-			t.Errorf("Seek to the end: %d, %v", end, err)
-		}
-		for _, off := range []int64{2*chunk + 77, 5, int64(len(big)) - 10} {
-			rc.Seek(off, io.SeekStart)
-			part := make([]byte, min(1000, int64(len(big))-off))
-			if _, err := io.ReadFull(rc, part); err != nil || !bytes.Equal(part, big[off:off+int64(len(part))]) {
-				t.Errorf("read at %d: %v", off, err)
-			}
-		}
-		if fi, err := rc.(interface{ Stat() (fs.FileInfo, error) }).Stat(); err != nil || fi.Size() != int64(len(big)) || time.Since(fi.ModTime()) > time.Hour || !fi.Mode().IsRegular() {
-			t.Errorf("reader's Stat: %v, %v", fi, err)
-		}
-		if v, ok := rc.(layers.Versioned); !ok || v.Version() == "" || v.Version() == "0" {
-			t.Errorf("the reader gives no version (generation)")
-		}
-		rc.Close()
-		seen := map[v1.Hash]layers.BlobInfo{}
-		if err := s.List(ctx, func(bi layers.BlobInfo) error { seen[bi.Digest] = bi; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if len(seen) != 2 || seen[hb].Size != int64(len(big)) || seen[h].Size != int64(len(small)) || time.Since(seen[h].ModTime) > time.Hour {
-			t.Errorf("List = %v", seen)
-		}
-		stop := errors.New("stop")
-		if err := s.List(ctx, func(layers.BlobInfo) error { return stop }); err != stop {
-			t.Errorf("List returned %v, not fn's error", err)
-		}
-		if err := s.Delete(ctx, h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Stat(ctx, h); !errors.Is(err, layers.ErrBlobUnknown) || !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("Stat after Delete: %v", err)
-		}
-		if err := s.Delete(ctx, h); !errors.Is(err, layers.ErrBlobUnknown) {
-			t.Errorf("second Delete: %v", err)
-		}
-		if _, err := s.Open(ctx, h); !errors.Is(err, layers.ErrBlobUnknown) {
-			t.Errorf("Open after Delete: %v", err)
-		}
-		if ns := names(t, g, "basic/"); !slices.Equal(ns, []string{"basic/blobs/sha256/" + hb.Hex}) {
-			t.Errorf("the bucket holds %v", ns)
-		}
+	// The conformance of every object-store backend.
+	objstoretest.Run(t, objstoretest.Backend{
+		New: func(t *testing.T, prefix, spoolDir string) objstoretest.Store {
+			return newStore(t, g, prefix, func(o *gcsstore.Options) { o.SpoolDir = spoolDir })
+		},
+		Counted: func(t *testing.T, prefix string) (objstoretest.Store, func() int64) {
+			c := &counting{}
+			return newStore(t, g, prefix, func(o *gcsstore.Options) { o.HTTPClient = &http.Client{Transport: c} }), c.n.Load
+		},
+		Keys: func(t *testing.T, prefix string) []string { return names(t, g, prefix) },
+		Put:  func(t *testing.T, key string, data []byte) { rawPut(t, g, key, data) },
+		Get:  func(t *testing.T, key string) []byte { return rawGet(t, g, key) },
+		Part: chunk,
+		Tick: 20 * time.Millisecond,
 	})
 
-	t.Run("BadDigests", func(t *testing.T) {
-		// Rejected before any request.
+	t.Run("CutOffUploads", func(t *testing.T) {
 		ctx := t.Context()
-		c := &counting{}
-		s := newStore(t, g, "bad/", func(o *gcsstore.Options) { o.HTTPClient = &http.Client{Transport: c} })
-		before := c.n.Load()
-		for _, bad := range []v1.Hash{
-			{Algorithm: "sha256", Hex: "../../etc"},
-			{Algorithm: "sha512", Hex: strings.Repeat("a", 64)},
-			{Algorithm: "sha256", Hex: strings.Repeat("A", 64)},
-		} {
-			if _, err := s.Stat(ctx, bad); !errors.Is(err, layers.ErrInvalidDigest) {
-				t.Errorf("Stat(%v): %v", bad, err)
-			}
-			if _, err := s.Open(ctx, bad); !errors.Is(err, layers.ErrInvalidDigest) {
-				t.Errorf("Open(%v): %v", bad, err)
-			}
-			if err := s.Delete(ctx, bad); !errors.Is(err, layers.ErrInvalidDigest) {
-				t.Errorf("Delete(%v): %v", bad, err)
-			}
-			if err := s.Quarantine(ctx, bad); !errors.Is(err, layers.ErrInvalidDigest) {
-				t.Errorf("Quarantine(%v): %v", bad, err)
-			}
-			if _, err := s.URL(ctx, bad, time.Minute); !errors.Is(err, layers.ErrInvalidDigest) {
-				t.Errorf("URL(%v): %v", bad, err)
-			}
-			bw, _ := s.Create(ctx)
-			bw.Write([]byte("x"))
-			if err := bw.Commit(bad); !errors.Is(err, layers.ErrInvalidDigest) {
-				t.Errorf("Commit(%v): %v", bad, err)
-			}
-		}
-		// A wrong digest, small and large: nothing sent either.
-		for _, n := range []int{100, 2*chunk + 1} {
-			bw, _ := s.Create(ctx)
-			bw.Write(randomBytes(n))
-			if err := bw.Commit(digest([]byte("other"))); !errors.Is(err, layers.ErrDigestMismatch) {
-				t.Errorf("Commit of %d bytes with a wrong digest: %v", n, err)
-			}
-		}
-		if n := c.n.Load() - before; n != 0 {
-			t.Errorf("%d requests for bad digests", n)
-		}
-		if ns := names(t, g, "bad/"); len(ns) != 0 {
-			t.Errorf("the bucket holds %v", ns)
-		}
-	})
-
-	t.Run("PartialNeverVisible", func(t *testing.T) {
-		ctx := t.Context()
-		s := newStore(t, g, "partial/")
-		data := randomBytes(5*chunk + 3)
-		h := digest(data)
-		bw, _ := s.Create(ctx)
-		bw.Write(data[:4*chunk])
-		if _, err := s.Stat(ctx, h); !errors.Is(err, layers.ErrBlobUnknown) {
-			t.Errorf("Stat during the write: %v", err)
-		}
-		bw.Write(data[4*chunk:])
-		if err := bw.Cancel(); err != nil {
-			t.Fatal(err)
-		}
-		if err := bw.Commit(h); err == nil {
-			t.Error("Commit after Cancel succeeded")
-		}
-		if ns := names(t, g, "partial/"); len(ns) != 0 {
-			t.Errorf("objects after a cancel: %v", ns)
-		}
+		s := newStore(t, g, "cut/")
+		data := objstoretest.RandomBytes(5*chunk + 3)
+		h := objstoretest.Digest(data)
 
 		// An upload cut off after two of its six chunks (the context
 		// ends, as when the server stops): the commit fails, nothing is
@@ -411,8 +281,8 @@ func TestGCSStore(t *testing.T) {
 		cctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		c.cancel, c.cancelN = cancel, 2
-		sc := newStore(t, g, "partial/", func(o *gcsstore.Options) { o.HTTPClient = &http.Client{Transport: c} })
-		bw, _ = sc.Create(cctx)
+		sc := newStore(t, g, "cut/", func(o *gcsstore.Options) { o.HTTPClient = &http.Client{Transport: c} })
+		bw, _ := sc.Create(cctx)
 		bw.Write(data)
 		if err := bw.Commit(h); err == nil || !errors.Is(err, context.Canceled) {
 			t.Errorf("Commit cut off after two chunks: %v", err)
@@ -423,7 +293,7 @@ func TestGCSStore(t *testing.T) {
 		if _, err := s.Stat(ctx, h); !errors.Is(err, layers.ErrBlobUnknown) {
 			t.Errorf("Stat after a cut-off upload: %v", err)
 		}
-		if ns := names(t, g, "partial/"); len(ns) != 0 {
+		if ns := names(t, g, "cut/"); len(ns) != 0 {
 			t.Errorf("objects after a cut-off upload: %v", ns)
 		}
 
@@ -456,7 +326,7 @@ func TestGCSStore(t *testing.T) {
 		if _, err := layers.Put(ctx, s, data); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(readAll(t, s, h), data) {
+		if !bytes.Equal(testutil.ReadBlob(t, s, h), data) {
 			t.Error("the blob written after the cut-off uploads reads back wrong")
 		}
 	})
@@ -468,7 +338,7 @@ func TestGCSStore(t *testing.T) {
 		ctx := t.Context()
 		h := &halving{}
 		s := newStore(t, g, "short/", func(o *gcsstore.Options) { o.HTTPClient = &http.Client{Transport: h} })
-		data := randomBytes(3*chunk + 999)
+		data := objstoretest.RandomBytes(3*chunk + 999)
 		d, err := layers.Put(ctx, s, data)
 		if err != nil {
 			t.Fatal(err)
@@ -476,7 +346,7 @@ func TestGCSStore(t *testing.T) {
 		if h.halved.Load() < 3 {
 			t.Errorf("only %d chunks were halved", h.halved.Load())
 		}
-		if !bytes.Equal(readAll(t, s, d), data) {
+		if !bytes.Equal(testutil.ReadBlob(t, s, d), data) {
 			t.Error("the blob uploaded in halved chunks reads back wrong")
 		}
 	})
@@ -487,7 +357,7 @@ func TestGCSStore(t *testing.T) {
 		ctx := t.Context()
 		c := &counting{}
 		s := newStore(t, g, "memory/", func(o *gcsstore.Options) { o.HTTPClient = &http.Client{Transport: c} })
-		piece := randomBytes(1 << 20)
+		piece := objstoretest.RandomBytes(1 << 20)
 		h := sha256.New()
 		for range 48 {
 			h.Write(piece)
@@ -515,174 +385,6 @@ func TestGCSStore(t *testing.T) {
 		}
 	})
 
-	t.Run("DamagedDetected", func(t *testing.T) {
-		ctx := t.Context()
-		s := newStore(t, g, "damaged/")
-		data := randomBytes(2*chunk + 5)
-		h, err := layers.Put(ctx, s, data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v := layers.NewVerifier(s)
-		rc, n, err := v.Open(ctx, h)
-		if err != nil || n != int64(len(data)) {
-			t.Fatalf("Verifier.Open of a good blob: %d, %v", n, err)
-		}
-		rc.Close()
-		// Damaged behind the store's back: same size, other bytes, a
-		// new generation.
-		bad := bytes.Clone(data)
-		bad[12345] ^= 0xff
-		rawPut(t, g, s.Key(h), bad)
-		if _, _, err := v.Open(ctx, h); !errors.Is(err, layers.ErrDigestMismatch) {
-			t.Errorf("Verifier.Open of a damaged blob: %v", err)
-		}
-		if err := v.Check(ctx, h, nil); !errors.Is(err, layers.ErrDigestMismatch) {
-			t.Errorf("Verifier.Check (the scrub) of a damaged blob: %v", err)
-		}
-		if err := layers.Quarantine(ctx, s, h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Stat(ctx, h); !errors.Is(err, layers.ErrBlobUnknown) {
-			t.Errorf("Stat after Quarantine: %v", err)
-		}
-		q := names(t, g, "damaged/quarantine/")
-		if len(q) != 1 || !strings.HasPrefix(q[0], "damaged/quarantine/"+h.Hex+".") {
-			t.Fatalf("quarantine holds %v", q)
-		}
-		resp, err := http.Get(g.Endpoint() + "/storage/v1/b/" + g.Bucket + "/o/" + url.PathEscape(q[0]) + "?alt=media")
-		if err != nil {
-			t.Fatal(err)
-		}
-		qb, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if !bytes.Equal(qb, bad) {
-			t.Errorf("the quarantined object has %d bytes, not the damaged blob's", len(qb))
-		}
-		// Put replaces a damaged blob.
-		rawPut(t, g, s.Key(h), bad)
-		if _, err := layers.Put(ctx, s, data); err != nil {
-			t.Fatal(err)
-		}
-		if err := v.Check(ctx, h, nil); err != nil {
-			t.Errorf("after Put replaced the damaged blob: %v", err)
-		}
-	})
-
-	t.Run("Records", func(t *testing.T) {
-		ctx := t.Context()
-		s := newStore(t, g, "rec/")
-		k1, k2 := digest([]byte("one")).Hex, digest([]byte("two")).Hex
-		if _, err := s.GetRecord(ctx, k1); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("GetRecord of a missing record: %v", err)
-		}
-		if err := s.PutRecord(ctx, k1, []byte(`{"a":1}`)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.PutRecord(ctx, k2, []byte(`{"b":2}`)); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.PutRecord(ctx, k1, []byte(`{"a":3}`)); err != nil {
-			t.Fatal(err)
-		}
-		if b, err := s.GetRecord(ctx, k1); err != nil || string(b) != `{"a":3}` {
-			t.Errorf("GetRecord = %q, %v", b, err)
-		}
-		rawPut(t, g, "rec/index/junk.json", []byte("{}"))
-		var keys []string
-		if err := s.ListRecords(ctx, func(k string) error { keys = append(keys, k); return nil }); err != nil {
-			t.Fatal(err)
-		}
-		slices.Sort(keys)
-		want := []string{k1, k2}
-		slices.Sort(want)
-		if !slices.Equal(keys, want) {
-			t.Errorf("ListRecords = %v, want %v", keys, want)
-		}
-		if ns := names(t, g, "rec/index/"+k2); !slices.Equal(ns, []string{"rec/index/" + k2 + ".json"}) {
-			t.Errorf("the record is stored as %v", ns)
-		}
-		if err := s.DeleteRecord(ctx, k1); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.DeleteRecord(ctx, k1); err != nil {
-			t.Errorf("DeleteRecord of a missing record: %v", err)
-		}
-		if _, err := s.GetRecord(ctx, k1); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("GetRecord after DeleteRecord: %v", err)
-		}
-		for _, bad := range []string{"", "../x", strings.Repeat("G", 64)} {
-			if err := s.PutRecord(ctx, bad, nil); err == nil {
-				t.Errorf("PutRecord(%q) accepted", bad)
-			}
-		}
-	})
-
-	t.Run("State", func(t *testing.T) {
-		ctx := t.Context()
-		s := newStore(t, g, "st/")
-		if _, _, err := s.GetState(ctx, "lease/gc"); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("GetState of a missing object: %v", err)
-		}
-		start := time.Now()
-		if err := s.PutState(ctx, "lease/gc", []byte("replica-1")); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.PutState(ctx, "lease/other", []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.PutState(ctx, "seen", []byte("y")); err != nil {
-			t.Fatal(err)
-		}
-		b, mod1, err := s.GetState(ctx, "lease/gc")
-		if err != nil || string(b) != "replica-1" {
-			t.Fatalf("GetState = %q, %v", b, err)
-		}
-		if d := mod1.Sub(start); d < -2*time.Second || d > time.Minute {
-			t.Errorf("GetState's time %v is %v from the write", mod1, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-		if err := s.PutState(ctx, "lease/gc", []byte("replica-2")); err != nil {
-			t.Fatal(err)
-		}
-		b, mod2, err := s.GetState(ctx, "lease/gc")
-		if err != nil || string(b) != "replica-2" || !mod2.After(mod1) {
-			t.Errorf("GetState after a second write = %q, %v, %v (first write %v)", b, mod2, err, mod1)
-		}
-		got := map[string]time.Time{}
-		if err := s.ListState(ctx, "lease/", func(name string, mod time.Time) error { got[name] = mod; return nil }); err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != 2 || !got["lease/gc"].Equal(mod2) || got["lease/other"].IsZero() {
-			t.Errorf("ListState(lease/) = %v; want lease/gc at %v and lease/other", got, mod2)
-		}
-		all := 0
-		s.ListState(ctx, "", func(string, time.Time) error { all++; return nil })
-		if all != 3 {
-			t.Errorf("ListState(\"\") saw %d objects, want 3", all)
-		}
-		if ns := names(t, g, "st/state/"); len(ns) != 3 || !slices.Contains(ns, "st/state/lease/gc") {
-			t.Errorf("state objects stored as %v", ns)
-		}
-		if err := s.DeleteState(ctx, "lease/gc"); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.DeleteState(ctx, "lease/gc"); err != nil {
-			t.Errorf("DeleteState of a missing object: %v", err)
-		}
-		if _, _, err := s.GetState(ctx, "lease/gc"); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("GetState after DeleteState: %v", err)
-		}
-		for _, bad := range []string{"", "/abs", "a//b", "../up", "a/./b", "nl\nx", "sp ace", "é", "trailing/", strings.Repeat("x", 600)} {
-			if err := s.PutState(ctx, bad, nil); err == nil {
-				t.Errorf("PutState(%q) accepted", bad)
-			}
-			if _, _, err := s.GetState(ctx, bad); err == nil || errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("GetState(%q): %v, want a bad-name error", bad, err)
-			}
-		}
-	})
-
 	t.Run("SignedURL", func(t *testing.T) {
 		ctx := t.Context()
 		key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -697,11 +399,11 @@ func TestGCSStore(t *testing.T) {
 		})
 		credFile := filepath.Join(t.TempDir(), "sa.json")
 		os.WriteFile(credFile, sa, 0o600)
-		s := newStore(t, g, "url/", func(o *gcsstore.Options) { o.CredentialsFile = credFile })
+		s := newStore(t, g, "signed/", func(o *gcsstore.Options) { o.CredentialsFile = credFile })
 		if !s.CanSign() {
 			t.Fatal("a store with a service account key cannot sign")
 		}
-		data := randomBytes(300_000)
+		data := objstoretest.RandomBytes(300_000)
 		h, err := layers.Put(ctx, s, data)
 		if err != nil {
 			t.Fatal(err)
@@ -714,7 +416,7 @@ func TestGCSStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if u.Host != g.Host || u.Path != "/"+g.Bucket+"/url/blobs/sha256/"+h.Hex {
+		if u.Host != g.Host || u.Path != "/"+g.Bucket+"/signed/blobs/sha256/"+h.Hex {
 			t.Errorf("signed URL %s: want path-style on the emulator", raw)
 		}
 		q := u.Query()
@@ -764,59 +466,6 @@ func TestGCSStore(t *testing.T) {
 			if _, err := s.URL(ctx, h, d); err == nil {
 				t.Errorf("URL valid for %v accepted (GCS allows 1s to 7 days)", d)
 			}
-		}
-		// Without a key, against the emulator: a plain URL that works.
-		plain := newStore(t, g, "url/")
-		pu, err := plain.URL(ctx, h, time.Minute)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err = http.Get(pu)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !bytes.Equal(body, data) {
-			t.Errorf("GET of the emulator URL %s: %s, %d bytes", pu, resp.Status, len(body))
-		}
-	})
-
-	t.Run("SpoolFull", func(t *testing.T) {
-		// A blob larger than one chunk is spooled to local disk: with
-		// the spool's disk full, the write fails with the reason,
-		// nothing reaches the bucket, and the space comes back.
-		ctx := t.Context()
-		dir := t.TempDir()
-		if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", dir).CombinedOutput(); err != nil {
-			t.Fatalf("mount a 6 MiB tmpfs for the spool (the test needs root): %v: %s", err, out)
-		}
-		t.Cleanup(func() { exec.Command("umount", dir).Run() })
-		s := newStore(t, g, "spool/", func(o *gcsstore.Options) { o.SpoolDir = dir })
-		data := randomBytes(10 << 20)
-		bw, _ := s.Create(ctx)
-		var werr error
-		for off := 0; off < len(data) && werr == nil; off += 1 << 20 {
-			_, werr = bw.Write(data[off : off+1<<20])
-			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
-				t.Fatalf("the spool file has a name in %s: %v", dir, ents)
-			}
-		}
-		if werr == nil || !strings.Contains(werr.Error(), "no space left on device") || !strings.Contains(werr.Error(), "spool") {
-			t.Errorf("Write of 10 MiB to a 6 MiB spool: %v, want a spool error saying no space", werr)
-		}
-		if err := bw.Commit(digest(data)); err == nil {
-			t.Error("Commit after a failed write succeeded")
-		}
-		if ns := names(t, g, "spool/"); len(ns) != 0 {
-			t.Errorf("after a failed spool the bucket holds %v", ns)
-		}
-		h, err := layers.Put(ctx, s, data[:4<<20])
-		if err != nil {
-			t.Fatalf("Put of 4 MiB after the failure: %v", err)
-		}
-		if !bytes.Equal(readAll(t, s, h), data[:4<<20]) {
-			t.Error("the 4 MiB blob reads back wrong")
 		}
 	})
 
