@@ -2,8 +2,6 @@ package gcsstore_test
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -12,9 +10,8 @@ import (
 	"sync"
 	"testing"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-
 	"github.com/nixery-go/nixery/internal/testutil"
+	"github.com/nixery-go/nixery/internal/testutil/objstoretest"
 	"github.com/nixery-go/nixery/layers"
 	"github.com/nixery-go/nixery/layers/gcsstore"
 )
@@ -126,9 +123,8 @@ func only(n int, fa fault) func(int) fault {
 func TestGCSChunkRetry(t *testing.T) {
 	g := testutil.StartFakeGCS(t)
 	const chunk = 256 << 10
-	data := make([]byte, 4*chunk+1000) // 5 chunks
-	rand.Read(data)
-	h := v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sha256.Sum256(data))}
+	data := objstoretest.RandomBytes(4*chunk + 1000) // 5 chunks
+	h := objstoretest.Digest(data)
 
 	for _, c := range []struct {
 		name            string
@@ -186,14 +182,8 @@ func TestGCSChunkRetry(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Commit: %v", err)
 				}
-				rc, err := s.Open(ctx, h)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := io.ReadAll(rc)
-				rc.Close()
-				if err != nil || !bytes.Equal(got, data) {
-					t.Errorf("read back %d bytes (%v), equal %v; want the %d written", len(got), err, bytes.Equal(got, data), len(data))
+				if got := testutil.ReadBlob(t, s, h); !bytes.Equal(got, data) {
+					t.Errorf("read back %d bytes, want the %d written", len(got), len(data))
 				}
 				return
 			}
