@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -429,14 +428,7 @@ func TestFaultDiskFull(t *testing.T) {
 	dir := t.TempDir()
 	storage := filepath.Join(dir, "storage")
 	os.MkdirAll(storage, 0o755)
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", storage).CombinedOutput(); err != nil {
-		t.Fatalf("mount a tmpfs (the test needs root): %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", storage).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", storage, err, out)
-		}
-	})
+	testutil.MountTmpfs(t, storage, 64<<20)
 	// Two layers an image (its closure, then the customisation layer):
 	// every image writes its whole closure, so the disk fills in a few.
 	s := startFault(t, bin, dir, "NIXERY_MAX_LAYERS=2")

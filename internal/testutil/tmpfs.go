@@ -13,9 +13,20 @@ import (
 func Tmpfs(t testing.TB, size int) string {
 	t.Helper()
 	dir := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dk", size>>10), "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Fatalf("mount a %d KiB tmpfs (the test needs root): %v: %s", size>>10, err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	MountTmpfs(t, dir, size)
 	return dir
+}
+
+// MountTmpfs is [Tmpfs] on the existing directory dir. A failed unmount at
+// the cleanup fails the test.
+func MountTmpfs(t testing.TB, dir string, size int) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%dk", size>>10), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount a %d KiB tmpfs on %s (the test needs root): %v: %s", size>>10, dir, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
 }
