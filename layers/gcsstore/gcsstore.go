@@ -373,10 +373,8 @@ func (s *Store) do(ctx context.Context, mk func() (*http.Request, error), ok ...
 	var last error
 	for try := 0; try < 3; try++ {
 		if try > 0 {
-			select {
-			case <-time.After(time.Duration(try*try) * 200 * time.Millisecond):
-			case <-ctx.Done():
-				return nil, context.Cause(ctx)
+			if err := pause(ctx, try); err != nil {
+				return nil, err
 			}
 		}
 		req, err := mk()
@@ -401,6 +399,17 @@ func (s *Store) do(ctx context.Context, mk func() (*http.Request, error), ok ...
 		}
 	}
 	return nil, last
+}
+
+// pause waits before the try-th retry of a request (0.2 s, 0.8 s, 1.8 s,
+// ...), or until ctx ends, when it returns ctx's cause.
+func pause(ctx context.Context, try int) error {
+	select {
+	case <-time.After(time.Duration(try*try) * 200 * time.Millisecond):
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 func containsInt(xs []int, x int) bool {
@@ -726,24 +735,18 @@ func (s *Store) chunks(ctx context.Context, session, name string, f io.ReaderAt,
 	stalls, failures := 0, 0
 	query := false // the last request failed: ask where the upload stands
 	for {
-		var req *http.Request
-		var err error
+		n := min(int64(s.chunk), size-off)
+		var body io.Reader = io.NewSectionReader(f, off, n)
+		span := fmt.Sprintf("%d-%d", off, off+n-1)
 		if query {
-			req, err = http.NewRequestWithContext(ctx, "PUT", session, http.NoBody)
-			if err != nil {
-				return err
-			}
-			req.ContentLength = 0
-			req.Header.Set("Content-Range", fmt.Sprintf("bytes */%d", size))
-		} else {
-			n := min(int64(s.chunk), size-off)
-			req, err = http.NewRequestWithContext(ctx, "PUT", session, io.NewSectionReader(f, off, n))
-			if err != nil {
-				return err
-			}
-			req.ContentLength = n
-			req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", off, off+n-1, size))
+			n, body, span = 0, http.NoBody, "*"
 		}
+		req, err := http.NewRequestWithContext(ctx, "PUT", session, body)
+		if err != nil {
+			return err
+		}
+		req.ContentLength = n
+		req.Header.Set("Content-Range", fmt.Sprintf("bytes %s/%d", span, size))
 		resp, err := s.hc.Do(req)
 		if err == nil && retryable(resp.StatusCode) {
 			err = responseError(resp)
@@ -754,10 +757,8 @@ func (s *Store) chunks(ctx context.Context, session, name string, f io.ReaderAt,
 				return fmt.Errorf("upload %s at %d of %d bytes: %w", name, off, size, err)
 			}
 			failures++
-			select {
-			case <-time.After(time.Duration(failures*failures) * 200 * time.Millisecond):
-			case <-ctx.Done():
-				return fmt.Errorf("upload %s at %d of %d bytes: %w", name, off, size, context.Cause(ctx))
+			if err := pause(ctx, failures); err != nil {
+				return fmt.Errorf("upload %s at %d of %d bytes: %w", name, off, size, err)
 			}
 			query = true
 			continue
